@@ -1,0 +1,135 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type staticSource struct {
+	healthErr error
+	svcs      []ServiceStatus
+	flows     []FlowStatus
+}
+
+func (s *staticSource) Healthy() error              { return s.healthErr }
+func (s *staticSource) Services() []ServiceStatus   { return s.svcs }
+func (s *staticSource) Endpoints() []EndpointStatus { return nil }
+func (s *staticSource) Members() []MemberStatus {
+	return []MemberStatus{{Name: "lb-a", Address: "198.18.0.11:7946", State: "alive"}}
+}
+func (s *staticSource) Flows(limit int) []FlowStatus { return s.flows[:min(limit, len(s.flows))] }
+
+func startTest(t *testing.T, src Source) *Client {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "appliance_test_total", Help: "test"})
+	reg.MustRegister(c)
+	c.Add(3)
+	srv, err := Start(src, Config{Listen: "127.0.0.1:0", Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	return &Client{Base: srv.Addr()}
+}
+
+func TestServerRoundTrip(t *testing.T) {
+	created := time.Now().Add(-90 * time.Second)
+	src := &staticSource{
+		svcs: []ServiceStatus{{Namespace: "default", Name: "web", Type: "LoadBalancer", ClusterIPs: []string{"198.19.0.10"},
+			Pending: true, Created: created, Ports: []PortStatus{{Protocol: "TCP", Port: 80, NodePort: 30080, TargetPort: "8080"}}}},
+		flows: []FlowStatus{{Protocol: "TCP"}, {Protocol: "UDP"}, {Protocol: "TCP"}},
+	}
+	c := startTest(t, src)
+	ctx := context.Background()
+
+	var svcs []ServiceStatus
+	if err := c.Get(ctx, "/api/v1/services", &svcs); err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 1 || svcs[0].Name != "web" || svcs[0].Ports[0].NodePort != 30080 || !svcs[0].Pending {
+		t.Fatalf("services round trip: %+v", svcs)
+	}
+	var flows []FlowStatus
+	if err := c.Get(ctx, "/api/v1/flows?limit=2", &flows); err != nil {
+		t.Fatal(err)
+	}
+	if len(flows) != 2 {
+		t.Fatalf("limit=2 gave %d flows", len(flows))
+	}
+	if err := c.Get(ctx, "/api/v1/flows?limit=x", &flows); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("bad limit: want a 400 error, got %v", err)
+	}
+
+	resp, err := http.Get("http://" + strings.TrimPrefix(c.Base, "http://") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(buf.String(), "appliance_test_total 3") {
+		t.Fatalf("metrics missing counter:\n%s", buf.String())
+	}
+
+	var out bytes.Buffer
+	if err := WriteServices(&out, svcs, created.Add(90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NAMESPACE", "web", "LoadBalancer", "198.19.0.10", "<pending>", "80:30080/TCP", "90s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("services table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestHealthzReportsUnhealthy(t *testing.T) {
+	src := &staticSource{healthErr: errors.New("no AF_XDP socket bound")}
+	c := startTest(t, src)
+	resp, err := http.Get("http://" + c.Base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("healthz status %d, want 503", resp.StatusCode)
+	}
+	src.healthErr = nil
+	resp, err = http.Get("http://" + c.Base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz status %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestPortsColumnAndAge(t *testing.T) {
+	now := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name string
+		got  string
+		want string
+	}{
+		{"no ports", PortsColumn(nil), "<none>"},
+		{"cluster ip port", PortsColumn([]PortStatus{{Port: 53, Protocol: "UDP"}}), "53/UDP"},
+		{"node port", PortsColumn([]PortStatus{{Port: 80, NodePort: 30080, Protocol: "TCP"}, {Port: 443, NodePort: 30443, Protocol: "TCP"}}), "80:30080/TCP,443:30443/TCP"},
+		{"seconds", Age(now.Add(-45*time.Second), now), "45s"},
+		{"minutes", Age(now.Add(-10*time.Minute), now), "10m"},
+		{"hours", Age(now.Add(-5*time.Hour), now), "5h"},
+		{"days", Age(now.Add(-72*time.Hour), now), "3d"},
+	}
+	for _, tc := range cases {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)
+		}
+	}
+}
