@@ -1,0 +1,47 @@
+// Command appliance is the AF_XDP Service load balancer daemon: appliance check|run|get|version.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: appliance <command> [flags]
+
+commands:
+  check --config FILE   validate config and manifests, print the allocations, change nothing
+  run --config FILE     run a node (not implemented yet)
+  get services|endpoints|flows|members   query a running node (not implemented yet)
+  version               print the version
+`
+
+func main() {
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// dispatch runs one subcommand and returns the process exit code (0 ok, 1 invalid, 2 usage).
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "run", "get":
+		fmt.Fprintf(stderr, "appliance %s: not implemented yet\n", args[0])
+		return 1
+	case "version", "--version":
+		fmt.Fprintf(stdout, "appliance %s\n", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "appliance: unknown command %q\n%s", args[0], usage)
+	return 2
+}

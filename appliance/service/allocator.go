@@ -1,0 +1,328 @@
+package service
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math/bits"
+	"net/netip"
+
+	"github.com/xdpsvc/lb/appliance/config"
+)
+
+// Allocator hands out ClusterIPs, nodePorts, external IPs and port IDs for one build, in three
+// passes over the Services in namespace/name order: (1) keep what the previous state holds, (2)
+// honour explicit requests, (3) auto-allocate by a hash of namespace/name plus linear probing.
+// Every node with the same manifests and state therefore computes the same result.
+type Allocator struct {
+	cfg       *config.Config
+	prev      *State
+	ips       map[netip.Addr]string
+	lbIPs     map[netip.Addr]string
+	nodePorts map[uint16]string
+	ids       map[PortID]bool
+	nextID    PortID
+	errs      config.ErrorList
+}
+
+func newAllocator(cfg *config.Config, prev *State) *Allocator {
+	if prev == nil {
+		prev = &State{}
+	}
+	return &Allocator{cfg: cfg, prev: prev, ips: map[netip.Addr]string{}, lbIPs: map[netip.Addr]string{},
+		nodePorts: map[uint16]string{}, ids: map[PortID]bool{}, nextID: 1}
+}
+
+func (a *Allocator) fail(p *prepared, fieldPath, format string, args ...any) {
+	o := p.obj
+	line := o.LineOf(fieldPath)
+	if _, ok := o.lines[fieldPath]; !ok && fieldPath == p.clusterIPField {
+		if l, ok := o.lines["spec.clusterIP"]; ok {
+			line = l
+		}
+	}
+	a.errs = append(a.errs, &config.FieldError{File: o.File, Line: line, Field: fieldPath, Message: fmt.Sprintf(format, args...)})
+}
+
+func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
+	out := make([]allocation, len(preps))
+	for i, p := range preps {
+		out[i].nodePorts = make([]uint16, len(p.tmpl.Ports))
+		out[i].ids = make([]PortID, len(p.tmpl.Ports))
+	}
+	npr := a.cfg.Network.NodePortRange
+	// Pass 1: the previous state wins over a fresh hash.
+	for i, p := range preps {
+		prev, ok := a.prev.Services[keys[i]]
+		if !ok {
+			continue
+		}
+		al := &out[i]
+		if p.tmpl.LoadBalanced() && len(prev.ClusterIPs) > 0 {
+			ip := prev.ClusterIPs[0]
+			if (!p.wantClusterIP.IsValid() || p.wantClusterIP == ip) && a.usableClusterIP(ip) && a.ips[ip] == "" {
+				a.ips[ip], al.clusterIP = keys[i], ip
+			}
+		}
+		for j, pt := range p.tmpl.Ports {
+			k := portKey(pt.Port, pt.Protocol)
+			if np, ok := prev.NodePorts[k]; ok && (p.needsNodePorts() || p.wantNodePorts[j] != 0) &&
+				(p.wantNodePorts[j] == 0 || p.wantNodePorts[j] == np) && npr.Contains(int(np)) &&
+				(a.nodePorts[np] == "" || a.nodePorts[np] == keys[i] && !usedSameProto(p, al, np, pt.Protocol)) {
+				a.nodePorts[np], al.nodePorts[j] = keys[i], np
+			}
+			if id, ok := prev.PortIDs[k]; ok && id != 0 && !a.ids[id] {
+				a.ids[id], al.ids[j] = true, id
+			}
+		}
+		if ip := prev.LoadBalancerIP; p.tmpl.Type == TypeLoadBalancer && ip.IsValid() &&
+			(!p.wantLBIP.IsValid() || p.wantLBIP == ip) && a.lbIPs[ip] == "" {
+			if pool := a.poolOf(ip); pool != "" && (p.pool == "" || p.pool == pool) {
+				a.lbIPs[ip], al.lbIP, al.pool = keys[i], ip, pool
+			}
+		}
+	}
+	// Pass 2: explicit requests.
+	for i, p := range preps {
+		al := &out[i]
+		if ip := p.wantClusterIP; ip.IsValid() && al.clusterIP != ip {
+			sc := a.cfg.Network.ServiceCIDR
+			switch {
+			case !sc.Contains(ip):
+				a.fail(p, p.clusterIPField, "Invalid value: %q: failed to allocate IP %s: %s", ip.String(), ip, msgMismatchedNetwork)
+			case !a.usableClusterIP(ip):
+				a.fail(p, p.clusterIPField, "Invalid value: %q: failed to allocate IP %s: the provided IP (%s) is not in the valid range. The range of valid IPs is %s", ip.String(), ip, ip, sc)
+			case a.ips[ip] != "":
+				a.fail(p, p.clusterIPField, "Invalid value: %q: failed to allocate IP %s: %s", ip.String(), ip, msgIPAllocated)
+			default:
+				a.ips[ip], al.clusterIP = keys[i], ip
+			}
+		}
+		for j, pt := range p.tmpl.Ports {
+			np := p.wantNodePorts[j]
+			if np == 0 || al.nodePorts[j] == np {
+				continue
+			}
+			f := fmt.Sprintf("spec.ports[%d].nodePort", j)
+			switch {
+			case !npr.Contains(int(np)):
+				a.fail(p, f, "Invalid value: %d: provided port is not in the valid range. The range of valid ports is %s", np, npr)
+			case a.nodePorts[np] != "" && (a.nodePorts[np] != keys[i] || usedSameProto(p, al, np, pt.Protocol)):
+				a.fail(p, f, "Invalid value: %d: %s", np, msgPortAllocated)
+			default:
+				a.nodePorts[np], al.nodePorts[j] = keys[i], np
+			}
+		}
+		if ip := p.wantLBIP; ip.IsValid() && p.tmpl.Type == TypeLoadBalancer && al.lbIP != ip {
+			pool := a.poolOf(ip)
+			switch {
+			case pool == "":
+				a.fail(p, p.lbField, "Invalid value: %q: not in any loadBalancerPool of %s", ip.String(), a.cfg.File)
+			case p.pool != "" && pool != p.pool:
+				a.fail(p, p.lbField, "Invalid value: %q: not in pool %q named by %s", ip.String(), p.pool, AnnotationAddressPool)
+			case a.lbIPs[ip] != "":
+				a.fail(p, p.lbField, "Invalid value: %q: already assigned to Service %s", ip.String(), a.lbIPs[ip])
+			default:
+				a.lbIPs[ip], al.lbIP, al.pool = keys[i], ip, pool
+			}
+		}
+		if p.pool != "" && p.tmpl.Type == TypeLoadBalancer && !a.hasPool(p.pool) {
+			a.fail(p, "metadata.annotations["+AnnotationAddressPool+"]", "Not found: %q: no such loadBalancerPool in %s", p.pool, a.cfg.File)
+		}
+	}
+	if len(a.errs) > 0 {
+		return nil
+	}
+	// Pass 3: automatic allocation.
+	for i, p := range preps {
+		al := &out[i]
+		k := keys[i]
+		if p.tmpl.LoadBalanced() && !al.clusterIP.IsValid() {
+			ip, ok := a.autoClusterIP(k)
+			if !ok {
+				a.fail(p, "spec.clusterIPs", "Internal error: failed to allocate a serviceIP: range is full")
+			} else {
+				a.ips[ip], al.clusterIP = k, ip
+			}
+		}
+		if p.needsNodePorts() {
+			for j, pt := range p.tmpl.Ports {
+				if al.nodePorts[j] != 0 {
+					continue
+				}
+				// kube-apiserver reuses a nodePort of the same port number with another protocol.
+				for jj, other := range p.tmpl.Ports {
+					if jj != j && other.Port == pt.Port && other.Protocol != pt.Protocol && al.nodePorts[jj] != 0 &&
+						!usedSameProto(p, al, al.nodePorts[jj], pt.Protocol) {
+						al.nodePorts[j] = al.nodePorts[jj]
+					}
+				}
+				if al.nodePorts[j] != 0 {
+					continue
+				}
+				np, ok := a.autoNodePort(fmt.Sprintf("%s/%d/%s", k, pt.Port, pt.Protocol))
+				if !ok {
+					a.fail(p, fmt.Sprintf("spec.ports[%d].nodePort", j), "Internal error: failed to allocate a nodePort: range is full")
+					continue
+				}
+				a.nodePorts[np], al.nodePorts[j] = k, np
+			}
+		}
+		if p.tmpl.Type == TypeLoadBalancer && !al.lbIP.IsValid() && !p.wantLBIP.IsValid() {
+			al.lbIP, al.pool = a.autoLBIP(k, p.pool) // invalid = <pending>
+			if al.lbIP.IsValid() {
+				a.lbIPs[al.lbIP] = k
+			}
+		}
+		for j := range p.tmpl.Ports {
+			if al.ids[j] == 0 {
+				for a.ids[a.nextID] {
+					a.nextID++
+				}
+				al.ids[j] = a.nextID
+				a.ids[a.nextID] = true
+			}
+		}
+	}
+	return out
+}
+
+// usedSameProto reports whether nodePort np is already used by another port of the same
+// protocol in this Service's allocation.
+func usedSameProto(p *prepared, al *allocation, np uint16, proto Protocol) bool {
+	for j, pt := range p.tmpl.Ports {
+		if al.nodePorts[j] == np && pt.Protocol == proto {
+			return true
+		}
+	}
+	return false
+}
+
+func hash64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// usableClusterIP: inside serviceCIDR, not the network address, not the IPv4 broadcast address.
+func (a *Allocator) usableClusterIP(ip netip.Addr) bool {
+	sc := a.cfg.Network.ServiceCIDR
+	if !sc.Contains(ip) || ip == sc.Addr() {
+		return false
+	}
+	if ip.Is4() {
+		size, _ := prefixSize(sc)
+		return ip != addrAdd(sc.Addr(), size-1)
+	}
+	return true
+}
+
+// prefixSize is the number of addresses in p, capped at 2^62 (the bool says whether capped).
+func prefixSize(p netip.Prefix) (uint64, bool) {
+	host := p.Addr().BitLen() - p.Bits()
+	if host >= 62 {
+		return 1 << 62, true
+	}
+	return 1 << host, false
+}
+
+// addrAdd returns a + n.
+func addrAdd(a netip.Addr, n uint64) netip.Addr {
+	b := a.As16()
+	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 | uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 | uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
+	lo, carry := bits.Add64(lo, n, 0)
+	hi += carry
+	for i := 0; i < 8; i++ {
+		b[i] = byte(hi >> (56 - 8*i))
+		b[8+i] = byte(lo >> (56 - 8*i))
+	}
+	r := netip.AddrFrom16(b)
+	if a.Is4() {
+		return r.Unmap()
+	}
+	return r
+}
+
+// maxProbes bounds linear probing in huge (IPv6) ranges.
+const maxProbes = 1 << 20
+
+func (a *Allocator) autoClusterIP(key string) (netip.Addr, bool) {
+	sc := a.cfg.Network.ServiceCIDR
+	size, capped := prefixSize(sc)
+	usable := size - 1 // skip the network address
+	if sc.Addr().Is4() && !capped {
+		usable-- // and the broadcast address
+	}
+	start := hash64(key+"|clusterIP") % usable
+	for i := uint64(0); i < usable && i < maxProbes; i++ {
+		ip := addrAdd(sc.Addr(), 1+(start+i)%usable)
+		if a.ips[ip] == "" {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func (a *Allocator) autoNodePort(key string) (uint16, bool) {
+	r := a.cfg.Network.NodePortRange
+	size := uint64(r.Size())
+	start := hash64(key+"|nodePort") % size
+	for i := uint64(0); i < size; i++ {
+		np := uint16(uint64(r.First) + (start+i)%size)
+		if a.nodePorts[np] == "" {
+			return np, true
+		}
+	}
+	return 0, false
+}
+
+func (a *Allocator) autoLBIP(key, onlyPool string) (netip.Addr, string) {
+	for _, pool := range a.cfg.Network.LoadBalancerPools {
+		if onlyPool != "" && pool.Name != onlyPool {
+			continue
+		}
+		var total uint64
+		sizes := make([]uint64, len(pool.CIDRs))
+		for i, c := range pool.CIDRs {
+			sizes[i], _ = prefixSize(c)
+			if sizes[i] > 1<<32 {
+				sizes[i] = 1 << 32
+			}
+			total += sizes[i]
+		}
+		start := hash64(key+"|lb|"+pool.Name) % total
+		for i := uint64(0); i < total && i < maxProbes; i++ {
+			off := (start + i) % total
+			ci := 0
+			for off >= sizes[ci] {
+				off -= sizes[ci]
+				ci++
+			}
+			ip := addrAdd(pool.CIDRs[ci].Addr(), off)
+			if a.lbIPs[ip] == "" && ip.Is4() == a.cfg.Network.ServiceCIDR.Addr().Is4() {
+				return ip, pool.Name
+			}
+		}
+	}
+	return netip.Addr{}, ""
+}
+
+func (a *Allocator) poolOf(ip netip.Addr) string {
+	for _, pool := range a.cfg.Network.LoadBalancerPools {
+		for _, c := range pool.CIDRs {
+			if c.Contains(ip) {
+				return pool.Name
+			}
+		}
+	}
+	return ""
+}
+
+func (a *Allocator) hasPool(name string) bool {
+	for _, pool := range a.cfg.Network.LoadBalancerPools {
+		if pool.Name == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,20 @@
+// Package service turns an appliance config and Kubernetes manifests (v1 Service,
+// discovery.k8s.io/v1 EndpointSlice, v1 Endpoints, decoded with the upstream API types) into one
+// validated, allocated, immutable Snapshot that the data plane consumes, plus the State of
+// allocations to persist.
+//
+// Allocation follows kube-apiserver: ClusterIPs from serviceCIDR (network and IPv4 broadcast
+// address skipped), nodePorts from nodePortRange (unique across Services; one Service may use one
+// nodePort for TCP and UDP of the same port), external IPs from the LoadBalancer pools (or
+// spec.loadBalancerIP / metallb.universe.tf/loadBalancerIPs when free and in a pool; none free =
+// <pending>). It is deterministic: Services are processed in namespace/name order, previous state
+// first, explicit requests second, then a hash of namespace/name plus linear probing. A value never
+// changes while its Service exists and needs it; a Service that no longer needs a value (type
+// narrowed, deleted) releases it.
+//
+// Invariants: Build is pure (no I/O) and all-or-nothing: any error returns a config.ErrorList with
+// every problem as FILE:LINE: FIELD: MESSAGE and no snapshot. A Snapshot, its Services and a State
+// returned by Build are never modified afterwards and may be read from any goroutine. A Builder
+// (the incremental form) belongs to one goroutine, the reload loop. LoadManifests, LoadState and
+// SaveState do file I/O and are meant for the control goroutine.
+package service

@@ -1,0 +1,87 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// StateVersion is the version of the state file format.
+const StateVersion = 1
+
+// State is the persisted allocation of every Service: what a restart must keep. A State returned by
+// Build is never modified afterwards; Build makes a new one.
+type State struct {
+	// Version is StateVersion.
+	Version int `json:"version"`
+	// Services maps namespace/name to its allocations.
+	Services map[string]ServiceState `json:"services"`
+}
+
+// ServiceState is the allocations of one Service.
+type ServiceState struct {
+	// ClusterIPs are the allocated cluster IPs.
+	ClusterIPs []netip.Addr `json:"clusterIPs,omitempty"`
+	// NodePorts maps "port/PROTO" (e.g. "80/TCP") to the allocated nodePort.
+	NodePorts map[string]uint16 `json:"nodePorts,omitempty"`
+	// LoadBalancerIP is the allocated external IP, if any.
+	LoadBalancerIP netip.Addr `json:"loadBalancerIP,omitzero"`
+	// PortIDs maps "port/PROTO" to the port's stable ID.
+	PortIDs map[string]PortID `json:"portIDs,omitempty"`
+}
+
+func portKey(port uint16, p Protocol) string { return fmt.Sprintf("%d/%s", port, p) }
+
+// LoadState reads a state file; a missing file is an empty state.
+func LoadState(path string) (*State, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{Version: StateVersion, Services: map[string]ServiceState{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load state %s: %w", path, err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("load state %s: %w", path, err)
+	}
+	if st.Version != StateVersion {
+		return nil, fmt.Errorf("load state %s: version %d, want %d", path, st.Version, StateVersion)
+	}
+	if st.Services == nil {
+		st.Services = map[string]ServiceState{}
+	}
+	return &st, nil
+}
+
+// SaveState writes st to path atomically: a temporary file in the same folder, fsync, rename.
+func SaveState(path string, st *State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save state %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("save state %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(append(data, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save state %s: %w", path, err)
+	}
+	return nil
+}
