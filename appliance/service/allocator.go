@@ -64,7 +64,7 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 			}
 		}
 		for j, pt := range p.tmpl.Ports {
-			k := portKey(pt.Port, pt.Protocol)
+			k := p.portKeys[j]
 			if np, ok := prev.NodePorts[k]; ok && (p.needsNodePorts() || p.wantNodePorts[j] != 0) &&
 				(p.wantNodePorts[j] == 0 || p.wantNodePorts[j] == np) && npr.Contains(int(np)) &&
 				(a.nodePorts[np] == "" || a.nodePorts[np] == keys[i] && !usedSameProto(p, al, np, pt.Protocol)) {

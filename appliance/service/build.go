@@ -26,11 +26,13 @@ type Builder struct {
 	cfg    *config.Config
 	family int
 	cache  map[string]*cached
+	valid  map[uint64]bool // content hashes of EndpointSlices/Endpoints that passed validation
 }
 
 type cached struct {
 	prep *prepared
-	svc  *Service // last built, with allocations
+	svc  *Service     // last built, with allocations
+	st   ServiceState // svc's allocations as persisted (immutable, shared between States)
 }
 
 // NewBuilder returns a Builder for cfg (which must not change afterwards).
@@ -39,7 +41,7 @@ func NewBuilder(cfg *config.Config) *Builder {
 	if cfg.Network.ServiceCIDR.Addr().Is6() {
 		fam = 6
 	}
-	return &Builder{cfg: cfg, family: fam, cache: map[string]*cached{}}
+	return &Builder{cfg: cfg, family: fam, cache: map[string]*cached{}, valid: map[uint64]bool{}}
 }
 
 // Build is the incremental form of the package-level Build; the cache is updated only on success.
@@ -53,6 +55,7 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 		sorted[i] = &objs[i]
 	}
 	sortObjects(sorted)
+	newValid := make(map[uint64]bool, len(b.valid))
 	for _, o := range sorted {
 		switch o.Kind {
 		case KindService:
@@ -70,9 +73,14 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 			if o.EndpointSlice == nil {
 				continue
 			}
-			if el := validateSlice(o); len(el) > 0 {
-				errs = append(errs, el...)
-				continue
+			if !b.valid[o.Hash] || o.Hash == 0 {
+				if el := validateSlice(o); len(el) > 0 {
+					errs = append(errs, el...)
+					continue
+				}
+				newValid[o.Hash] = true
+			} else {
+				newValid[o.Hash] = true
 			}
 			name, ok := o.EndpointSlice.Labels[LabelServiceName]
 			f := "metadata.labels[" + LabelServiceName + "]"
@@ -86,10 +94,13 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 			if o.Endpoints == nil {
 				continue
 			}
-			if el := validateEndpoints(o); len(el) > 0 {
-				errs = append(errs, el...)
-				continue
+			if !b.valid[o.Hash] || o.Hash == 0 {
+				if el := validateEndpoints(o); len(el) > 0 {
+					errs = append(errs, el...)
+					continue
+				}
 			}
+			newValid[o.Hash] = true
 			k := o.Name()
 			if first, dup := epsBy[k]; dup {
 				errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf("metadata.name"), Field: "metadata.name",
@@ -133,6 +144,17 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 		errs = append(errs, preps[i].errs...)
 	}
 	if len(errs) > 0 {
+		// Still run the allocator over the valid Services so that every error is reported at once.
+		var okKeys []string
+		var okPreps []*prepared
+		for i, p := range preps {
+			if len(p.errs) == 0 {
+				okKeys, okPreps = append(okKeys, keys[i]), append(okPreps, p)
+			}
+		}
+		a := newAllocator(b.cfg, prev)
+		a.run(okKeys, okPreps)
+		errs = append(errs, a.errs...)
 		errs.Sort()
 		return nil, nil, errs
 	}
@@ -155,12 +177,13 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 		var svc *Service
 		if c := b.cache[k]; c != nil && c.prep == p && sameAlloc(c.svc, al) {
 			svc = c.svc
+			newCache[k] = c
 		} else {
 			svc = assemble(p, al)
+			newCache[k] = &cached{prep: p, svc: svc, st: al.state(svc)}
 		}
-		newCache[k] = &cached{prep: p, svc: svc}
 		snap.Services[i] = svc
-		st.Services[k] = al.state(svc)
+		st.Services[k] = newCache[k].st
 		if !svc.LoadBalanced() {
 			continue
 		}
@@ -179,6 +202,8 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 		}
 	}
 	b.cache = newCache
+	delete(newValid, 0)
+	b.valid = newValid
 	return snap, st, nil
 }
 

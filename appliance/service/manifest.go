@@ -422,6 +422,28 @@ func sortObjects(objs []*Object) {
 		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Name(), b.Name())
+		ans, an := a.meta()
+		bns, bn := b.meta()
+		if c := strings.Compare(ans, bns); c != 0 {
+			return c
+		}
+		return strings.Compare(an, bn)
 	})
+}
+
+// meta returns the defaulted namespace and the name without allocating.
+func (o *Object) meta() (string, string) {
+	var ns, name string
+	switch {
+	case o.Service != nil:
+		ns, name = o.Service.Namespace, o.Service.Name
+	case o.EndpointSlice != nil:
+		ns, name = o.EndpointSlice.Namespace, o.EndpointSlice.Name
+	case o.Endpoints != nil:
+		ns, name = o.Endpoints.Namespace, o.Endpoints.Name
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	return ns, name
 }

@@ -38,6 +38,7 @@ type prepared struct {
 	wantClusterIP  netip.Addr
 	clusterIPField string
 	wantNodePorts  []uint16 // per port, 0 = auto
+	portKeys       []string // per port, "80/TCP": the State's key
 	wantLBIP       netip.Addr
 	lbField        string
 	pool           string
@@ -224,6 +225,7 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int) *pre
 			}
 		}
 		p.wantNodePorts = append(p.wantNodePorts, want)
+		p.portKeys = append(p.portKeys, portKey(port.Port, port.Protocol))
 		t.Ports = append(t.Ports, port)
 	}
 	// LoadBalancer

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string
+		wantErr  []string
+	}{
+		{name: "lab config is valid and prints a kubectl-style table", args: []string{"check", "--config", "../configs/lab-node-a.yaml"},
+			wantOut: []string{"NAMESPACE   NAME", "CLUSTER-IP", "PORT(S)", "80:30080/TCP", "LoadBalancer", "198.19.1.", "None", "note: default/web-headless: headless"}},
+		{name: "broken manifests exit 1 with every error", args: []string{"check", "--config", "../configs/testdata/lab-broken.yaml"}, wantCode: 1,
+			wantErr: []string{"misc.yaml:2: kind: Unsupported value", "broken-yaml.yaml:3:", "error(s)"}},
+		{name: "missing config", args: []string{"check", "--config", "/nonexistent/lb.yaml"}, wantCode: 1, wantErr: []string{"load config /nonexistent/lb.yaml"}},
+		{name: "check without --config is a usage error", args: []string{"check"}, wantCode: 2},
+		{name: "run is not implemented yet", args: []string{"run"}, wantCode: 1, wantErr: []string{"not implemented yet"}},
+		{name: "version", args: []string{"version"}, wantOut: []string{"appliance dev"}},
+		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := dispatch(tt.args, &out, &errb); code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, &out, &errb)
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, &out)
+				}
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, &errb)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	svc, _ := os.ReadFile("../configs/services.yaml")
+	cfg, _ := os.ReadFile("../configs/lab-node-a.yaml")
+	os.WriteFile(filepath.Join(dir, "services.yaml"), svc, 0o644)
+	os.WriteFile(filepath.Join(dir, "lb.yaml"), cfg, 0o644)
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"check", "--config", filepath.Join(dir, "lb.yaml")}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, &errb)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("check wrote files: %v", entries)
+	}
+}
