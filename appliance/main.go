@@ -15,7 +15,7 @@ const usage = `usage: appliance <command> [flags]
 commands:
   check --config FILE   validate config and manifests, print the allocations, change nothing
   run --config FILE     run a node (not implemented yet)
-  get services|endpoints|flows|members   query a running node (not implemented yet)
+  get services|endpoints|flows|members [--admin URL] [-o table|json]   query a running node
   version               print the version
 `
 
@@ -32,7 +32,9 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
-	case "run", "get":
+	case "get":
+		return cmdGet(args[1:], stdout, stderr)
+	case "run":
 		fmt.Fprintf(stderr, "appliance %s: not implemented yet\n", args[0])
 		return 1
 	case "version", "--version":

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/appliance/config"
+)
+
+// cmdGet queries a running node's admin API: appliance get services|endpoints|flows|members
+// [--admin URL | --config FILE] [-o table|json].
+func cmdGet(args []string, stdout, stderr io.Writer) int {
+	const use = "usage: appliance get services|endpoints|flows|members [--admin URL | --config FILE] [-o table|json]"
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, use)
+		return 2
+	}
+	what := args[0]
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	adminURL := fs.String("admin", "", "admin API address (default: the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
+	cfgPath := fs.String("config", "", "read the admin address from this appliance config")
+	output := fs.String("o", "table", "output format: table or json")
+	limit := fs.Int("limit", 1000, "flows: at most this many")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 || (*output != "table" && *output != "json") {
+		fmt.Fprintln(stderr, use)
+		return 2
+	}
+	base := *adminURL
+	if base == "" && *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			printErrors(stderr, err)
+			return 1
+		}
+		base = cfg.Admin.Listen
+	}
+	if base == "" {
+		base = config.DefaultConfig().Admin.Listen
+	}
+	c := &admin.Client{Base: base}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var (
+		v     any
+		table func() error
+	)
+	switch what {
+	case "services", "service", "svc":
+		var s []admin.ServiceStatus
+		v, table = &s, func() error { return admin.WriteServices(stdout, s, time.Now()) }
+		what = "services"
+	case "endpoints", "ep":
+		var s []admin.EndpointStatus
+		v, table = &s, func() error { return admin.WriteEndpoints(stdout, s) }
+		what = "endpoints"
+	case "flows":
+		var s []admin.FlowStatus
+		v, table = &s, func() error { return admin.WriteFlows(stdout, s) }
+		what = fmt.Sprintf("flows?limit=%d", *limit)
+	case "members":
+		var s []admin.MemberStatus
+		v, table = &s, func() error { return admin.WriteMembers(stdout, s) }
+	default:
+		fmt.Fprintf(stderr, "appliance get: unknown resource %q\n%s\n", what, use)
+		return 2
+	}
+	if err := c.Get(ctx, "/api/v1/"+what, v); err != nil {
+		fmt.Fprintf(stderr, "appliance get: %v\n", err)
+		return 1
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return 1
+		}
+		return 0
+	}
+	if err := table(); err != nil {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/appliance/config"
+	"github.com/xdpsvc/lb/appliance/service"
+)
+
+// snapshotSource serves a built snapshot through the admin API, as the daemon does before traffic.
+type snapshotSource struct{ snap *service.Snapshot }
+
+func (s snapshotSource) Healthy() error                  { return nil }
+func (s snapshotSource) Services() []admin.ServiceStatus { return admin.ServicesFromSnapshot(s.snap) }
+func (s snapshotSource) Endpoints() []admin.EndpointStatus {
+	return admin.EndpointsFromSnapshot(s.snap)
+}
+func (s snapshotSource) Flows(int) []admin.FlowStatus  { return nil }
+func (s snapshotSource) Members() []admin.MemberStatus { return nil }
+
+func TestGetServicesFromAdminAPI(t *testing.T) {
+	cfg, err := config.Load("../configs/lab-node-a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := service.LoadManifests(cfg.Services.Manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := service.Build(objs, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := admin.Start(snapshotSource{snap}, admin.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"services table", []string{"get", "services", "--admin", srv.Addr()}, []string{"NAMESPACE", "web", "LoadBalancer", "80:30080/TCP"}},
+		{"services json", []string{"get", "svc", "--admin", srv.Addr(), "-o", "json"}, []string{`"name": "web-nodeport"`, `"nodePort": 30080`}},
+		{"endpoints table", []string{"get", "endpoints", "--admin", srv.Addr()}, []string{"ENDPOINT", "198.18.1.21"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := dispatch(tc.args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"get", "pods", "--admin", srv.Addr()}, &out, &errb); code != 2 {
+		t.Errorf("unknown resource: exit %d, want 2", code)
+	}
+}
