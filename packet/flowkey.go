@@ -43,3 +43,9 @@ func (k FlowKey) Reverse() FlowKey {
 		Proto: k.Proto, Family: k.Family,
 	}
 }
+
+// SrcAddr4 returns the IPv4 source address (meaningful when Family is FamilyIPv4).
+func (k *FlowKey) SrcAddr4() (a [4]byte) { copy(a[:], k.SrcAddr[:4]); return a }
+
+// DstAddr4 returns the IPv4 destination address (meaningful when Family is FamilyIPv4).
+func (k *FlowKey) DstAddr4() (a [4]byte) { copy(a[:], k.DstAddr[:4]); return a }
