@@ -1,0 +1,13 @@
+// Command bench is the appliance's lab and benchmarking tool (`go run ./bench --help`).
+//
+// Subcommands: `lab up` builds the namespace lab of DESIGN.md section 6 (package bench/lab) as a persistent
+// lab, starts `bench backend` in every backend namespace as a detached process and records namespaces and
+// PIDs in /run/xdpsvc-lab/<prefix>.json; `lab down --prefix P | --all` stops exactly those PIDs and deletes
+// exactly those namespaces; `lab list` and `lab sweep` show and clean up recorded labs; `backend` runs the
+// servers of package bench/backend in the current namespace until SIGINT/SIGTERM. pktgen, compare and
+// failover are planned.
+//
+// Invariants: main stays thin (flag parsing and printing; the work is in bench/lab and bench/backend);
+// progress and errors go to stderr, tables to stdout; exit 0 on success, 1 on failure, 2 on bad usage.
+// Single goroutine except inside the servers.
+package main

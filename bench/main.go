@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `bench: the appliance's lab and benchmarking tool (DESIGN.md section 6).
+
+Usage:
+  bench lab up [--nodes N] [--backends M] [--clients K] [--cluster-clients C] [--queues Q] [--gateway-node I] [--prefix P] [--no-backends]
+        build the namespace lab, start a backend server in every backend namespace, write the state file
+        /run/xdpsvc-lab/<prefix>.json and print the namespaces and addresses
+  bench lab down (--prefix P | --all)
+        stop the lab's processes by PID and delete its namespaces and state file
+  bench lab list
+        print the labs recorded in /run/xdpsvc-lab
+  bench lab sweep
+        remove labs of crashed test runs (owner process dead); persistent labs are kept
+  bench backend --name NAME [--http ADDR] [--udp ADDR] [--tcp-echo ADDR] [--idle-timeout D] [--max-conns N]
+        run the backend servers in the current namespace until SIGINT/SIGTERM
+
+Planned (not yet available):
+  bench pktgen     AF_XDP/AF_PACKET packet generator, bounded in packets and time
+  bench compare    side-by-side appliance vs. kernel nftables (kube-proxy) forwarding
+  bench failover   kill the VIP owner and measure the time until traffic flows again
+
+Progress and errors go to stderr; tables to stdout. Run as root.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a subcommand and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "lab":
+		return labCommand(args[1:], stdout, stderr)
+	case "backend":
+		return backendCommand(args[1:], stderr)
+	case "pktgen", "compare", "failover":
+		fmt.Fprintf(stderr, "bench %s: planned, not implemented yet\n", args[0])
+		return 2
+	default:
+		fmt.Fprintf(stderr, "bench: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
