@@ -89,9 +89,9 @@ type Headers struct {
 	// travels in, so that one conntrack lookup finds the flow the error belongs to (Proto is
 	// then the quoted packet's protocol, and L4Proto says the frame is ICMP). Zero for ARP.
 	Key FlowKey
-	// Inner is set for ICMP and ICMPv6 errors.
+	// Inner is set for ICMP and ICMPv6 errors; its other fields mean nothing unless Inner.Valid.
 	Inner Inner
-	// ARP is set when EtherType is EtherTypeARP.
+	// ARP is set when EtherType is EtherTypeARP (else it holds a previous frame's values).
 	ARP ARP
 
 	EtherType uint16 // EtherType after any VLAN tag
@@ -118,7 +118,13 @@ func (h *Headers) IsICMPError() bool { return h.Inner.Valid }
 // the TTL (frames for the appliance itself are fine with TTL 1): forwarding rewrites report
 // TTLExpired.
 func Parse(frame []byte, h *Headers) DropReason {
-	*h = Headers{}
+	// Reset field by field rather than *h = Headers{}: ARP and the Inner offsets and key are
+	// only meaningful when EtherType is ARP or Inner.Valid is set, and are written then.
+	h.Key = FlowKey{}
+	h.Inner.Valid = false
+	h.EtherType, h.VLANTCI, h.HasVLAN = 0, 0, false
+	h.L4Proto, h.TTL, h.TCPFlags, h.ICMPType, h.ICMPCode = 0, 0, 0, 0, 0
+	h.L3Off, h.L4Off, h.PayloadOff, h.L3End = 0, 0, 0, 0
 	if len(frame) > MaxFrameLen {
 		return Oversized
 	}
@@ -351,6 +357,7 @@ func parseICMP(frame []byte, l4, end int, h *Headers, echoReq, echoRep uint8) Dr
 	if !isICMPError(h.Key.Family, t) {
 		return UnsupportedICMPType
 	}
+	h.Inner = Inner{}
 	var r DropReason
 	if h.Key.Family == FamilyIPv4 {
 		r = parseInner4(frame, l4+8, end, &h.Inner)
