@@ -37,6 +37,11 @@ func labCommand(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	var usageErr usageError
+	if errors.As(err, &usageErr) {
+		fmt.Fprintf(stderr, "bench lab %s: %v\n", args[0], err)
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "bench lab %s: %v\n", args[0], err)
 		return 1
@@ -57,12 +62,21 @@ func labUp(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&spec.GatewayNode, "gateway-node", spec.GatewayNode, "node whose cluster address routes the service CIDR")
 	noBackends := fs.Bool("no-backends", false, "do not start backend servers")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageErrorOf(err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	spec.Persistent = true
+	if res, err := lab.Sweep(""); err != nil {
+		fmt.Fprintf(stderr, "sweeping stale labs: %v\n", err)
+	} else {
+		for _, r := range res {
+			if r.Removed {
+				fmt.Fprintf(stderr, "removed stale lab %s (%s)\n", r.Prefix, r.Reason)
+			}
+		}
+	}
 	spec.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -108,12 +122,12 @@ func labDown(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench lab down", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	prefix := fs.String("prefix", "", "the lab to remove")
-	all := fs.Bool("all", false, "remove every lab recorded in "+lab.DefaultStateDir)
+	all := fs.Bool("all", false, "remove every lab recorded in "+lab.DefaultStateDir+" except those whose owner process still runs")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageErrorOf(err)
 	}
 	if (*prefix == "") == !*all || fs.NArg() > 0 {
-		return errors.New("want exactly one of --prefix P or --all")
+		return usageError{errors.New("want exactly one of --prefix P or --all")}
 	}
 	var states []lab.State
 	if *all {
@@ -135,6 +149,11 @@ func labDown(args []string, stderr io.Writer) error {
 	var errs []error
 	for _, st := range states {
 		if st.OwnerPID != 0 && st.OwnerAlive() {
+			if *all {
+				// Another running program (a test) owns it and removes it itself.
+				fmt.Fprintf(stderr, "lab %s: kept, its owner PID %d still runs (use --prefix to force)\n", st.Prefix, st.OwnerPID)
+				continue
+			}
 			fmt.Fprintf(stderr, "lab %s: its owner PID %d still runs; removing it anyway\n", st.Prefix, st.OwnerPID)
 		}
 		fmt.Fprintf(stderr, "lab %s: stopping %d processes, deleting %d namespaces\n", st.Prefix, len(st.Processes), len(st.Namespaces))
@@ -182,4 +201,14 @@ func labSweep(stderr io.Writer) error {
 		fmt.Fprintf(stderr, "lab %s: %s (%s)\n", r.Prefix, verb, r.Reason)
 	}
 	return err
+}
+
+// usageError is a bad command line (exit code 2).
+type usageError struct{ error }
+
+func usageErrorOf(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err}
 }

@@ -14,6 +14,7 @@ Usage:
         /run/xdpsvc-lab/<prefix>.json and print the namespaces and addresses
   bench lab down (--prefix P | --all)
         stop the lab's processes by PID and delete its namespaces and state file
+        (--all skips labs whose owner process, e.g. a running test, is alive)
   bench lab list
         print the labs recorded in /run/xdpsvc-lab
   bench lab sweep

@@ -546,3 +546,27 @@ func TestSweep(t *testing.T) {
 		}
 	}
 }
+
+func TestQueues(t *testing.T) {
+	l := New(t, Spec{Nodes: 1, Clients: 1, Queues: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name, want string
+		ns         *NS
+		iface      string
+	}{
+		{"node external", "numtxqueues 4 numrxqueues 4", l.Nodes[0], NodeExternalIface},
+		{"node cluster", "numtxqueues 4 numrxqueues 4", l.Nodes[0], NodeClusterIface},
+		{"switch end of node", "numtxqueues 4 numrxqueues 4", l.Switch, l.Nodes[0].External().SwitchPort},
+		{"client stays single-queue", "numtxqueues 1 numrxqueues 1", l.Clients[0], HostIface},
+	} {
+		out, err := tc.ns.Run(ctx, "ip", "-d", "link", "show", tc.iface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("%s: %s lacks %q", tc.name, out, tc.want)
+		}
+	}
+}
