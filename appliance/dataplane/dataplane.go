@@ -1,0 +1,168 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpsvc/lb/appliance/maglev"
+	"github.com/xdpsvc/lb/appliance/service"
+	"github.com/xdpsvc/lb/conntrack"
+)
+
+// Config configures a DataPlane.
+type Config struct {
+	// Ports are the interfaces, in the order FrameIO slices given to AddWorker follow.
+	Ports []Port
+	// ClusterCIDRs are the sources that may reach ClusterIPs.
+	ClusterCIDRs []netip.Prefix
+	// Conntrack sizes the flow table and sets its timeouts.
+	Conntrack conntrack.Config
+	// MaxServicePorts bounds the Service port IDs that get their own counters.
+	MaxServicePorts int
+	// ExpireBudget is how many conntrack entries each worker examines for expiry per batch.
+	ExpireBudget int
+	// Maglev sizes the per-Service-port backend tables.
+	Maglev maglev.Config
+	// Route finds the port and next hop of a backend on no port's prefix; nil: none.
+	Route RouteFunc
+	// Neighbors resolves MACs the data plane has not learned; nil: learned ones only.
+	Neighbors NeighborSource
+	// HoldsVIP tells whether this node announces a LoadBalancer address; nil: all of them
+	// (a single node).
+	HoldsVIP func(netip.Addr) bool
+	// Logger receives control-path messages (never per packet); nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a data plane with conntrack's defaults and no ports.
+func DefaultConfig() Config {
+	return Config{Conntrack: conntrack.DefaultConfig(), Maglev: maglev.DefaultConfig(), MaxServicePorts: 1 << 16, ExpireBudget: 64}
+}
+
+// DataPlane holds the shared state of all workers: the flow table, the current plan and the
+// neighbour table.
+type DataPlane struct {
+	cfg   Config
+	ports []Port
+	ct    *conntrack.Table
+	plan  atomic.Pointer[Plan]
+	l2    *l2Table
+	log   *slog.Logger
+
+	mu      sync.Mutex // guards reg and workers (control path)
+	reg     endpointRegistry
+	workers []*Worker
+}
+
+// New creates a data plane with an empty plan.
+func New(cfg Config) (*DataPlane, error) {
+	if len(cfg.Ports) == 0 {
+		return nil, errors.New("data plane: no ports")
+	}
+	if len(cfg.Ports) > 1<<16 {
+		return nil, errors.New("data plane: too many ports")
+	}
+	if cfg.Maglev.TableSize == 0 {
+		cfg.Maglev = maglev.DefaultConfig()
+	}
+	if err := cfg.Maglev.Validate(); err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
+	}
+	if cfg.MaxServicePorts <= 0 {
+		cfg.MaxServicePorts = DefaultConfig().MaxServicePorts
+	}
+	if cfg.ExpireBudget <= 0 {
+		cfg.ExpireBudget = DefaultConfig().ExpireBudget
+	}
+	if cfg.HoldsVIP == nil {
+		cfg.HoldsVIP = func(netip.Addr) bool { return true }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ct, err := conntrack.New(cfg.Conntrack)
+	if err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
+	}
+	dp := &DataPlane{cfg: cfg, ports: cfg.Ports, ct: ct, l2: newL2Table(cfg.Neighbors), log: cfg.Logger}
+	empty, err := compile(&service.Snapshot{}, dp.planInput())
+	if err != nil {
+		return nil, err
+	}
+	dp.plan.Store(empty)
+	return dp, nil
+}
+
+func (dp *DataPlane) planInput() planInput {
+	return planInput{
+		ports: dp.ports, clusterCIDRs: dp.cfg.ClusterCIDRs, heldVIPs: dp.cfg.HoldsVIP,
+		maglev: dp.cfg.Maglev, route: dp.cfg.Route, reg: &dp.reg,
+	}
+}
+
+// Apply compiles snap into a plan and swaps it in; workers pick it up at their next batch. On
+// error the previous plan keeps serving.
+func (dp *DataPlane) Apply(snap *service.Snapshot) (*Plan, error) {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	p, err := compile(snap, dp.planInput())
+	if err != nil {
+		return nil, fmt.Errorf("apply snapshot: %w", err)
+	}
+	dp.plan.Store(p)
+	return p, nil
+}
+
+// Plan returns the plan in force.
+func (dp *DataPlane) Plan() *Plan { return dp.plan.Load() }
+
+// Conntrack returns the shared flow table.
+func (dp *DataPlane) Conntrack() *conntrack.Table { return dp.ct }
+
+// Ports returns the ports in index order.
+func (dp *DataPlane) Ports() []Port { return dp.ports }
+
+// AddWorker creates the worker of one queue index; io has one FrameIO per port, in port order.
+func (dp *DataPlane) AddWorker(queue int, io []FrameIO) (*Worker, error) {
+	if len(io) != len(dp.ports) {
+		return nil, fmt.Errorf("worker %d: %d FrameIOs for %d ports", queue, len(io), len(dp.ports))
+	}
+	w := newWorker(dp, queue, io)
+	dp.mu.Lock()
+	dp.workers = append(dp.workers, w)
+	dp.mu.Unlock()
+	return w, nil
+}
+
+// Learn records a next hop's MAC (for example from the kernel's neighbour table).
+func (dp *DataPlane) Learn(ip netip.Addr, mac [6]byte) {
+	if ip.Is4() {
+		a := ip.As4()
+		dp.l2.learn(uint32(a[0])<<24|uint32(a[1])<<16|uint32(a[2])<<8|uint32(a[3]), mac)
+	}
+}
+
+// InvalidateNeighbors makes every worker re-read MACs from the neighbour table.
+func (dp *DataPlane) InvalidateNeighbors() { dp.l2.invalidate() }
+
+// Run polls w until ctx ends. wait blocks until any of the worker's queues may have frames or
+// its timeout passes; it is called only when a whole pass found nothing.
+func (w *Worker) Run(ctx context.Context, wait func(timeout time.Duration)) {
+	idle := 0
+	for ctx.Err() == nil {
+		if w.Poll(time.Now().UnixNano()) > 0 {
+			idle = 0
+			continue
+		}
+		// Spin briefly before sleeping in poll(2): a busy queue refills within microseconds.
+		if idle++; idle > 16 {
+			wait(100 * time.Millisecond)
+		}
+	}
+}

@@ -1,0 +1,34 @@
+// Package dataplane is the appliance's per-packet pipeline: it takes frames from AF_XDP queues
+// (through the FrameIO interface, so tests run it on in-memory frames), parses them with
+// packet, looks them up in conntrack, picks a backend for a new flow with Maglev over the
+// current Plan, rewrites addresses, ports, TTL, checksums and MACs in place, and hands them to
+// the egress port's transmit batch.
+//
+// # Goroutines
+//
+// One Worker per queue index owns that queue's FrameIO on every port (interface): only it
+// receives, transmits and releases frames there, so no ring is shared. Workers share the
+// conntrack.Table (lock-free on hits; see conntrack's doc.go: a flow's reply may arrive on
+// another queue than its original direction) and read the current *Plan through an
+// atomic.Pointer once per batch. The control goroutine (DataPlane.Apply) compiles a new Plan
+// from a service.Snapshot and swaps it in; it never touches a frame.
+//
+// # Invariants of the hot path
+//
+// Per frame: no allocation, no lock, no interface call, no defer, no time.Now, no log line.
+// Time is read once per batch by the caller of Worker.Poll. Counters are per worker, written
+// only by it with atomic stores (readers load them atomically), and summed on scrape. Map
+// lookups happen only for a flow's first packet (frontend index) and on a neighbour-cache miss;
+// a conntrack hit touches the flow entry, the plan's endpoint-liveness bitset and the worker's
+// direct-mapped neighbour cache only.
+//
+// # Translation (externalTrafficPolicy: Cluster)
+//
+// client → frontend becomes SNAT(egress port address):port → backend:targetPort; the reply
+// backend → SNAT:port becomes frontend → client. With externalTrafficPolicy: Local the client's
+// address is kept and the backend must route its reply through this node. ClusterIP frontends
+// answer only sources inside network.clusterCIDRs; LoadBalancer VIPs enforce
+// loadBalancerSourceRanges; a Service port without usable endpoints answers TCP with a RST and
+// UDP with ICMP port unreachable. Only IPv4 is forwarded today: IPv6 frames are parsed and dropped
+// with a counted reason (the Service model is single-stack IPv4).
+package dataplane

@@ -1,0 +1,441 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/xdpsvc/lb/appliance/maglev"
+	"github.com/xdpsvc/lb/conntrack"
+	"github.com/xdpsvc/lb/packet"
+)
+
+// BatchSize is the most frames a worker takes from one queue per Poll.
+const BatchSize = 64
+
+// counter is a per-worker counter: written only by its worker (load+store, no locked
+// instruction), read by anyone with Load.
+type counter struct{ atomic.Uint64 }
+
+func (c *counter) inc()         { c.Store(c.Load() + 1) }
+func (c *counter) add(n uint64) { c.Store(c.Load() + n) }
+
+// portCounters are one Service port's counters in one worker.
+type portCounters struct {
+	packets, bytes, newFlows counter
+}
+
+// workerCounters are everything one worker counts.
+type workerCounters struct {
+	rx, tx, txCopies, batches counter
+	drops                     [NumReasons]counter
+	arpReplies, echoReplies   counter
+	resets, unreachables      counter
+	newFlows, icmpTranslated  counter
+	// ports is indexed by service.PortID (bounded by Config.MaxServicePorts).
+	ports []portCounters
+}
+
+type action uint8
+
+const (
+	actDrop action = iota
+	actTx
+)
+
+// Worker runs the pipeline for one queue index on every port.
+type Worker struct {
+	dp    *DataPlane
+	queue int
+	io    []FrameIO
+
+	rx     []Frame
+	txSame [][]Frame  // per port: frames received there that leave there
+	txCopy [][][]byte // per egress port: frames from other ports to copy out
+	rel    [][]Frame  // per port: frames to hand back (dropped, or copied out)
+
+	h       packet.Headers
+	out     packet.FlowKey
+	nf      conntrack.NewFlow
+	cache   neighCache
+	c       *workerCounters
+	scratch [2048]byte // answers built from a frame before they replace it
+}
+
+func newWorker(dp *DataPlane, queue int, io []FrameIO) *Worker {
+	n := len(io)
+	w := &Worker{
+		dp: dp, queue: queue, io: io,
+		rx:     make([]Frame, BatchSize),
+		txSame: make([][]Frame, n),
+		txCopy: make([][][]byte, n),
+		rel:    make([][]Frame, n),
+		c:      &workerCounters{ports: make([]portCounters, dp.cfg.MaxServicePorts)},
+	}
+	for i := range n {
+		w.txSame[i] = make([]Frame, 0, BatchSize)
+		w.txCopy[i] = make([][]byte, 0, BatchSize*n)
+		w.rel[i] = make([]Frame, 0, BatchSize)
+	}
+	return w
+}
+
+// Poll takes one batch from every port's queue, processes it and transmits the results. now is
+// the batch's time in nanoseconds (one clock read per batch, by the caller). It returns how many
+// frames it received.
+func (w *Worker) Poll(now int64) int {
+	plan := w.dp.plan.Load()
+	gen := w.dp.l2.gen.Load()
+	total := 0
+	for p, io := range w.io {
+		n := io.Receive(w.rx)
+		if n == 0 {
+			continue
+		}
+		total += n
+		w.c.rx.add(uint64(n))
+		for i := range n {
+			f := w.rx[i]
+			act, out, length := w.process(plan, p, f.Data, now, gen)
+			if act == actDrop {
+				w.rel[p] = append(w.rel[p], f)
+				continue
+			}
+			f.Data = f.Data[:length]
+			if out == p {
+				w.txSame[p] = append(w.txSame[p], f)
+			} else {
+				w.txCopy[out] = append(w.txCopy[out], f.Data)
+				w.rel[p] = append(w.rel[p], f)
+			}
+		}
+		if len(w.txSame[p]) > 0 {
+			sent := io.Transmit(w.txSame[p])
+			w.c.tx.add(uint64(sent))
+			w.c.drops[ReasonTXFull].add(uint64(len(w.txSame[p]) - sent))
+			w.txSame[p] = w.txSame[p][:0]
+		}
+		for q := range w.txCopy {
+			if len(w.txCopy[q]) == 0 {
+				continue
+			}
+			sent := w.io[q].TransmitCopies(w.txCopy[q])
+			w.c.txCopies.add(uint64(sent))
+			w.c.tx.add(uint64(sent))
+			w.c.drops[ReasonTXFull].add(uint64(len(w.txCopy[q]) - sent))
+			clear(w.txCopy[q])
+			w.txCopy[q] = w.txCopy[q][:0]
+		}
+		if len(w.rel[p]) > 0 {
+			io.Release(w.rel[p])
+			w.rel[p] = w.rel[p][:0]
+		}
+	}
+	if total > 0 {
+		w.c.batches.inc()
+	}
+	w.dp.ct.Expire(now, w.dp.cfg.ExpireBudget)
+	return total
+}
+
+func (w *Worker) drop(r Reason) (action, int, int) {
+	w.c.drops[r].inc()
+	return actDrop, 0, 0
+}
+
+func (w *Worker) countPort(id uint32, bytes int) {
+	if int(id) < len(w.c.ports) {
+		pc := &w.c.ports[id]
+		pc.packets.inc()
+		pc.bytes.add(uint64(bytes))
+	}
+}
+
+// process runs the pipeline on one frame received on port in. It returns what to do with the
+// frame, the egress port and the frame's new length.
+func (w *Worker) process(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
+	h := &w.h
+	if r := packet.Parse(fr, h); r != packet.OK {
+		return w.drop(Reason(r))
+	}
+	switch h.EtherType {
+	case packet.EtherTypeARP:
+		return w.arp(plan, in, fr)
+	case packet.EtherTypeIPv6:
+		return w.drop(ReasonIPv6)
+	}
+	if h.Inner.Valid {
+		return w.icmpError(plan, in, fr, now, gen)
+	}
+	if h.L4Proto == packet.ProtoICMP {
+		return w.icmp(plan, in, fr)
+	}
+	hd, ok := w.dp.ct.Lookup(&h.Key, now)
+	if !ok {
+		return w.newFlow(plan, in, fr, now, gen)
+	}
+	meta, ok := w.dp.ct.Meta(hd)
+	if !ok {
+		return w.newFlow(plan, in, fr, now, gen)
+	}
+	if hd.Dir() == conntrack.DirOriginal && !plan.isAlive(meta.BackendID) {
+		// The endpoint was removed by a reload: TCP ends with a RST to the client, UDP is
+		// re-balanced at once.
+		w.dp.ct.Delete(hd)
+		if h.L4Proto == packet.ProtoTCP {
+			w.c.drops[ReasonBackendGone].inc()
+			return w.reject(plan, in, fr)
+		}
+		return w.newFlow(plan, in, fr, now, gen)
+	}
+	return w.forward(plan, in, fr, hd, meta, now, gen)
+}
+
+// forward translates a frame of a known flow and picks its egress port and MACs.
+func (w *Worker) forward(plan *Plan, in int, fr []byte, hd conntrack.Handle, meta conntrack.FlowMeta, now int64, gen uint32) (action, int, int) {
+	h := &w.h
+	if !w.dp.ct.Translate(hd, &w.out) {
+		return w.drop(ReasonNoFrontend)
+	}
+	w.dp.ct.Update(hd, h.TCPFlags, now)
+	out := int(meta.EgressIfindex)
+	if hd.Dir() == conntrack.DirReply {
+		out = int(meta.IngressIfindex)
+	}
+	if out >= len(w.io) {
+		return w.drop(ReasonNoFrontend)
+	}
+	dst := w.out.DstAddr4()
+	mac, ok := w.cache.get(w.dp.l2, binary.BigEndian.Uint32(dst[:]), gen)
+	if !ok {
+		w.dp.l2.probe(binary.BigEndian.Uint32(dst[:]))
+		return w.drop(ReasonNoNeighbour)
+	}
+	if r := packet.NAT4(fr, h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
+		return w.drop(Reason(r))
+	}
+	packet.SetMACs(fr, w.dp.ports[out].MAC, mac)
+	w.countPort(meta.ServiceID, len(fr))
+	return actTx, out, len(fr)
+}
+
+// newFlow handles the first packet of a flow: frontend lookup, policy, backend choice, insert.
+func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
+	h := &w.h
+	k := &h.Key
+	fe, ok := plan.front[frontKey{addr: k.DstAddr4(), port: k.DstPort, proto: k.Proto}]
+	if !ok {
+		return w.drop(ReasonNoFrontend)
+	}
+	sp := &plan.ports[fe.sp]
+	src := k.SrcAddr4()
+	switch fe.kind {
+	case kindClusterIP:
+		if !contains4(plan.internal, src) {
+			return w.drop(ReasonOutsideCluster)
+		}
+	case kindVIP:
+		if len(sp.ranges) > 0 && !contains4(sp.ranges, src) {
+			return w.drop(ReasonSourceRange)
+		}
+	}
+	if k.Proto == packet.ProtoTCP && h.TCPFlags&(packet.TCPFlagSYN|packet.TCPFlagACK|packet.TCPFlagRST) != packet.TCPFlagSYN &&
+		!w.dp.cfg.Conntrack.TCPLoosePickup {
+		if h.TCPFlags&packet.TCPFlagRST != 0 {
+			return w.drop(ReasonInvalidFirst)
+		}
+		// A segment of a connection this node does not know (its flow expired, or it was
+		// opened through another node): answer with a RST so the client does not hang.
+		w.c.drops[ReasonInvalidFirst].inc()
+		return w.reject(plan, in, fr)
+	}
+	if sp.table == nil {
+		w.c.drops[ReasonRejected].inc()
+		return w.reject(plan, in, fr)
+	}
+	var hash uint64
+	if sp.affinity {
+		hash = maglev.HashAddr(packet.FamilyIPv4, &k.SrcAddr)
+	} else {
+		hash = maglev.HashFlow(k)
+	}
+	bi := sp.table.Lookup(hash)
+	if bi < 0 || bi >= len(sp.pick) {
+		w.c.drops[ReasonRejected].inc()
+		return w.reject(plan, in, fr)
+	}
+	ep := &sp.eps[sp.pick[bi]]
+	nf := &w.nf
+	*nf = conntrack.NewFlow{
+		Orig:           *k,
+		BackendPort:    ep.port,
+		ServiceID:      uint32(sp.id),
+		BackendID:      ep.id,
+		TCPFlags:       h.TCPFlags,
+		IngressIfindex: uint16(in),
+		EgressIfindex:  ep.egress,
+	}
+	copy(nf.BackendAddr[:4], ep.addr[:])
+	if sp.etpLocal && fe.kind != kindClusterIP {
+		nf.Flags |= conntrack.FlagNoSNAT
+	} else {
+		sa := plan.snat[ep.egress]
+		if !sa.ok {
+			return w.drop(ReasonNoSNATAddr)
+		}
+		copy(nf.SNATAddr[:4], sa.addr[:])
+	}
+	if ep.terminating {
+		nf.Flags |= conntrack.FlagTerminating
+	}
+	hd, res := w.dp.ct.Insert(nf, now)
+	switch res {
+	case conntrack.Inserted:
+		w.c.newFlows.inc()
+		if int(sp.id) < len(w.c.ports) {
+			w.c.ports[sp.id].newFlows.inc()
+		}
+		var smac [6]byte
+		copy(smac[:], fr[6:12])
+		w.dp.l2.learn(binary.BigEndian.Uint32(src[:]), smac)
+	case conntrack.InsertExists:
+	case conntrack.InsertFull:
+		return w.drop(ReasonTableFull)
+	case conntrack.InsertNoPort, conntrack.InsertClash:
+		return w.drop(ReasonNoSNATPort)
+	default:
+		return w.drop(ReasonInvalidFirst)
+	}
+	meta, ok := w.dp.ct.Meta(hd)
+	if !ok {
+		return w.drop(ReasonTableFull)
+	}
+	return w.forward(plan, in, fr, hd, meta, now, gen)
+}
+
+// reject answers a packet to a Service port without endpoints (or of a removed backend) as
+// kube-proxy does: TCP RST, UDP ICMP port unreachable. The answer replaces the frame.
+func (w *Worker) reject(plan *Plan, in int, fr []byte) (action, int, int) {
+	h := &w.h
+	scratch := w.scratch[:]
+	var n int
+	var err error
+	switch h.L4Proto {
+	case packet.ProtoTCP:
+		if h.TCPFlags&packet.TCPFlagRST != 0 {
+			return actDrop, 0, 0
+		}
+		n, err = packet.BuildTCPReset(scratch, fr, h)
+		if err == nil {
+			w.c.resets.inc()
+		}
+	case packet.ProtoUDP:
+		n, err = packet.BuildPortUnreachable4(scratch, fr, h)
+		if err == nil {
+			w.c.unreachables.inc()
+		}
+	default:
+		return actDrop, 0, 0
+	}
+	if err != nil || n > cap(fr) {
+		return actDrop, 0, 0
+	}
+	fr = fr[:n]
+	copy(fr, scratch[:n])
+	return actTx, in, n
+}
+
+// arp answers ARP requests for held VIPs from this port's MAC.
+func (w *Worker) arp(plan *Plan, in int, fr []byte) (action, int, int) {
+	a := &w.h.ARP
+	if a.Op != packet.ARPRequest || !plan.vips[a.TargetIP] {
+		return w.drop(ReasonARPIgnored)
+	}
+	req := *a
+	n, err := packet.BuildARPReply(fr[:cap(fr)], &req, w.dp.ports[in].MAC)
+	if err != nil {
+		return w.drop(ReasonARPIgnored)
+	}
+	w.c.arpReplies.inc()
+	return actTx, in, n
+}
+
+// icmp answers echo requests to ClusterIPs (from inside the cluster) and held VIPs.
+func (w *Worker) icmp(plan *Plan, in int, fr []byte) (action, int, int) {
+	h := &w.h
+	dst := h.Key.DstAddr4()
+	if h.ICMPType != packet.ICMPEchoRequest || !plan.echo[dst] {
+		return w.drop(ReasonICMPIgnored)
+	}
+	if !plan.vips[dst] && !contains4(plan.internal, h.Key.SrcAddr4()) {
+		return w.drop(ReasonOutsideCluster)
+	}
+	if err := packet.EchoReplyInPlace(fr, h); err != nil {
+		return w.drop(ReasonICMPIgnored)
+	}
+	w.c.echoReplies.inc()
+	return actTx, in, len(fr)
+}
+
+// icmpError translates an ICMP error about a tracked flow back towards the flow's other end.
+func (w *Worker) icmpError(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
+	h := &w.h
+	rev := h.Inner.Key.Reverse()
+	hd, ok := w.dp.ct.Lookup(&rev, now)
+	if !ok {
+		return w.drop(ReasonICMPIgnored)
+	}
+	meta, ok := w.dp.ct.Meta(hd)
+	if !ok || !w.dp.ct.Translate(hd, &w.out) {
+		return w.drop(ReasonICMPIgnored)
+	}
+	out := int(meta.EgressIfindex)
+	if hd.Dir() == conntrack.DirReply {
+		out = int(meta.IngressIfindex)
+	}
+	if out >= len(w.io) {
+		return w.drop(ReasonICMPIgnored)
+	}
+	dst := w.out.DstAddr4()
+	mac, ok := w.cache.get(w.dp.l2, binary.BigEndian.Uint32(dst[:]), gen)
+	if !ok {
+		w.dp.l2.probe(binary.BigEndian.Uint32(dst[:]))
+		return w.drop(ReasonNoNeighbour)
+	}
+	if r := packet.NAT4(fr, h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
+		return w.drop(Reason(r))
+	}
+	packet.SetMACs(fr, w.dp.ports[out].MAC, mac)
+	w.c.icmpTranslated.inc()
+	return actTx, out, len(fr)
+}
+
+// prefix4 is an IPv4 prefix as address and mask words, for a per-packet membership test.
+type prefix4 struct{ addr, mask uint32 }
+
+func toPrefix4(ps []netip.Prefix) []prefix4 {
+	out := make([]prefix4, 0, len(ps))
+	for _, p := range ps {
+		if !p.Addr().Is4() {
+			continue
+		}
+		a := p.Masked().Addr().As4()
+		var mask uint32
+		if p.Bits() > 0 {
+			mask = ^uint32(0) << (32 - p.Bits())
+		}
+		out = append(out, prefix4{addr: binary.BigEndian.Uint32(a[:]), mask: mask})
+	}
+	return out
+}
+
+// contains4 reports whether a is inside one of the prefixes.
+func contains4(ps []prefix4, a [4]byte) bool {
+	x := binary.BigEndian.Uint32(a[:])
+	for _, p := range ps {
+		if x&p.mask == p.addr {
+			return true
+		}
+	}
+	return false
+}
