@@ -314,7 +314,7 @@ func TestLoadBalancerFlowIsFullyNATedBothWays(t *testing.T) {
 	r.run(t)
 	out := r.int.take()
 	if len(out) != 1 {
-		t.Fatalf("SYN: %d frames out of the cluster port, want 1 (drops %v)", len(out), r.w.c.drops)
+		t.Fatalf("SYN: %d frames out of the cluster port, want 1 (drops %v)", len(out), dumpDrops(r.w))
 	}
 	d := decode(t, out[0])
 	if d.src != "198.18.1.11" || d.sport < 61000 || (d.dst != "198.18.1.21" && d.dst != "198.18.1.22") || d.dport != 8080 || !d.syn {
@@ -409,11 +409,11 @@ func TestKubernetesRulesOnTheWire(t *testing.T) {
 					t.Fatalf("frame was sent, want a drop")
 				}
 				if r.drops(tc.wantDrop) != 1 {
-					t.Fatalf("drop %v counted %d times, want 1 (all: %v)", tc.wantDrop, r.drops(tc.wantDrop), r.w.c.drops)
+					t.Fatalf("drop %v counted %d times, want 1 (all: %v)", tc.wantDrop, r.drops(tc.wantDrop), dumpDrops(r.w))
 				}
 			case "int":
 				if len(intOut) != 1 || len(extOut) != 0 {
-					t.Fatalf("sent %d on int, %d on ext; want 1 on int (drops %v)", len(intOut), len(extOut), r.w.c.drops)
+					t.Fatalf("sent %d on int, %d on ext; want 1 on int (drops %v)", len(intOut), len(extOut), dumpDrops(r.w))
 				}
 				d := decode(t, intOut[0])
 				if tc.check != nil {
@@ -421,7 +421,7 @@ func TestKubernetesRulesOnTheWire(t *testing.T) {
 				}
 			case "ext":
 				if len(extOut) != 1 || len(intOut) != 0 {
-					t.Fatalf("sent %d on ext, %d on int; want 1 on ext (drops %v)", len(extOut), len(intOut), r.w.c.drops)
+					t.Fatalf("sent %d on ext, %d on int; want 1 on ext (drops %v)", len(extOut), len(intOut), dumpDrops(r.w))
 				}
 				d := decode(t, extOut[0])
 				if tc.check != nil {
@@ -571,3 +571,13 @@ func replaceOnce(s, old, new string) string {
 }
 
 var _ = conntrack.DirOriginal
+
+func dumpDrops(w *Worker) map[string]uint64 {
+	out := map[string]uint64{}
+	for i := range w.c.drops {
+		if v := w.c.drops[i].Load(); v > 0 {
+			out[Reason(i).String()] = v
+		}
+	}
+	return out
+}
