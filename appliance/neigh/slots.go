@@ -1,0 +1,88 @@
+package neigh
+
+import (
+	"net"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Slot names one next hop in a Slots table. NoSlot (0) is never valid.
+type Slot uint32
+
+// NoSlot is the zero Slot; it never holds a MAC.
+const NoSlot Slot = 0
+
+const (
+	validBit = 1 << 48
+	macMask  = 1<<48 - 1
+)
+
+// Slots is the fixed array of next-hop words the data plane reads.
+type Slots struct {
+	words []atomic.Uint64 // MAC (big-endian in bits 0..47) | validBit
+	links []atomic.Int32  // outgoing link index, set once when the slot is given out
+}
+
+// NewSlots returns a table of n slots (slot 0 included, so n-1 usable).
+func NewSlots(n int) *Slots {
+	return &Slots{words: make([]atomic.Uint64, n), links: make([]atomic.Int32, n)}
+}
+
+// Len returns the number of slots, NoSlot included.
+func (s *Slots) Len() int { return len(s.words) }
+
+// MAC returns the next hop's MAC and true when the slot holds a usable one; otherwise the zero
+// MAC and false (also for NoSlot and out-of-range slots). Lock-free, allocation-free.
+func (s *Slots) MAC(slot Slot) (mac [6]byte, ok bool) {
+	if int(slot) >= len(s.words) {
+		return mac, false
+	}
+	w := s.words[slot].Load()
+	if w&validBit == 0 {
+		return mac, false
+	}
+	return wordMAC(w), true
+}
+
+// LinkIndex returns the index of the link the slot's next hop is reached through (0 for an
+// unused or out-of-range slot).
+func (s *Slots) LinkIndex(slot Slot) int {
+	if int(slot) >= len(s.links) {
+		return 0
+	}
+	return int(s.links[slot].Load())
+}
+
+func (s *Slots) store(slot Slot, w uint64) { s.words[slot].Store(w) }
+
+func macWord(mac [6]byte) uint64 {
+	return uint64(mac[0])<<40 | uint64(mac[1])<<32 | uint64(mac[2])<<24 |
+		uint64(mac[3])<<16 | uint64(mac[4])<<8 | uint64(mac[5])
+}
+
+func wordMAC(w uint64) [6]byte {
+	return [6]byte{byte(w >> 40), byte(w >> 32), byte(w >> 24), byte(w >> 16), byte(w >> 8), byte(w)}
+}
+
+// usableStates are the NUD states whose link-layer address may be used to forward.
+const usableStates = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY |
+	netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+
+// entryWord applies the state rules to a kernel neighbour entry: the word to store (MAC|valid)
+// and true when the entry is usable; 0 and false otherwise.
+func entryWord(state int, lladdr net.HardwareAddr) (uint64, bool) {
+	if state&usableStates == 0 || len(lladdr) != 6 {
+		return 0, false
+	}
+	mac := [6]byte(lladdr)
+	if mac == ([6]byte{}) || mac[0]&1 != 0 { // zero or group (multicast/broadcast) address
+		return 0, false
+	}
+	return macWord(mac) | validBit, true
+}
+
+// needsRevalidation reports whether a usable entry should be re-confirmed by a probe.
+func needsRevalidation(state int) bool {
+	return state&netlink.NUD_STALE != 0
+}
