@@ -22,6 +22,10 @@ Usage:
   bench backend --name NAME [--http ADDR] [--udp ADDR] [--tcp-echo ADDR] [--idle-timeout D] [--max-conns N]
         run the backend servers in the current namespace until SIGINT/SIGTERM
 
+  bench demo [--appliance bin/appliance] [--configs configs]
+        one-node lab: run the appliance with the configs/ examples, show all three Service types
+        answering real HTTP requests, print the counters, tear down (make demo)
+
 Planned (not yet available):
   bench pktgen     AF_XDP/AF_PACKET packet generator, bounded in packets and time
   bench compare    side-by-side appliance vs. kernel nftables (kube-proxy) forwarding
@@ -48,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return labCommand(args[1:], stdout, stderr)
 	case "backend":
 		return backendCommand(args[1:], stderr)
+	case "demo":
+		return demoCommand(args[1:], stdout, stderr)
 	case "pktgen", "compare", "failover":
 		fmt.Fprintf(stderr, "bench %s: planned, not implemented yet\n", args[0])
 		return 2
