@@ -2,11 +2,11 @@ package conntrack
 
 import (
 	"encoding/binary"
-	"syscall"
-	"time"
 	"fmt"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/xdpsvc/lb/packet"
 )

@@ -7,7 +7,10 @@
 // backend:targetPort → SNAT address:port, translated back to frontend → client. Lookup finds a
 // flow by either key and returns a Handle (entry index, generation, matched direction), not a
 // copy; Translate gives the rewritten key, Meta the Service/backend IDs and interfaces, Update
-// applies a packet (TCP flags, last-seen time, counters).
+// applies a packet (TCP flags, last-seen time, counters). Workers should look up a whole RX
+// batch with LookupBatch: a lookup is two dependent memory accesses (index slot, entry), and in a
+// big table each is a cache miss (250-370 ns on the project's KVM guests); the batch form issues
+// the misses of up to 64 keys together.
 //
 // # Memory
 //
@@ -33,7 +36,7 @@
 // and a frame can only be handled by its queue's worker, so one Table is shared by all workers.
 // Every method is safe for concurrent use:
 //
-//   - Lookup, Translate, Meta and Update take no lock. Index slots and entry fields are read with
+//   - Lookup, LookupBatch, Translate, Meta and Update take no lock. Index slots and entry fields are read with
 //     atomic loads. A shard's seqlock (odd while a delete shifts slots) makes Lookup retry a probe
 //     that overlapped a delete; an entry's generation (in its meta word, odd while live) is read
 //     before and after its key, so a key that matched belongs to one live incarnation. Handles

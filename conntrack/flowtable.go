@@ -26,11 +26,11 @@ type entry[K keyWords] struct {
 func makeMeta(gen uint16, fl uint8, s State, last uint32) uint64 {
 	return uint64(gen)<<48 | uint64(fl)<<40 | uint64(s)<<32 | uint64(last)
 }
-func metaGen(m uint64) uint16   { return uint16(m >> 48) }
-func metaFlags(m uint64) uint8  { return uint8(m >> 40) }
-func metaState(m uint64) State  { return State(m >> 32) }
-func metaLast(m uint64) uint32  { return uint32(m) }
-func metaLive(m uint64) bool    { return metaGen(m)&1 == 1 }
+func metaGen(m uint64) uint16    { return uint16(m >> 48) }
+func metaFlags(m uint64) uint8   { return uint8(m >> 40) }
+func metaState(m uint64) State   { return State(m >> 32) }
+func metaLast(m uint64) uint32   { return uint32(m) }
+func metaLive(m uint64) bool     { return metaGen(m)&1 == 1 }
 func refIndex(ref uint32) uint32 { return ref>>1 - 1 }
 func makeRef(idx uint32, d Dir) uint32 {
 	return (idx+1)<<1 | uint32(d)
@@ -48,7 +48,7 @@ type shard struct {
 // flowTable is the table of one address family. See doc.go for the concurrency model.
 type flowTable[K keyWords] struct {
 	entries  []entry[K]
-	freeNext []uint32     // free list links, 1-based (0 ends the list), atomic
+	freeNext []uint32      // free list links, 1-based (0 ends the list), atomic
 	freeHead atomic.Uint64 // ABA tag<<32 | first free index+1
 
 	// slots is the open-addressing index (linear probing inside a shard): 0 is empty, otherwise
