@@ -54,7 +54,13 @@ type Worker struct {
 	txCopy [][][]byte // per egress port: frames from other ports to copy out
 	rel    [][]Frame  // per port: frames to hand back (dropped, or copied out)
 
-	h       packet.Headers
+	h       packet.Headers      // the frame being processed (copied from hs)
+	hs      []packet.Headers    // per frame of the batch
+	pr      []packet.DropReason // per frame: Parse's result
+	keys    []packet.FlowKey    // TCP/UDP keys of the batch
+	kidx    []int32             // frame index of keys[j]
+	hds     []conntrack.Handle  // per frame: lookup result
+	found   []conntrack.Handle  // per key
 	out     packet.FlowKey
 	nf      conntrack.NewFlow
 	cache   neighCache
@@ -67,6 +73,12 @@ func newWorker(dp *DataPlane, queue int, io []FrameIO) *Worker {
 	w := &Worker{
 		dp: dp, queue: queue, io: io,
 		rx:     make([]Frame, BatchSize),
+		hs:     make([]packet.Headers, BatchSize),
+		pr:     make([]packet.DropReason, BatchSize),
+		keys:   make([]packet.FlowKey, BatchSize),
+		kidx:   make([]int32, BatchSize),
+		hds:    make([]conntrack.Handle, BatchSize),
+		found:  make([]conntrack.Handle, BatchSize),
 		txSame: make([][]Frame, n),
 		txCopy: make([][][]byte, n),
 		rel:    make([][]Frame, n),
@@ -94,9 +106,10 @@ func (w *Worker) Poll(now int64) int {
 		}
 		total += n
 		w.c.rx.add(uint64(n))
+		w.lookupBatch(n, now)
 		for i := range n {
 			f := w.rx[i]
-			act, out, length := w.process(plan, p, f.Data, now, gen)
+			act, out, length := w.processParsed(plan, p, f.Data, i, now, gen)
 			if act == actDrop {
 				w.rel[p] = append(w.rel[p], f)
 				continue
@@ -151,13 +164,58 @@ func (w *Worker) countPort(id uint32, bytes int) {
 	}
 }
 
-// process runs the pipeline on one frame received on port in. It returns what to do with the
-// frame, the egress port and the frame's new length.
+// lookupBatch parses the batch's n frames and looks up the keys of every TCP/UDP IPv4 frame in
+// one conntrack.LookupBatch call, so that the cache misses of the whole batch overlap.
+func (w *Worker) lookupBatch(n int, now int64) {
+	m := 0
+	for i := range n {
+		h := &w.hs[i]
+		w.pr[i] = packet.Parse(w.rx[i].Data, h)
+		w.hds[i] = conntrack.Handle{}
+		if w.pr[i] == packet.OK && h.EtherType == packet.EtherTypeIPv4 && !h.Inner.Valid &&
+			(h.L4Proto == packet.ProtoTCP || h.L4Proto == packet.ProtoUDP) {
+			w.keys[m] = h.Key
+			w.kidx[m] = int32(i)
+			m++
+		}
+	}
+	if m == 0 {
+		return
+	}
+	w.dp.ct.LookupBatch(w.keys[:m], now, w.found[:m])
+	for j := range m {
+		w.hds[w.kidx[j]] = w.found[j]
+	}
+}
+
+// processParsed runs the pipeline on frame i of the batch, already parsed and looked up.
+func (w *Worker) processParsed(plan *Plan, in int, fr []byte, i int, now int64, gen uint32) (action, int, int) {
+	w.h = w.hs[i]
+	if r := w.pr[i]; r != packet.OK {
+		return w.drop(Reason(r))
+	}
+	return w.pipeline(plan, in, fr, w.hds[i], now, gen)
+}
+
+// process parses and runs the pipeline on one frame received on port in (the unbatched form,
+// for tests and benchmarks). It returns what to do with the frame, the egress port and the
+// frame's new length.
 func (w *Worker) process(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
 	h := &w.h
 	if r := packet.Parse(fr, h); r != packet.OK {
 		return w.drop(Reason(r))
 	}
+	var hd conntrack.Handle
+	if h.EtherType == packet.EtherTypeIPv4 && !h.Inner.Valid && (h.L4Proto == packet.ProtoTCP || h.L4Proto == packet.ProtoUDP) {
+		hd, _ = w.dp.ct.Lookup(&h.Key, now)
+	}
+	return w.pipeline(plan, in, fr, hd, now, gen)
+}
+
+// pipeline is the per-frame logic after parsing; hd is the conntrack lookup result of an IPv4
+// TCP/UDP frame (invalid: a miss, or not looked up).
+func (w *Worker) pipeline(plan *Plan, in int, fr []byte, hd conntrack.Handle, now int64, gen uint32) (action, int, int) {
+	h := &w.h
 	switch h.EtherType {
 	case packet.EtherTypeARP:
 		return w.arp(plan, in, fr)
@@ -170,8 +228,7 @@ func (w *Worker) process(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 	if h.L4Proto == packet.ProtoICMP {
 		return w.icmp(plan, in, fr)
 	}
-	hd, ok := w.dp.ct.Lookup(&h.Key, now)
-	if !ok {
+	if !hd.Valid() {
 		return w.newFlow(plan, in, fr, now, gen)
 	}
 	meta, ok := w.dp.ct.Meta(hd)
