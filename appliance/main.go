@@ -14,7 +14,7 @@ const usage = `usage: appliance <command> [flags]
 
 commands:
   check --config FILE   validate config and manifests, print the allocations, change nothing
-  run --config FILE     run a node (not implemented yet)
+  run --config FILE     run a node until SIGINT/SIGTERM; SIGHUP or a changed manifest reloads
   get services|endpoints|flows|members [--admin URL] [-o table|json]   query a running node
   version               print the version
 `
@@ -35,8 +35,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	case "get":
 		return cmdGet(args[1:], stdout, stderr)
 	case "run":
-		fmt.Fprintf(stderr, "appliance %s: not implemented yet\n", args[0])
-		return 1
+		return cmdRun(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "appliance %s\n", version)
 		return 0

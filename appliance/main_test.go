@@ -22,7 +22,7 @@ func TestCheck(t *testing.T) {
 			wantErr: []string{"misc.yaml:2: kind: Unsupported value", "broken-yaml.yaml:3:", "error(s)"}},
 		{name: "missing config", args: []string{"check", "--config", "/nonexistent/lb.yaml"}, wantCode: 1, wantErr: []string{"load config /nonexistent/lb.yaml"}},
 		{name: "check without --config is a usage error", args: []string{"check"}, wantCode: 2},
-		{name: "run is not implemented yet", args: []string{"run"}, wantCode: 1, wantErr: []string{"not implemented yet"}},
+		{name: "run without a config is a usage error", args: []string{"run"}, wantCode: 2, wantErr: []string{"usage: appliance run"}},
 		{name: "version", args: []string{"version"}, wantOut: []string{"appliance dev"}},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2},
 	}

@@ -166,3 +166,6 @@ func (w *Worker) Run(ctx context.Context, wait func(timeout time.Duration)) {
 		}
 	}
 }
+
+// ConntrackConfig returns the flow table's configuration (the SNAT port range, for steering).
+func (dp *DataPlane) ConntrackConfig() conntrack.Config { return dp.cfg.Conntrack }

@@ -1,12 +1,12 @@
 package dataplane
 
+import "github.com/xdpsvc/lb/appliance/xsk"
+
 // Frame is one received frame that stays in its queue's memory (UMEM for AF_XDP). Data is the
 // frame's bytes; its capacity is the whole buffer, so the pipeline may grow a frame it turns into
 // a larger answer (an ICMP error) up to cap(Data). Addr is the I/O layer's handle for the buffer.
-type Frame struct {
-	Addr uint64
-	Data []byte
-}
+// It is the AF_XDP layer's frame type, so batches pass between the two without conversion.
+type Frame = xsk.Frame
 
 // FrameIO is one queue of one port as a worker sees it. Every method is called once per batch,
 // never per frame, and only by the worker that owns the queue.

@@ -1,0 +1,397 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/appliance/config"
+	"github.com/xdpsvc/lb/appliance/dataplane"
+	"github.com/xdpsvc/lb/appliance/service"
+)
+
+// IOLayer is what the daemon needs from the AF_XDP side: per queue index, one FrameIO per port
+// (in port order) and a function that waits for any of them; a way to make the XDP steering
+// program's maps match a plan; and a clean shutdown.
+type IOLayer interface {
+	// Queues returns, per queue index, the FrameIOs of every port and the wait function.
+	Queues() []Queue
+	// Sync makes the steering program send exactly the plan's frontends, held VIPs' ARP and
+	// ICMP, and node address + SNAT ports to the sockets.
+	Sync(plan *dataplane.Plan) error
+	// Describe says which XDP and AF_XDP modes are in use, for logs and metrics.
+	Describe() string
+	// Close detaches the XDP programs and closes the sockets.
+	Close() error
+}
+
+// Queue is one queue index's I/O across all ports.
+type Queue struct {
+	IO   []dataplane.FrameIO
+	Wait func(timeout time.Duration)
+}
+
+// OpenIOFunc opens the I/O layer on the ports. The default is the AF_XDP layer.
+type OpenIOFunc func(ports []dataplane.Port, dp *dataplane.DataPlane, log *slog.Logger) (IOLayer, error)
+
+// Options configure Run.
+type Options struct {
+	// ConfigPath is the appliance config file.
+	ConfigPath string
+	// Logger receives structured logs; nil: slog.Default().
+	Logger *slog.Logger
+	// OpenIO opens the data plane's I/O; nil: AF_XDP on the configured interfaces.
+	OpenIO OpenIOFunc
+	// ReloadCheckInterval is how often manifest files are checked for changes; 0: 1 s.
+	ReloadCheckInterval time.Duration
+	// Ready, when set, is closed once the node serves (tests wait on it).
+	Ready chan<- struct{}
+}
+
+// node is the running daemon's control state, owned by the Run goroutine (the admin API reads
+// through the mutex-guarded fields).
+type node struct {
+	opts    Options
+	log     *slog.Logger
+	cfg     *config.Config
+	ports   []dataplane.Port
+	dp      *dataplane.DataPlane
+	io      IOLayer
+	builder *service.Builder
+	state   *service.State
+	mtimes  map[string]time.Time
+	nb      *kernelNeighbors
+
+	mu      sync.RWMutex
+	snap    *service.Snapshot
+	healthy error
+	started time.Time
+}
+
+// Run runs a node until ctx ends or SIGINT/SIGTERM arrives.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ReloadCheckInterval <= 0 {
+		opts.ReloadCheckInterval = time.Second
+	}
+	if opts.OpenIO == nil {
+		opts.OpenIO = openAFXDP
+	}
+	log := opts.Logger
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	log = log.With("node", cfg.Node.Name)
+	n := &node{opts: opts, log: log, cfg: cfg, builder: service.NewBuilder(cfg), started: time.Now()}
+
+	n.ports, err = discoverPorts(cfg.Interfaces)
+	if err != nil {
+		return err
+	}
+	n.state, err = service.LoadState(cfg.State.Path)
+	if err != nil {
+		return err
+	}
+	snap, err := n.build()
+	if err != nil {
+		return err
+	}
+
+	dcfg := dataplane.DefaultConfig()
+	dcfg.Ports = n.ports
+	dcfg.ClusterCIDRs = cfg.Network.ClusterCIDRs
+	dcfg.Logger = log
+	nb, err := newKernelNeighbors(ctx, log)
+	if err != nil {
+		return fmt.Errorf("neighbour resolver: %w", err)
+	}
+	defer nb.Close()
+	n.nb = nb
+	dcfg.Neighbors = nb
+	n.dp, err = dataplane.New(dcfg)
+	if err != nil {
+		return err
+	}
+	plan, err := n.dp.Apply(snap)
+	if err != nil {
+		return err
+	}
+	n.setSnapshot(snap)
+
+	n.io, err = opts.OpenIO(n.ports, n.dp, log)
+	if err != nil {
+		return fmt.Errorf("open data plane: %w", err)
+	}
+	defer func() {
+		if err := n.io.Close(); err != nil {
+			log.Error("close data plane", "err", err)
+		}
+	}()
+	if err := n.io.Sync(plan); err != nil {
+		return fmt.Errorf("steering program: %w", err)
+	}
+	log.Info("data plane open", "mode", n.io.Describe(), "ports", len(n.ports), "queues", len(n.io.Queues()))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(dataplane.NewCollector(n.dp), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Close(sctx)
+	}()
+
+	wctx, stopWorkers := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for q, queue := range n.io.Queues() {
+		w, err := n.dp.AddWorker(q, queue.IO)
+		if err != nil {
+			stopWorkers()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.Run(wctx, queue.Wait)
+		}()
+	}
+	defer func() {
+		stopWorkers()
+		wg.Wait()
+	}()
+
+	n.resolveEndpoints(snap)
+	n.announce(plan, nil)
+	if opts.Ready != nil {
+		close(opts.Ready)
+	}
+	log.Info("serving", "services", len(snap.Services), "frontends", len(plan.Frontends()), "admin", srv.Addr())
+
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	tick := time.NewTicker(opts.ReloadCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping", "reason", ctx.Err())
+			return nil
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				n.reload("SIGHUP")
+				continue
+			}
+			log.Info("stopping", "signal", s.String())
+			return nil
+		case <-tick.C:
+			if n.manifestsChanged() {
+				n.reload("manifest changed")
+			}
+		}
+	}
+}
+
+// build loads the manifests and builds a snapshot against the persisted state, saving the new
+// state on success. It changes nothing on failure.
+func (n *node) build() (*service.Snapshot, error) {
+	mt := n.statManifests()
+	objs, err := service.LoadManifests(n.cfg.Services.Manifests)
+	if err != nil {
+		return nil, err
+	}
+	snap, st, err := n.builder.Build(objs, n.state)
+	if err != nil {
+		return nil, err
+	}
+	if err := service.SaveState(n.cfg.State.Path, st); err != nil {
+		return nil, fmt.Errorf("save state: %w", err)
+	}
+	n.state = st
+	n.mtimes = mt
+	return snap, nil
+}
+
+// reload rebuilds and applies; on any error the previous snapshot keeps serving.
+func (n *node) reload(why string) {
+	old := n.snapshot()
+	snap, err := n.build()
+	if err != nil {
+		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
+		return
+	}
+	plan, err := n.dp.Apply(snap)
+	if err != nil {
+		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
+		return
+	}
+	if err := n.io.Sync(plan); err != nil {
+		n.log.Error("steering program update", "err", err)
+	}
+	n.setSnapshot(snap)
+	d := snap.Diff(old)
+	n.log.Info("reloaded", "why", why, "added", len(d.Added), "removed", len(d.Removed), "changed", len(d.Changed),
+		"endpointsChanged", len(d.EndpointsChanged))
+	n.resolveEndpoints(snap)
+	n.announce(plan, old)
+}
+
+// resolveEndpoints resolves every endpoint's next hop before traffic needs it.
+func (n *node) resolveEndpoints(snap *service.Snapshot) {
+	var addrs []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, s := range snap.Services {
+		for _, p := range s.Ports {
+			for _, e := range p.Endpoints {
+				if !seen[e.Addr] {
+					seen[e.Addr] = true
+					addrs = append(addrs, e.Addr)
+				}
+			}
+		}
+	}
+	if err := n.nb.resolveEndpoints(addrs); err != nil {
+		n.log.Warn("resolve endpoints", "err", err)
+	}
+}
+
+// announce sends gratuitous ARPs for VIPs this node holds now and did not before.
+func (n *node) announce(plan *dataplane.Plan, old *service.Snapshot) {
+	had := map[string]bool{}
+	if old != nil {
+		for _, s := range old.Services {
+			if s.ExternalIP.IsValid() {
+				had[s.ExternalIP.String()] = true
+			}
+		}
+	}
+	for _, vip := range plan.HeldVIPs() {
+		if had[vip.String()] {
+			continue
+		}
+		for _, p := range n.ports {
+			if p.Role == dataplane.RoleCluster {
+				continue
+			}
+			if err := sendGratuitousARP(p, vip); err != nil {
+				n.log.Warn("gratuitous ARP", "vip", vip.String(), "iface", p.Name, "err", err)
+			}
+		}
+	}
+}
+
+func (n *node) statManifests() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, p := range n.cfg.Services.Manifests {
+		_ = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if info, err := d.Info(); err == nil && !d.IsDir() {
+				out[path] = info.ModTime()
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func (n *node) manifestsChanged() bool {
+	now := n.statManifests()
+	if len(now) != len(n.mtimes) {
+		return true
+	}
+	for p, t := range now {
+		if old, ok := n.mtimes[p]; !ok || !old.Equal(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *node) setSnapshot(s *service.Snapshot) {
+	n.mu.Lock()
+	n.snap = s
+	n.mu.Unlock()
+}
+
+func (n *node) snapshot() *service.Snapshot {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.snap
+}
+
+// Healthy implements admin.Source.
+func (n *node) Healthy() error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.snap == nil {
+		return errors.New("no services loaded")
+	}
+	return n.healthy
+}
+
+// Services implements admin.Source.
+func (n *node) Services() []admin.ServiceStatus {
+	snap := n.snapshot()
+	out := admin.ServicesFromSnapshot(snap)
+	held := map[string]bool{}
+	for _, v := range n.dp.Plan().HeldVIPs() {
+		held[v.String()] = true
+	}
+	active := n.dp.ActiveFlows()
+	for i, s := range snap.Services {
+		if held[out[i].ExternalIP] {
+			out[i].VIPHolder = n.cfg.Node.Name
+		}
+		for j, p := range s.Ports {
+			t := n.dp.PortTotals(p.ID)
+			out[i].Ports[j].Packets, out[i].Ports[j].Bytes, out[i].Ports[j].NewFlows = t.Packets, t.Bytes, t.NewFlows
+			out[i].Ports[j].ActiveFlows = active[p.ID]
+		}
+	}
+	return out
+}
+
+// Endpoints implements admin.Source.
+func (n *node) Endpoints() []admin.EndpointStatus { return admin.EndpointsFromSnapshot(n.snapshot()) }
+
+// Flows implements admin.Source.
+func (n *node) Flows(limit int) []admin.FlowStatus {
+	fv := n.dp.Flows(limit)
+	out := make([]admin.FlowStatus, len(fv))
+	for i, f := range fv {
+		out[i] = admin.FlowStatus{Protocol: f.Proto, Client: f.Client, Frontend: f.Frontend, Backend: f.Backend,
+			SNAT: f.SNAT, Service: f.Service, State: f.State, ExpiresIn: f.ExpiresIn.Round(time.Second).String()}
+	}
+	return out
+}
+
+// Members implements admin.Source: a single node until the cluster layer is wired in.
+func (n *node) Members() []admin.MemberStatus {
+	var vips []string
+	for _, v := range n.dp.Plan().HeldVIPs() {
+		vips = append(vips, v.String())
+	}
+	return []admin.MemberStatus{{Name: n.cfg.Node.Name, Address: n.cfg.Cluster.Bind, State: "alive", VIPs: vips}}
+}
