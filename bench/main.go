@@ -26,8 +26,12 @@ Usage:
         one-node lab: run the appliance with the configs/ examples, show all three Service types
         answering real HTTP requests, print the counters, tear down (make demo)
 
+  bench pktgen --lab P --from NS --to IP:PORT [--proto udp|tcp-syn|tcp-ack] [--flows N] [--size BYTES]
+        [--count N] [--duration D] [--rate PPS] [--sink NS] [--json]   (--help for the rest)
+        AF_XDP traffic from a lab namespace, bounded in packets and time; prints offered pps, and with
+        --sink the frames an XDP program counted and dropped in that namespace (received pps, loss)
+
 Planned (not yet available):
-  bench pktgen     AF_XDP/AF_PACKET packet generator, bounded in packets and time
   bench compare    side-by-side appliance vs. kernel nftables (kube-proxy) forwarding
   bench failover   kill the VIP owner and measure the time until traffic flows again
 
@@ -54,7 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return backendCommand(args[1:], stderr)
 	case "demo":
 		return demoCommand(args[1:], stdout, stderr)
-	case "pktgen", "compare", "failover":
+	case "pktgen":
+		return pktgenCommand(args[1:], stdout, stderr)
+	case "compare", "failover":
 		fmt.Fprintf(stderr, "bench %s: planned, not implemented yet\n", args[0])
 		return 2
 	default:
