@@ -20,6 +20,10 @@
 // tx_dropped counter over the run: a veth drops when its peer's backlog is full), Result.OfferedPPS is
 // (Sent-Failed)/Elapsed. What actually arrived is measured at the receiver (package bench/sink).
 //
+// asavie/xdp v0.3.3 never unmaps a socket's ring mappings, which keeps the socket bound to its queue until the
+// process exits (the next bind there fails with EBUSY); Run unmaps them before closing the socket
+// (release.go), so runs can follow each other on the same queue in one process.
+//
 // AF_XDP transmit needs no XDP program on the interface (asavie/xdp's NewSocket binds without one); only
 // receiving does, and pktgen never receives.
 //

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
@@ -286,4 +287,28 @@ func TestLe16(t *testing.T) {
 	if got, want := le16(0x86dd), int32(binary.LittleEndian.Uint16(b[:])); got != want {
 		t.Fatalf("le16 = %#x, want %#x", got, want)
 	}
+}
+
+// BenchmarkProgram measures the program's time per frame in the kernel (BPF_PROG_TEST_RUN with repeats).
+func BenchmarkProgram(b *testing.B) {
+	needRoot(b)
+	frames := sampleFrames(b)
+	prog, counts, err := load(Filter{Proto: ProtoUDP, DstPort: 8080})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prog.Close()
+	defer counts.Close()
+	b.ReportAllocs()
+	var total time.Duration
+	for b.Loop() {
+		_, d, err := prog.Benchmark(frames[0].frame, 1000, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += d
+	}
+	perPkt := float64(total.Nanoseconds()) / float64(b.N)
+	b.ReportMetric(perPkt, "ns/pkt")
+	b.ReportMetric(1e9/perPkt, "pkt/s")
 }
