@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/appliance/steer"
 	"github.com/xdpsvc/lb/appliance/xsk"
@@ -104,8 +106,8 @@ func explainAFXDP(iface string, err error) error {
 	return fmt.Errorf("AF_XDP on %s: %w", iface, err)
 }
 
-func (a *afxdp) Queues() []Queue  { return a.queues }
-func (a *afxdp) Describe() string { return a.describe }
+func (a *afxdp) Queues() []Queue { return a.queues }
+func (a *afxdp) Modes() string   { return a.describe }
 
 // Sync programs every interface's steering maps: the plan's TCP/UDP frontends; ICMP echo and
 // errors for ClusterIPs and held VIPs; for every node address its SNAT reply ports (TCP and UDP)
@@ -171,3 +173,9 @@ func (a *afxdp) Close() error {
 	a.progs, a.socks = nil, nil
 	return errors.Join(errs...)
 }
+
+// Describe and Collect export the layer's metrics (see ioCollector).
+func (a *afxdp) Describe(ch chan<- *prometheus.Desc) { newIOCollector(a).Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (a *afxdp) Collect(ch chan<- prometheus.Metric) { newIOCollector(a).Collect(ch) }

@@ -32,8 +32,8 @@ type IOLayer interface {
 	// Sync makes the steering program send exactly the plan's frontends, held VIPs' ARP and
 	// ICMP, and node address + SNAT ports to the sockets.
 	Sync(plan *dataplane.Plan) error
-	// Describe says which XDP and AF_XDP modes are in use, for logs and metrics.
-	Describe() string
+	// Modes says which XDP and AF_XDP modes are in use, for logs and metrics.
+	Modes() string
 	// Close detaches the XDP programs and closes the sockets.
 	Close() error
 }
@@ -146,11 +146,14 @@ func Run(ctx context.Context, opts Options) error {
 	if err := n.io.Sync(plan); err != nil {
 		return fmt.Errorf("steering program: %w", err)
 	}
-	log.Info("data plane open", "mode", n.io.Describe(), "ports", len(n.ports), "queues", len(n.io.Queues()))
+	log.Info("data plane open", "mode", n.io.Modes(), "ports", len(n.ports), "queues", len(n.io.Queues()))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(dataplane.NewCollector(n.dp), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c, ok := n.io.(prometheus.Collector); ok {
+		reg.MustRegister(c)
+	}
 	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000})
 	if err != nil {
 		return err

@@ -25,6 +25,9 @@ type Config struct {
 	Conntrack conntrack.Config
 	// MaxServicePorts bounds the Service port IDs that get their own counters.
 	MaxServicePorts int
+	// VerifyChecksums drops frames whose IP, TCP, UDP or ICMP checksum is wrong (reads every
+	// payload byte once; off trusts the NIC).
+	VerifyChecksums bool
 	// ExpireBudget is how many conntrack entries each worker examines for expiry per batch.
 	ExpireBudget int
 	// Maglev sizes the per-Service-port backend tables.
@@ -42,7 +45,7 @@ type Config struct {
 
 // DefaultConfig returns a data plane with conntrack's defaults and no ports.
 func DefaultConfig() Config {
-	return Config{Conntrack: conntrack.DefaultConfig(), Maglev: maglev.DefaultConfig(), MaxServicePorts: 1 << 16, ExpireBudget: 64}
+	return Config{Conntrack: conntrack.DefaultConfig(), Maglev: maglev.DefaultConfig(), MaxServicePorts: 1 << 16, ExpireBudget: 64, VerifyChecksums: true}
 }
 
 // DataPlane holds the shared state of all workers: the flow table, the current plan and the

@@ -164,13 +164,24 @@ func (w *Worker) countPort(id uint32, bytes int) {
 	}
 }
 
+// parse decodes a frame and, unless disabled, verifies its IP and L4 checksums (as Linux
+// conntrack does with nf_conntrack_checksum=1): a corrupted frame is dropped and counted, never
+// forwarded with a checksum the rewrite would make look right.
+func (w *Worker) parse(fr []byte, h *packet.Headers) packet.DropReason {
+	r := packet.Parse(fr, h)
+	if r == packet.OK && w.dp.cfg.VerifyChecksums && h.EtherType != packet.EtherTypeARP {
+		r = packet.VerifyChecksums(fr, h)
+	}
+	return r
+}
+
 // lookupBatch parses the batch's n frames and looks up the keys of every TCP/UDP IPv4 frame in
 // one conntrack.LookupBatch call, so that the cache misses of the whole batch overlap.
 func (w *Worker) lookupBatch(n int, now int64) {
 	m := 0
 	for i := range n {
 		h := &w.hs[i]
-		w.pr[i] = packet.Parse(w.rx[i].Data, h)
+		w.pr[i] = w.parse(w.rx[i].Data, h)
 		w.hds[i] = conntrack.Handle{}
 		if w.pr[i] == packet.OK && h.EtherType == packet.EtherTypeIPv4 && !h.Inner.Valid &&
 			(h.L4Proto == packet.ProtoTCP || h.L4Proto == packet.ProtoUDP) {
@@ -202,7 +213,7 @@ func (w *Worker) processParsed(plan *Plan, in int, fr []byte, i int, now int64, 
 // frame's new length.
 func (w *Worker) process(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
 	h := &w.h
-	if r := packet.Parse(fr, h); r != packet.OK {
+	if r := w.parse(fr, h); r != packet.OK {
 		return w.drop(Reason(r))
 	}
 	var hd conntrack.Handle

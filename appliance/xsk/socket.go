@@ -137,6 +137,9 @@ type Socket struct {
 	acct  Accounting
 
 	rxFrames, txFrames, txCopies, txDropped, badFrames, kicks, kickErrors atomic.Uint64
+
+	// pub is acct as of the start of the last Receive, for readers on other goroutines.
+	pub [4]atomic.Int64
 }
 
 // Open creates an AF_XDP socket bound to queue of ifindex in the calling thread's network
@@ -343,6 +346,10 @@ func (s *Socket) Receive(frames []Frame) int {
 	s.reap()
 	s.refill()
 	s.kick()
+	s.pub[0].Store(int64(s.acct.Free))
+	s.pub[1].Store(int64(s.acct.Fill))
+	s.pub[2].Store(int64(s.acct.Held))
+	s.pub[3].Store(int64(s.acct.TX))
 	c := s.rx.loadCons()
 	avail := s.rx.loadProd() - c
 	n := min(int(avail), len(frames))
@@ -487,6 +494,14 @@ type Accounting struct {
 
 // Accounting returns the frame counts (worker goroutine only).
 func (s *Socket) Accounting() Accounting { return s.acct }
+
+// PublishedAccounting returns the frame counts as of the start of the worker's last Receive
+// (any goroutine). Between batches the worker holds nothing, so Held is 0 unless frames leak.
+func (s *Socket) PublishedAccounting() Accounting {
+	a := Accounting{Frames: len(s.state), Free: int(s.pub[0].Load()), Fill: int(s.pub[1].Load()),
+		Held: int(s.pub[2].Load()), TX: int(s.pub[3].Load())}
+	return a
+}
 
 // CheckAccounting recounts every chunk's state and compares it with the running counts
 // (worker goroutine only; O(frames), for tests and debugging).

@@ -294,7 +294,8 @@ func (l *Lab) build(ctx context.Context) error {
 
 // configureSysctls sets, inside the namespace and before any link exists (so new links inherit "default"):
 // IPv6 off (the lab uses 198.18.0.0/15 only, no link-local chatter), rp_filter off, IP forwarding off (an
-// appliance node forwards in userspace, never in the kernel).
+// appliance node forwards in userspace, never in the kernel), bridge netfilter off (a switch forwards
+// frames as they are).
 func (n *NS) configureSysctls() error {
 	settings := []struct {
 		path, value string
@@ -305,6 +306,12 @@ func (n *NS) configureSysctls() error {
 		{"net/ipv4/conf/all/rp_filter", "0", false},
 		{"net/ipv4/conf/default/rp_filter", "0", false},
 		{"net/ipv4/ip_forward", "0", false},
+		// A bridge in a namespace calls iptables on bridged frames when br_netfilter is loaded
+		// (Docker loads it), which validates and drops malformed IP headers: a real switch does
+		// not, and the appliance must see bad frames to count them.
+		{"net/bridge/bridge-nf-call-iptables", "0", true},
+		{"net/bridge/bridge-nf-call-ip6tables", "0", true},
+		{"net/bridge/bridge-nf-call-arptables", "0", true},
 	}
 	return n.Do(func() error {
 		for _, s := range settings {
