@@ -29,6 +29,11 @@ type Config struct {
 	TCPLastAckTimeout time.Duration
 	// TCPTimeWaitTimeout keeps a closed connection (and its SNAT port) until its last segments are gone.
 	TCPTimeWaitTimeout time.Duration
+	// TCPTimeWaitReuseAfter lets a new connection's SYN take over the SNAT tuple of a closed
+	// connection (TIME_WAIT or CLOSE) idle for at least this long, as Linux does with
+	// tcp_tw_reuse (1 s) and nf_nat's TIME_WAIT takeover; without it each backend could take
+	// only (SNAT ports / TIME_WAIT) new connections per second per SNAT address. 0 disables it.
+	TCPTimeWaitReuseAfter time.Duration
 	// TCPCloseTimeout keeps a reset connection (and its SNAT port) for a short while.
 	TCPCloseTimeout time.Duration
 	// UDPTimeout is the idle timeout of a UDP flow that has seen no reply (nf_conntrack_udp_timeout).
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		TCPCloseWaitTimeout:   60 * time.Second,
 		TCPLastAckTimeout:     30 * time.Second,
 		TCPTimeWaitTimeout:    120 * time.Second,
+		TCPTimeWaitReuseAfter: time.Second,
 		TCPCloseTimeout:       10 * time.Second,
 		UDPTimeout:            30 * time.Second,
 		UDPStreamTimeout:      120 * time.Second,
@@ -126,6 +132,9 @@ func (c *Config) validate() error {
 		if d.v <= 0 || d.v > maxTimeout {
 			return fmt.Errorf("%s %v: must be above 0 and at most %v", d.name, d.v, maxTimeout)
 		}
+	}
+	if c.TCPTimeWaitReuseAfter < 0 || c.TCPTimeWaitReuseAfter > maxTimeout {
+		return fmt.Errorf("TCPTimeWaitReuseAfter %v: must be between 0 (off) and %v", c.TCPTimeWaitReuseAfter, maxTimeout)
 	}
 	if c.SNATPortMin == 0 || c.SNATPortMin > c.SNATPortMax {
 		return fmt.Errorf("SNAT port range %d-%d: must be a non-empty range of ports above 0", c.SNATPortMin, c.SNATPortMax)

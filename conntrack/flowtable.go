@@ -63,6 +63,7 @@ type flowTable[K keyWords] struct {
 
 	seed     uint64
 	timeouts [numStates]uint32 // idle timeout per state, ticks
+	twReuse  uint32            // ticks a closed TCP flow idles before a SYN may take its tuple; 0: never
 
 	live         atomic.Int64
 	expireCursor atomic.Uint32
@@ -288,6 +289,7 @@ const (
 	removeAny removeMode = iota
 	removeExpired
 	removeEvictable
+	removeReusable // a closed TCP flow whose SNAT tuple a new SYN may take over
 )
 
 func (t *flowTable[K]) wants(m uint64, gen uint16, mode removeMode, tick uint32) bool {
@@ -299,8 +301,19 @@ func (t *flowTable[K]) wants(m uint64, gen uint16, mode removeMode, tick uint32)
 		return t.expired(m, tick)
 	case removeEvictable:
 		return t.evictable(m, tick)
+	case removeReusable:
+		return t.reusable(m, tick)
 	}
 	return true
+}
+
+// reusable reports whether a flow is a closed TCP connection (TIME_WAIT or CLOSE) idle for at
+// least the reuse delay: its SNAT tuple may then carry a new connection's SYN, as Linux allows
+// with tcp_tw_reuse and nf_nat's TIME_WAIT takeover. Both ends have finished; the delay lets the
+// last retransmitted ACK or FIN of the old connection drain first.
+func (t *flowTable[K]) reusable(m uint64, tick uint32) bool {
+	s := metaState(m)
+	return t.twReuse != 0 && (s == TCPTimeWait || s == TCPClose) && tick-metaLast(m) >= t.twReuse
 }
 
 // remove deletes entry idx if it still carries gen and matches mode. Safe from any goroutine.
@@ -392,8 +405,10 @@ func (t *flowTable[K]) insert(orig, reply *K, ne *newEntry) (ref uint32, gen uin
 		if r, m, ok := t.find(reply, hR); ok {
 			t.unlock2(sO, sR)
 			// An expired flow still holds the key until removed: remove it and retry the
-			// same candidate once.
-			if t.expired(m, ne.tick) && t.remove(refIndex(r), metaGen(m), removeExpired, ne.tick) && !retried {
+			// same candidate once. So does a closed TCP connection past the reuse delay when
+			// the new flow opens with a SYN.
+			if (t.expired(m, ne.tick) && t.remove(refIndex(r), metaGen(m), removeExpired, ne.tick) ||
+				ne.state == TCPSynSent && t.reusable(m, ne.tick) && t.remove(refIndex(r), metaGen(m), removeReusable, ne.tick)) && !retried {
 				retried = true
 				a--
 				continue

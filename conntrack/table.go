@@ -126,11 +126,17 @@ func New(cfg Config) (*Table, error) {
 	} {
 		t.timeouts[s] = durationTicks(d)
 	}
+	twReuse := uint32(0)
+	if cfg.TCPTimeWaitReuseAfter > 0 {
+		twReuse = max(1, durationTicks(cfg.TCPTimeWaitReuseAfter))
+	}
 	if cfg.MaxEntries > 0 {
 		t.v4 = newFlowTable[key4](cfg.MaxEntries, seed, t.timeouts)
+		t.v4.twReuse = twReuse
 	}
 	if cfg.MaxEntriesIPv6 > 0 {
 		t.v6 = newFlowTable[key6](cfg.MaxEntriesIPv6, seed^hashM2, t.timeouts)
+		t.v6.twReuse = twReuse
 	}
 	return t, nil
 }

@@ -438,12 +438,13 @@ func TestExpireAmortised(t *testing.T) {
 }
 
 // TestSNATPortsUnique fills a small port range towards one backend and checks that no two live
-// flows share a reply key, that a full range refuses, and that a TIME_WAIT flow keeps its port
-// until it expires.
+// flows share a reply key, that a full range refuses, and that (without TIME_WAIT reuse) a
+// TIME_WAIT flow keeps its port until it expires.
 func TestSNATPortsUnique(t *testing.T) {
 	c := testConfig(256)
 	c.SNATPortMin, c.SNATPortMax = 40000, 40015
 	c.SNATAttempts = 256
+	c.TCPTimeWaitReuseAfter = 0
 	tb := newTable(t, c)
 	now := 10 * sec
 	seen := map[uint16]Handle{}
@@ -668,5 +669,75 @@ func TestRange(t *testing.T) {
 	})
 	if n != 5 {
 		t.Fatalf("Range saw %d flows", n)
+	}
+}
+
+// TestSNATPortOfClosedConnectionIsReusedBySYN checks tcp_tw_reuse-style takeover: with every
+// port of the range taken and one flow in TIME_WAIT, a new SYN gets that flow's port only after
+// the reuse delay, the old flow is gone, and a non-SYN first packet (loose pickup) never takes
+// over a closed connection's tuple.
+func TestSNATPortOfClosedConnectionIsReusedBySYN(t *testing.T) {
+	c := testConfig(256)
+	c.SNATPortMin, c.SNATPortMax = 40000, 40003
+	c.SNATAttempts = 64
+	c.TCPTimeWaitReuseAfter = time.Second
+	c.TCPLoosePickup = true
+	tb := newTable(t, c)
+	now := 10 * sec
+	newFlow := func(i int, flags uint8) NewFlow {
+		return NewFlow{Orig: key("198.18.0.100", uint16(20000+i), "198.19.1.1", 80, packet.ProtoTCP),
+			BackendAddr: addr("198.18.1.10"), BackendPort: 8080, SNATAddr: addr("198.18.1.2"), TCPFlags: flags}
+	}
+	var hs []Handle
+	for i := range 4 {
+		f := newFlow(i, TCPFlagSYN)
+		h, res := tb.Insert(&f, now)
+		if res != Inserted {
+			t.Fatalf("flow %d: %v", i, res)
+		}
+		hs = append(hs, h)
+	}
+	closed := hs[2]
+	for _, p := range []pkt{{DirReply, TCPFlagSYN | TCPFlagACK}, {DirOriginal, TCPFlagACK},
+		{DirOriginal, TCPFlagFIN | TCPFlagACK}, {DirReply, TCPFlagFIN | TCPFlagACK}, {DirOriginal, TCPFlagACK}} {
+		hd := closed
+		hd.dir = p.dir
+		tb.Update(hd, p.flags, now)
+	}
+	old, _ := tb.Flow(closed, now)
+	if old.State != TCPTimeWait {
+		t.Fatalf("state %v, want TIME_WAIT", old.State)
+	}
+	cases := []struct {
+		name  string
+		at    int64
+		flags uint8
+		want  InsertResult
+	}{
+		{"SYN within the reuse delay is refused", now + sec/2, TCPFlagSYN, InsertNoPort},
+		{"non-SYN never takes over a closed tuple", now + 5*sec, TCPFlagACK, InsertNoPort},
+		{"SYN after the reuse delay takes the port", now + 2*sec, TCPFlagSYN, Inserted},
+	}
+	for i, tc := range cases {
+		f := newFlow(100+i, tc.flags)
+		h, res := tb.Insert(&f, tc.at)
+		if res != tc.want {
+			t.Fatalf("%s: %v, want %v", tc.name, res, tc.want)
+		}
+		if res == Inserted {
+			nf, _ := tb.Flow(h, tc.at)
+			if nf.Reply.DstPort != old.Reply.DstPort {
+				t.Fatalf("%s: got port %d, want the closed flow's %d", tc.name, nf.Reply.DstPort, old.Reply.DstPort)
+			}
+			if _, ok := tb.Flow(closed, tc.at); ok {
+				t.Fatalf("%s: the closed flow is still in the table", tc.name)
+			}
+		}
+	}
+	// The established flows were never touched.
+	for _, h := range []Handle{hs[0], hs[1], hs[3]} {
+		if _, ok := tb.Flow(h, now+2*sec); !ok {
+			t.Fatal("a live flow lost its entry")
+		}
 	}
 }

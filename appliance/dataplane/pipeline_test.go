@@ -581,3 +581,39 @@ func dumpDrops(w *Worker) map[string]uint64 {
 	}
 	return out
 }
+
+func TestSYNReusingAClosedFlowsTupleOpensANewFlow(t *testing.T) {
+	r := newRig(t, testManifests)
+	send := func(from *memIO, b []byte) [][]byte {
+		from.push(b)
+		r.run(t)
+		return append(r.int.take(), r.ext.take()...)
+	}
+	out := send(r.ext, frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "S", nil))
+	first := decode(t, out[0])
+	// Handshake and close both ways into TIME_WAIT.
+	send(r.int, frame(t, backendMAC[first.dst], intMAC, first.dst, "198.18.1.11", packet.ProtoTCP, 8080, first.sport, "SA", nil))
+	send(r.ext, frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "A", nil))
+	send(r.ext, frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "FA", nil))
+	send(r.int, frame(t, backendMAC[first.dst], intMAC, first.dst, "198.18.1.11", packet.ProtoTCP, 8080, first.sport, "FA", nil))
+	send(r.ext, frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "A", nil))
+	// Remove the backend the old connection used: a new SYN on the same client port must open a
+	// new flow to the remaining backend rather than be reset as a packet of the old one.
+	var keep string
+	for ip := range backendMAC {
+		if ip != first.dst && ip != "198.18.1.23" {
+			keep = ip
+		}
+	}
+	m := replaceOnce(testManifests, "  - addresses: ["+first.dst+"]\n", "")
+	if _, err := r.dp.Apply(buildSnapshot(t, m)); err != nil {
+		t.Fatal(err)
+	}
+	out = send(r.ext, frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "S", nil))
+	if len(out) != 1 {
+		t.Fatalf("reused-port SYN: %d frames out (drops %v)", len(out), dumpDrops(r.w))
+	}
+	if d := decode(t, out[0]); !d.syn || d.rst || d.dst != keep {
+		t.Fatalf("reused-port SYN became %+v, want a SYN to %s", d, keep)
+	}
+}

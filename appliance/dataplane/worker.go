@@ -147,7 +147,12 @@ func (w *Worker) Poll(now int64) int {
 	if total > 0 {
 		w.c.batches.inc()
 	}
-	w.dp.ct.Expire(now, w.dp.cfg.ExpireBudget)
+	budget := w.dp.cfg.ExpireBudget
+	if total == 0 {
+		// Idle: catch up on expiry (the worker sleeps in poll(2) between such passes).
+		budget *= 256
+	}
+	w.dp.ct.Expire(now, budget)
 	return total
 }
 
@@ -244,6 +249,15 @@ func (w *Worker) pipeline(plan *Plan, in int, fr []byte, hd conntrack.Handle, no
 	}
 	meta, ok := w.dp.ct.Meta(hd)
 	if !ok {
+		return w.newFlow(plan, in, fr, now, gen)
+	}
+	if hd.Dir() == conntrack.DirOriginal && h.L4Proto == packet.ProtoTCP &&
+		h.TCPFlags&(packet.TCPFlagSYN|packet.TCPFlagACK|packet.TCPFlagRST) == packet.TCPFlagSYN &&
+		(meta.State == conntrack.TCPTimeWait || meta.State == conntrack.TCPClose) {
+		// A client reusing its port for a new connection (as Linux conntrack does for a SYN in
+		// TIME_WAIT/CLOSE): the old flow ends, the SYN opens a new one with a fresh backend
+		// choice and SNAT port.
+		w.dp.ct.Delete(hd)
 		return w.newFlow(plan, in, fr, now, gen)
 	}
 	if hd.Dir() == conntrack.DirOriginal && !plan.isAlive(meta.BackendID) {
