@@ -617,3 +617,95 @@ func TestSYNReusingAClosedFlowsTupleOpensANewFlow(t *testing.T) {
 		t.Fatalf("reused-port SYN became %+v, want a SYN to %s", d, keep)
 	}
 }
+
+func TestICMPErrorAboutATranslatedFlowReachesTheClient(t *testing.T) {
+	r := newRig(t, testManifests)
+	r.ext.push(frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoUDP, 41000, 9000, "", []byte("hi")))
+	r.run(t)
+	out := r.int.take()
+	if len(out) != 1 {
+		t.Fatalf("udp: %d frames", len(out))
+	}
+	sent := decode(t, out[0])
+	// The backend answers the translated datagram with ICMP port unreachable to the SNAT address.
+	var h packet.Headers
+	if rr := packet.Parse(out[0], &h); rr != packet.OK {
+		t.Fatal(rr)
+	}
+	// Build it as the backend would: swap the frame's direction first.
+	errFrame := make([]byte, 256)
+	n, err := packet.BuildPortUnreachable4(errFrame, out[0], &h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errFrame = errFrame[:n]
+	copy(errFrame[0:6], intMAC[:])
+	bm := backendMAC[sent.dst]
+	copy(errFrame[6:12], bm[:])
+	r.int.push(errFrame)
+	r.run(t)
+	back := r.ext.take()
+	if len(back) != 1 {
+		t.Fatalf("ICMP error: %d frames to the client (drops %v)", len(back), dumpDrops(r.w))
+	}
+	p := gopacket.NewPacket(back[0], layers.LayerTypeEthernet, gopacket.Default)
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if !ok || ic.TypeCode.Type() != layers.ICMPv4TypeDestinationUnreachable {
+		t.Fatalf("client got %v", p)
+	}
+	if ip.DstIP.String() != "198.18.0.100" || ip.SrcIP.String() != "198.19.1.1" {
+		t.Fatalf("outer %s -> %s, want 198.19.1.1 -> 198.18.0.100", ip.SrcIP, ip.DstIP)
+	}
+	// The quoted datagram is the client's own, as it sent it: client -> VIP:9000.
+	var hb packet.Headers
+	if rr := packet.Parse(back[0], &hb); rr != packet.OK || !hb.Inner.Valid {
+		t.Fatalf("parse translated error: %v", rr)
+	}
+	if rr := packet.VerifyChecksums(back[0], &hb); rr != packet.OK {
+		t.Fatalf("translated error has a bad checksum: %v", rr)
+	}
+	in := hb.Inner.Key
+	if in.SrcAddr4() != [4]byte{198, 18, 0, 100} || in.SrcPort != 41000 || in.DstAddr4() != [4]byte{198, 19, 1, 1} || in.DstPort != 9000 {
+		t.Fatalf("quoted packet %+v, want the client's datagram to the VIP", in)
+	}
+}
+
+func TestEchoToHeldVIPAndClusterIP(t *testing.T) {
+	r := newRig(t, testManifests)
+	ping := func(srcMAC [6]byte, src, dst string) []byte {
+		eth := &layers.Ethernet{SrcMAC: srcMAC[:], DstMAC: extMAC[:], EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+		ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1}
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, ic, gopacket.Payload("ping")); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	cases := []struct {
+		name     string
+		src, dst string
+		answered bool
+	}{
+		{"echo to a held VIP is answered", "198.18.0.100", "198.19.1.1", true},
+		{"echo to a ClusterIP from inside the cluster is answered", "198.18.1.50", "198.19.0.10", true},
+		{"echo to a ClusterIP from outside is dropped", "198.18.0.100", "198.19.0.10", false},
+	}
+	for _, tc := range cases {
+		r.ext.push(ping(clientMAC, tc.src, tc.dst))
+		r.run(t)
+		out := r.ext.take()
+		if got := len(out) == 1; got != tc.answered {
+			t.Fatalf("%s: %d answers", tc.name, len(out))
+		}
+		if tc.answered {
+			p := gopacket.NewPacket(out[0], layers.LayerTypeEthernet, gopacket.Default)
+			ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+			ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			if !ok || ic.TypeCode.Type() != layers.ICMPv4TypeEchoReply || ip.SrcIP.String() != tc.dst || ip.DstIP.String() != tc.src {
+				t.Fatalf("%s: answer %v", tc.name, p)
+			}
+		}
+	}
+}
