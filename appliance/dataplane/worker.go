@@ -280,8 +280,18 @@ func (w *Worker) forward(plan *Plan, in int, fr []byte, hd conntrack.Handle, met
 		return w.drop(ReasonNoFrontend)
 	}
 	w.dp.ct.Update(hd, h.TCPFlags, now)
+	act, out, n := w.emit(fr, hd.Dir(), &meta, gen)
+	if act == actTx {
+		w.countPort(meta.ServiceID, n)
+	}
+	return act, out, n
+}
+
+// emit rewrites a frame to the translation in w.out, on its way out of the flow's port for dir,
+// with the next hop's MAC: the one step forward and icmpError share.
+func (w *Worker) emit(fr []byte, dir conntrack.Dir, meta *conntrack.FlowMeta, gen uint32) (action, int, int) {
 	out := int(meta.EgressIfindex)
-	if hd.Dir() == conntrack.DirReply {
+	if dir == conntrack.DirReply {
 		out = int(meta.IngressIfindex)
 	}
 	if out >= len(w.io) {
@@ -293,11 +303,10 @@ func (w *Worker) forward(plan *Plan, in int, fr []byte, hd conntrack.Handle, met
 		w.dp.l2.probe(binary.BigEndian.Uint32(dst[:]))
 		return w.drop(ReasonNoNeighbour)
 	}
-	if r := packet.NAT4(fr, h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
+	if r := packet.NAT4(fr, &w.h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
 		return w.drop(Reason(r))
 	}
 	packet.SetMACs(fr, w.dp.ports[out].MAC, mac)
-	w.countPort(meta.ServiceID, len(fr))
 	return actTx, out, len(fr)
 }
 
@@ -471,25 +480,11 @@ func (w *Worker) icmpError(plan *Plan, in int, fr []byte, now int64, gen uint32)
 	if !ok || !w.dp.ct.Translate(hd, &w.out) {
 		return w.drop(ReasonICMPIgnored)
 	}
-	out := int(meta.EgressIfindex)
-	if hd.Dir() == conntrack.DirReply {
-		out = int(meta.IngressIfindex)
+	act, out, n := w.emit(fr, hd.Dir(), &meta, gen)
+	if act == actTx {
+		w.c.icmpTranslated.inc()
 	}
-	if out >= len(w.io) {
-		return w.drop(ReasonICMPIgnored)
-	}
-	dst := w.out.DstAddr4()
-	mac, ok := w.cache.get(w.dp.l2, binary.BigEndian.Uint32(dst[:]), gen)
-	if !ok {
-		w.dp.l2.probe(binary.BigEndian.Uint32(dst[:]))
-		return w.drop(ReasonNoNeighbour)
-	}
-	if r := packet.NAT4(fr, h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
-		return w.drop(Reason(r))
-	}
-	packet.SetMACs(fr, w.dp.ports[out].MAC, mac)
-	w.c.icmpTranslated.inc()
-	return actTx, out, len(fr)
+	return act, out, n
 }
 
 // prefix4 is an IPv4 prefix as address and mask words, for a per-packet membership test.
