@@ -9,6 +9,7 @@
 //	GET /api/v1/endpoints []EndpointStatus
 //	GET /api/v1/flows     []FlowStatus (?limit=N, default 1000)
 //	GET /api/v1/members   []MemberStatus
+//	GET /api/v1/capture   pcapng stream (package capture; added by the daemon through Config.Routes)
 //
 // The server reads everything through the Source interface, which the daemon implements over its
 // current snapshot, data plane and cluster view; handlers run on net/http's goroutines, so a Source

@@ -25,6 +25,8 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxFlows caps /api/v1/flows when the request gives no limit.
 	MaxFlows int
+	// Routes are extra handlers by ServeMux pattern (e.g. "GET /api/v1/capture"); nil: none.
+	Routes map[string]http.Handler
 }
 
 // DefaultConfig returns the contract's defaults.
@@ -67,6 +69,9 @@ func Handler(src Source, cfg Config) http.Handler {
 		}
 		writeJSON(w, src.Flows(limit))
 	})
+	for pattern, h := range cfg.Routes {
+		mux.Handle(pattern, h)
+	}
 	return mux
 }
 

@@ -89,6 +89,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.ReloadCheckInterval <= 0 {
 		opts.ReloadCheckInterval = time.Second
 	}
+	preflight := opts.OpenIO == nil // only the AF_XDP layer needs the kernel's support
 	if opts.OpenIO == nil {
 		opts.OpenIO = openAFXDP
 	}
@@ -98,6 +99,12 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	log = log.With("node", cfg.Node.Name)
+	if preflight {
+		// Before anything is opened: refuse with what is missing and how to fix it.
+		if err := checkAFXDP(cfg, log); err != nil {
+			return err
+		}
+	}
 	n := &node{opts: opts, log: log, cfg: cfg, builder: service.NewBuilder(cfg), started: time.Now()}
 
 	n.ports, err = discoverPorts(cfg.Interfaces)
@@ -154,7 +161,9 @@ func Run(ctx context.Context, opts Options) error {
 	if c, ok := n.io.(prometheus.Collector); ok {
 		reg.MustRegister(c)
 	}
-	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000})
+	captureDone := make(chan struct{})
+	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000,
+		Routes: n.captureRoutes(captureDone)})
 	if err != nil {
 		return err
 	}
@@ -163,6 +172,7 @@ func Run(ctx context.Context, opts Options) error {
 		defer cancel()
 		_ = srv.Close(sctx)
 	}()
+	defer close(captureDone) // runs first: captures in progress end before the server shuts down
 
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var wg sync.WaitGroup

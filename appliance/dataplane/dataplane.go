@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpsvc/lb/appliance/capture"
 	"github.com/xdpsvc/lb/appliance/maglev"
 	"github.com/xdpsvc/lb/appliance/service"
 	"github.com/xdpsvc/lb/conntrack"
@@ -61,6 +62,9 @@ type DataPlane struct {
 	mu      sync.Mutex // guards reg and workers (control path)
 	reg     endpointRegistry
 	workers []*Worker
+
+	// capture is the armed packet capture, nil when none; workers load it once per batch.
+	capture atomic.Pointer[capture.Session]
 }
 
 // New creates a data plane with an empty plan.
@@ -138,6 +142,7 @@ func (dp *DataPlane) AddWorker(queue int, io []FrameIO) (*Worker, error) {
 	}
 	w := newWorker(dp, queue, io)
 	dp.mu.Lock()
+	w.capIdx = len(dp.workers)
 	dp.workers = append(dp.workers, w)
 	dp.mu.Unlock()
 	return w, nil
@@ -172,3 +177,27 @@ func (w *Worker) Run(ctx context.Context, wait func(timeout time.Duration)) {
 
 // ConntrackConfig returns the flow table's configuration (the SNAT port range, for steering).
 func (dp *DataPlane) ConntrackConfig() conntrack.Config { return dp.cfg.Conntrack }
+
+// StartCapture arms a packet capture on every worker (each gets a preallocated ring of the
+// session; workers added later are not captured). It returns capture.ErrBusy while another
+// capture is armed. Control path: any goroutine.
+func (dp *DataPlane) StartCapture(cfg capture.Config) (*capture.Session, error) {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.capture.Load() != nil {
+		return nil, capture.ErrBusy
+	}
+	names := make([]string, len(dp.ports))
+	for i, p := range dp.ports {
+		names[i] = p.Name
+	}
+	s, err := capture.NewSession(cfg, names, len(dp.workers))
+	if err != nil {
+		return nil, fmt.Errorf("start capture: %w", err)
+	}
+	dp.capture.Store(s)
+	return s, nil
+}
+
+// StopCapture disarms s if it is the armed capture; workers stop copying at their next batch.
+func (dp *DataPlane) StopCapture(s *capture.Session) { dp.capture.CompareAndSwap(s, nil) }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/xdpsvc/lb/appliance/capture"
 	"github.com/xdpsvc/lb/appliance/maglev"
 	"github.com/xdpsvc/lb/conntrack"
 	"github.com/xdpsvc/lb/packet"
@@ -45,9 +46,10 @@ const (
 
 // Worker runs the pipeline for one queue index on every port.
 type Worker struct {
-	dp    *DataPlane
-	queue int
-	io    []FrameIO
+	dp     *DataPlane
+	queue  int
+	capIdx int // this worker's ring in an armed capture.Session
+	io     []FrameIO
 
 	rx     []Frame
 	txSame [][]Frame  // per port: frames received there that leave there
@@ -98,6 +100,11 @@ func newWorker(dp *DataPlane, queue int, io []FrameIO) *Worker {
 func (w *Worker) Poll(now int64) int {
 	plan := w.dp.plan.Load()
 	gen := w.dp.l2.gen.Load()
+	// One atomic load per batch; nil (no capture armed) costs a nil check per frame.
+	var ring *capture.Ring
+	if cs := w.dp.capture.Load(); cs != nil {
+		ring = cs.Ring(w.capIdx)
+	}
 	total := 0
 	for p, io := range w.io {
 		n := io.Receive(w.rx)
@@ -109,12 +116,21 @@ func (w *Worker) Poll(now int64) int {
 		w.lookupBatch(n, now)
 		for i := range n {
 			f := w.rx[i]
+			if ring != nil {
+				ring.Begin(f.Data, p, now)
+			}
 			act, out, length := w.processParsed(plan, p, f.Data, i, now, gen)
 			if act == actDrop {
+				if ring != nil {
+					ring.End(false, nil, 0)
+				}
 				w.rel[p] = append(w.rel[p], f)
 				continue
 			}
 			f.Data = f.Data[:length]
+			if ring != nil {
+				ring.End(true, f.Data, out)
+			}
 			if out == p {
 				w.txSame[p] = append(w.txSame[p], f)
 			} else {
