@@ -1,0 +1,429 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Wire formats. Everything a node receives over gossip is untrusted: every
+// decoder checks lengths before reading and returns an error (counted by the
+// caller), never panics. All integers are big-endian.
+
+// WireVersion is the version byte that starts node metadata and messages.
+const WireVersion = 1
+
+// MetaMaxBytes is memberlist's limit on node metadata.
+const MetaMaxBytes = 512
+
+// Limits enforced by the decoders.
+const (
+	maxMetaAddrs     = 32  // addresses per list in node metadata
+	maxNameBytes     = 255 // node names, service keys, version strings
+	maxNodePorts     = 64  // node ports per allocation
+	maxAllocsPerSet  = 65535
+	maxSetsPerState  = 4096
+	msgHeaderBytes   = 2 // version, type
+	allocSetMinBytes = 1 + 8 + 2
+)
+
+// Errors returned by the decoders (wrapped with detail).
+var (
+	ErrShort   = errors.New("truncated")
+	ErrVersion = errors.New("unsupported wire version")
+	ErrInvalid = errors.New("invalid field")
+)
+
+// Role says what a member is.
+type Role uint8
+
+const (
+	// RoleAppliance is a load-balancer node: it may hold VIPs.
+	RoleAppliance Role = 1
+	// RoleBackend is a backend agent: it announces endpoints, never holds VIPs.
+	RoleBackend Role = 2
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleAppliance:
+		return "appliance"
+	case RoleBackend:
+		return "backend"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
+// Meta is the node metadata every member gossips about itself.
+type Meta struct {
+	Role        Role         // appliance or backend agent
+	Version     string       // software version, at most 255 bytes
+	ExternalIPs []netip.Addr // addresses on external interfaces
+	ClusterIPs  []netip.Addr // addresses on cluster interfaces
+	Leaving     bool         // set by a node leaving gracefully, just before it goes
+}
+
+const metaFlagLeaving = 1
+
+// EncodeMeta encodes m: version, role, flags (bit 0: leaving; unknown bits
+// are ignored by decoders), version string, two address lists
+// (count byte, then per address a length byte 4 or 16 and the bytes).
+func EncodeMeta(m Meta) ([]byte, error) {
+	if len(m.Version) > maxNameBytes {
+		return nil, fmt.Errorf("encode meta: version: %w: %d bytes", ErrInvalid, len(m.Version))
+	}
+	if len(m.ExternalIPs) > maxMetaAddrs || len(m.ClusterIPs) > maxMetaAddrs {
+		return nil, fmt.Errorf("encode meta: addresses: %w: more than %d", ErrInvalid, maxMetaAddrs)
+	}
+	var flags byte
+	if m.Leaving {
+		flags |= metaFlagLeaving
+	}
+	b := []byte{WireVersion, byte(m.Role), flags, byte(len(m.Version))}
+	b = append(b, m.Version...)
+	for _, list := range [][]netip.Addr{m.ExternalIPs, m.ClusterIPs} {
+		b = append(b, byte(len(list)))
+		for _, a := range list {
+			b = appendAddr(b, a)
+		}
+	}
+	if len(b) > MetaMaxBytes {
+		return nil, fmt.Errorf("encode meta: %w: %d bytes, limit %d", ErrInvalid, len(b), MetaMaxBytes)
+	}
+	return b, nil
+}
+
+// DecodeMeta decodes untrusted node metadata.
+func DecodeMeta(b []byte) (Meta, error) {
+	var m Meta
+	if len(b) > MetaMaxBytes {
+		return m, fmt.Errorf("decode meta: %w: %d bytes", ErrInvalid, len(b))
+	}
+	r := reader{b: b}
+	if v := r.u8(); r.err == nil && v != WireVersion {
+		return m, fmt.Errorf("decode meta: %w %d", ErrVersion, v)
+	}
+	m.Role = Role(r.u8())
+	m.Leaving = r.u8()&metaFlagLeaving != 0
+	m.Version = r.str()
+	m.ExternalIPs = r.addrList()
+	m.ClusterIPs = r.addrList()
+	if r.err == nil && m.Role != RoleAppliance && m.Role != RoleBackend {
+		r.err = fmt.Errorf("role %d: %w", m.Role, ErrInvalid)
+	}
+	if r.err == nil && r.off != len(b) {
+		r.err = fmt.Errorf("%d trailing bytes: %w", len(b)-r.off, ErrInvalid)
+	}
+	if r.err != nil {
+		return Meta{}, fmt.Errorf("decode meta: %w", r.err)
+	}
+	return m, nil
+}
+
+// MsgType is the type byte of a gossip message.
+type MsgType uint8
+
+const (
+	// MsgAllocations carries one node's allocation set (internal).
+	MsgAllocations MsgType = 1
+	// MsgUserMin is the first type free for Node.Handle / Node.Broadcast users
+	// (endpoint health, flow-state sync...). Types below it are reserved.
+	MsgUserMin MsgType = 16
+)
+
+// EncodeMessage frames payload as a message of type t.
+func EncodeMessage(t MsgType, payload []byte) []byte {
+	b := make([]byte, 0, msgHeaderBytes+len(payload))
+	b = append(b, WireVersion, byte(t))
+	return append(b, payload...)
+}
+
+// DecodeMessage splits an untrusted message into its type and payload (the
+// payload aliases b).
+func DecodeMessage(b []byte) (MsgType, []byte, error) {
+	if len(b) < msgHeaderBytes {
+		return 0, nil, fmt.Errorf("decode message: %w: %d bytes", ErrShort, len(b))
+	}
+	if b[0] != WireVersion {
+		return 0, nil, fmt.Errorf("decode message: %w %d", ErrVersion, b[0])
+	}
+	if b[1] == 0 {
+		return 0, nil, fmt.Errorf("decode message: type 0: %w", ErrInvalid)
+	}
+	return MsgType(b[1]), b[msgHeaderBytes:], nil
+}
+
+// Allocation is one Service's allocated values as proposed by one node.
+type Allocation struct {
+	Service          string     // "namespace/name"
+	ClusterIP        netip.Addr // invalid when none
+	ExternalIP       netip.Addr // invalid when none (pending)
+	NodePorts        []uint16   // in port order of the Service
+	CreatedUnixMilli int64      // when the proposing node first allocated these values
+}
+
+// AllocationSet is the full set of allocations one node proposes.
+type AllocationSet struct {
+	Origin     string       // proposing node
+	Generation uint64       // increases with every change of the set by Origin
+	Items      []Allocation // sorted by Service, unique
+}
+
+// EncodeAllocationSet encodes s: origin, generation, count, then items.
+func EncodeAllocationSet(s AllocationSet) ([]byte, error) {
+	return appendAllocationSet(nil, s)
+}
+
+func appendAllocationSet(b []byte, s AllocationSet) ([]byte, error) {
+	if s.Origin == "" || len(s.Origin) > maxNameBytes {
+		return nil, fmt.Errorf("encode allocations: origin %q: %w", s.Origin, ErrInvalid)
+	}
+	if len(s.Items) > maxAllocsPerSet {
+		return nil, fmt.Errorf("encode allocations: %d items: %w", len(s.Items), ErrInvalid)
+	}
+	b = append(b, byte(len(s.Origin)))
+	b = append(b, s.Origin...)
+	b = binary.BigEndian.AppendUint64(b, s.Generation)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s.Items)))
+	for _, a := range s.Items {
+		if a.Service == "" || len(a.Service) > maxNameBytes || len(a.NodePorts) > maxNodePorts {
+			return nil, fmt.Errorf("encode allocations: service %q: %w", a.Service, ErrInvalid)
+		}
+		b = append(b, byte(len(a.Service)))
+		b = append(b, a.Service...)
+		b = appendAddr(b, a.ClusterIP)
+		b = appendAddr(b, a.ExternalIP)
+		b = append(b, byte(len(a.NodePorts)))
+		for _, p := range a.NodePorts {
+			b = binary.BigEndian.AppendUint16(b, p)
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(a.CreatedUnixMilli))
+	}
+	return b, nil
+}
+
+// DecodeAllocationSet decodes an untrusted allocation set; items must be
+// sorted by service and unique.
+func DecodeAllocationSet(b []byte) (AllocationSet, error) {
+	r := reader{b: b}
+	s := r.allocationSet()
+	if r.err == nil && r.off != len(b) {
+		r.err = fmt.Errorf("%d trailing bytes: %w", len(b)-r.off, ErrInvalid)
+	}
+	if r.err != nil {
+		return AllocationSet{}, fmt.Errorf("decode allocations: %w", r.err)
+	}
+	return s, nil
+}
+
+// encodeState is the push-pull state: a version byte, a count, then
+// length-prefixed allocation sets.
+func encodeState(sets []AllocationSet) ([]byte, error) {
+	if len(sets) > maxSetsPerState {
+		sets = sets[:maxSetsPerState]
+	}
+	b := []byte{WireVersion}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sets)))
+	for _, s := range sets {
+		enc, err := EncodeAllocationSet(s)
+		if err != nil {
+			return nil, err
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(enc)))
+		b = append(b, enc...)
+	}
+	return b, nil
+}
+
+// DecodeState decodes an untrusted push-pull state.
+func DecodeState(b []byte) ([]AllocationSet, error) {
+	r := reader{b: b}
+	if v := r.u8(); r.err == nil && v != WireVersion {
+		return nil, fmt.Errorf("decode state: %w %d", ErrVersion, v)
+	}
+	n := int(r.u16())
+	if r.err == nil && (n > maxSetsPerState || n*(4+allocSetMinBytes) > len(b)) {
+		r.err = fmt.Errorf("%d sets: %w", n, ErrInvalid)
+	}
+	var sets []AllocationSet
+	for i := 0; i < n && r.err == nil; i++ {
+		l := int(r.u32())
+		sub := r.bytes(l)
+		if r.err != nil {
+			break
+		}
+		s, err := DecodeAllocationSet(sub)
+		if err != nil {
+			r.err = err
+			break
+		}
+		sets = append(sets, s)
+	}
+	if r.err == nil && r.off != len(b) {
+		r.err = fmt.Errorf("%d trailing bytes: %w", len(b)-r.off, ErrInvalid)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("decode state: %w", r.err)
+	}
+	return sets, nil
+}
+
+func appendAddr(b []byte, a netip.Addr) []byte {
+	switch {
+	case !a.IsValid():
+		return append(b, 0)
+	case a.Unmap().Is4():
+		v := a.Unmap().As4()
+		return append(append(b, 4), v[:]...)
+	default:
+		v := a.As16()
+		return append(append(b, 16), v[:]...)
+	}
+}
+
+// reader reads big-endian fields; the first error sticks and later reads
+// return zero values.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.err = fmt.Errorf("need %d bytes at offset %d of %d: %w", n, r.off, len(r.b), ErrShort)
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+func (r *reader) u8() uint8 {
+	if v := r.bytes(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if v := r.bytes(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.bytes(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if v := r.bytes(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *reader) str() string { return string(r.bytes(int(r.u8()))) }
+
+func (r *reader) addr() netip.Addr {
+	n := int(r.u8())
+	if r.err != nil {
+		return netip.Addr{}
+	}
+	switch n {
+	case 0:
+		return netip.Addr{}
+	case 4:
+		v := r.bytes(4)
+		if v == nil {
+			return netip.Addr{}
+		}
+		return netip.AddrFrom4([4]byte(v))
+	case 16:
+		v := r.bytes(16)
+		if v == nil {
+			return netip.Addr{}
+		}
+		a := netip.AddrFrom16([16]byte(v))
+		if a.Is4In6() {
+			r.err = fmt.Errorf("address %s: IPv4-mapped: %w", a, ErrInvalid)
+		}
+		return a
+	}
+	r.err = fmt.Errorf("address length %d: %w", n, ErrInvalid)
+	return netip.Addr{}
+}
+
+func (r *reader) addrList() []netip.Addr {
+	n := int(r.u8())
+	if r.err == nil && n > maxMetaAddrs {
+		r.err = fmt.Errorf("%d addresses: %w", n, ErrInvalid)
+	}
+	var out []netip.Addr
+	for i := 0; i < n && r.err == nil; i++ {
+		a := r.addr()
+		if r.err == nil && !a.IsValid() {
+			r.err = fmt.Errorf("empty address: %w", ErrInvalid)
+		}
+		out = append(out, a)
+	}
+	if r.err != nil {
+		return nil
+	}
+	return out
+}
+
+func (r *reader) allocationSet() AllocationSet {
+	var s AllocationSet
+	s.Origin = r.str()
+	if r.err == nil && s.Origin == "" {
+		r.err = fmt.Errorf("empty origin: %w", ErrInvalid)
+	}
+	s.Generation = r.u64()
+	n := int(r.u16())
+	// Each item takes at least 1+1+1+1+1+8 bytes: refuse counts the buffer cannot hold.
+	if r.err == nil && n*13 > len(r.b)-r.off {
+		r.err = fmt.Errorf("%d items in %d bytes: %w", n, len(r.b)-r.off, ErrShort)
+	}
+	if r.err == nil && n > 0 {
+		s.Items = make([]Allocation, 0, n)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		var a Allocation
+		a.Service = r.str()
+		a.ClusterIP = r.addr()
+		a.ExternalIP = r.addr()
+		np := int(r.u8())
+		if r.err == nil && np > maxNodePorts {
+			r.err = fmt.Errorf("service %q: %d node ports: %w", a.Service, np, ErrInvalid)
+		}
+		for j := 0; j < np && r.err == nil; j++ {
+			a.NodePorts = append(a.NodePorts, r.u16())
+		}
+		a.CreatedUnixMilli = int64(r.u64())
+		if r.err != nil {
+			break
+		}
+		if a.Service == "" {
+			r.err = fmt.Errorf("empty service: %w", ErrInvalid)
+			break
+		}
+		if i > 0 && s.Items[i-1].Service >= a.Service {
+			r.err = fmt.Errorf("service %q out of order or repeated: %w", a.Service, ErrInvalid)
+			break
+		}
+		s.Items = append(s.Items, a)
+	}
+	if r.err != nil {
+		return AllocationSet{}
+	}
+	return s
+}

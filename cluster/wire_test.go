@@ -1,0 +1,276 @@
+package cluster
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var metaCases = []struct {
+	name string
+	meta Meta
+}{
+	{"appliance", Meta{Role: RoleAppliance, Version: "v0.1.0",
+		ExternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")},
+		ClusterIPs:  []netip.Addr{netip.MustParseAddr("198.18.1.11"), netip.MustParseAddr("2001:db8::1")}}},
+	{"backend bare", Meta{Role: RoleBackend}},
+	{"leaving", Meta{Role: RoleAppliance, Leaving: true, Version: "x"}},
+}
+
+func TestMetaRoundTrip(t *testing.T) {
+	for _, tc := range metaCases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := EncodeMeta(tc.meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := DecodeMeta(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.meta) {
+				t.Fatalf("decoded %+v, want %+v", got, tc.meta)
+			}
+		})
+	}
+}
+
+func TestMetaEncodeLimits(t *testing.T) {
+	many := make([]netip.Addr, 33)
+	for i := range many {
+		many[i] = netip.AddrFrom4([4]byte{198, 18, 0, byte(i)})
+	}
+	v6 := make([]netip.Addr, 32)
+	for i := range v6 {
+		v6[i] = netip.AddrFrom16([16]byte{0x20, 1, 0xd, 0xb8, 15: byte(i)})
+	}
+	tests := []struct {
+		name string
+		meta Meta
+	}{
+		{"too many addresses", Meta{Role: RoleAppliance, ExternalIPs: many}},
+		{"over 512 bytes", Meta{Role: RoleAppliance, ExternalIPs: v6}},
+		{"long version", Meta{Role: RoleAppliance, Version: strings.Repeat("v", 256)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := EncodeMeta(tc.meta); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestDecodeMetaRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, ErrShort},
+		{"wrong version", []byte{9, 1, 0, 0, 0, 0}, ErrVersion},
+		{"bad role", []byte{1, 7, 0, 0, 0, 0}, ErrInvalid},
+		{"truncated version", []byte{1, 1, 0, 5, 'v'}, ErrShort},
+		{"bad address length", []byte{1, 1, 0, 0, 1, 5, 1, 2, 3, 4, 5, 0}, ErrInvalid},
+		{"empty address", []byte{1, 1, 0, 0, 1, 0, 0}, ErrInvalid},
+		{"mapped address", append(append([]byte{1, 1, 0, 0, 1, 16}, netip.AddrFrom16(netip.MustParseAddr("198.18.0.1").As16()).AsSlice()...), 0), ErrInvalid},
+		{"too many addresses", []byte{1, 1, 0, 0, 200}, ErrInvalid},
+		{"trailing", []byte{1, 1, 0, 0, 0, 0, 0}, ErrInvalid},
+		{"oversized", make([]byte, 600), ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := DecodeMeta(tc.in); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+var allocSetCases = []struct {
+	name string
+	set  AllocationSet
+}{
+	{"full", AllocationSet{Origin: "lb-a", Generation: 42, Items: []Allocation{
+		{Service: "default/db", ClusterIP: netip.MustParseAddr("198.19.0.20")},
+		{Service: "default/web", ClusterIP: netip.MustParseAddr("198.19.0.10"), ExternalIP: netip.MustParseAddr("198.19.1.1"),
+			NodePorts: []uint16{30080, 30443}, CreatedUnixMilli: 1700000000123},
+		{Service: "v6/x", ClusterIP: netip.MustParseAddr("2001:db8::10"), CreatedUnixMilli: -1},
+	}}},
+	{"empty", AllocationSet{Origin: "lb-b", Generation: 1}},
+}
+
+func TestAllocationSetRoundTrip(t *testing.T) {
+	for _, tc := range allocSetCases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := EncodeAllocationSet(tc.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := DecodeAllocationSet(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.set) {
+				t.Fatalf("decoded %+v, want %+v", got, tc.set)
+			}
+			for cut := range len(b) {
+				if _, err := DecodeAllocationSet(b[:cut]); err == nil {
+					t.Fatalf("truncated to %d of %d bytes decoded without error", cut, len(b))
+				}
+			}
+		})
+	}
+	var sets []AllocationSet
+	for _, tc := range allocSetCases {
+		sets = append(sets, tc.set)
+	}
+	st, err := encodeState(sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, sets) {
+		t.Fatalf("state decoded %+v, want %+v", got, sets)
+	}
+}
+
+func TestDecodeAllocationSetRejects(t *testing.T) {
+	enc := func(s AllocationSet) []byte {
+		b, err := EncodeAllocationSet(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	unsorted := enc(AllocationSet{Origin: "a", Generation: 1, Items: []Allocation{{Service: "x/b"}}})
+	second := enc(AllocationSet{Origin: "a", Generation: 1, Items: []Allocation{{Service: "x/a"}}})
+	// Splice a second item, out of order, after the first.
+	spliced := append([]byte{}, unsorted...)
+	spliced[1+1+8+1] = 2 // count low byte
+	spliced = append(spliced, second[1+1+8+2:]...)
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, ErrShort},
+		{"empty origin", []byte{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0}, ErrInvalid},
+		{"huge count", []byte{1, 'a', 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff}, ErrShort},
+		{"out of order", spliced, ErrInvalid},
+		{"trailing", append(enc(allocSetCases[1].set), 0), ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := DecodeAllocationSet(tc.in); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeMessage(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []byte
+		want    MsgType
+		payload string
+		err     error
+	}{
+		{"user", EncodeMessage(MsgUserMin, []byte("hi")), MsgUserMin, "hi", nil},
+		{"empty payload", EncodeMessage(MsgAllocations, nil), MsgAllocations, "", nil},
+		{"short", []byte{1}, 0, "", ErrShort},
+		{"version", []byte{2, 16}, 0, "", ErrVersion},
+		{"type zero", []byte{1, 0}, 0, "", ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			typ, p, err := DecodeMessage(tc.in)
+			if !errors.Is(err, tc.err) || typ != tc.want || string(p) != tc.payload {
+				t.Fatalf("got %d %q %v, want %d %q %v", typ, p, err, tc.want, tc.payload, tc.err)
+			}
+		})
+	}
+}
+
+func FuzzDecodeMeta(f *testing.F) {
+	for _, tc := range metaCases {
+		b, _ := EncodeMeta(tc.meta)
+		f.Add(b)
+	}
+	f.Add([]byte{1, 1, 0, 0, 1, 5, 1, 2, 3, 4, 5, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMeta(b)
+		if err != nil {
+			return
+		}
+		re, err := EncodeMeta(m)
+		if err != nil {
+			t.Fatalf("decoded meta does not encode: %v", err)
+		}
+		m2, err := DecodeMeta(re)
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip: %+v -> %+v (%v)", m, m2, err)
+		}
+	})
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	for _, tc := range allocSetCases {
+		b, _ := EncodeAllocationSet(tc.set)
+		f.Add(EncodeMessage(MsgAllocations, b))
+	}
+	f.Add(EncodeMessage(MsgUserMin, []byte("x")))
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		typ, p, err := DecodeMessage(b)
+		if err != nil {
+			return
+		}
+		if typ != MsgAllocations {
+			return
+		}
+		s, err := DecodeAllocationSet(p)
+		if err != nil {
+			return
+		}
+		re, err := EncodeAllocationSet(s)
+		if err != nil {
+			t.Fatalf("decoded set does not encode: %v", err)
+		}
+		s2, err := DecodeAllocationSet(re)
+		if err != nil || !reflect.DeepEqual(s, s2) {
+			t.Fatalf("round trip: %+v -> %+v (%v)", s, s2, err)
+		}
+		// Whatever decodes must resolve without trouble.
+		st := NewAllocationStore()
+		st.Merge(s)
+		st.Resolve()
+	})
+}
+
+func FuzzDecodeState(f *testing.F) {
+	var sets []AllocationSet
+	for _, tc := range allocSetCases {
+		sets = append(sets, tc.set)
+	}
+	b, _ := encodeState(sets)
+	f.Add(b)
+	f.Add([]byte{1, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sets, err := DecodeState(b)
+		if err != nil {
+			return
+		}
+		st := NewAllocationStore()
+		for _, s := range sets {
+			st.Merge(s)
+		}
+		st.Resolve()
+	})
+}
