@@ -1,4 +1,4 @@
-// Command appliance is the AF_XDP Service load balancer daemon: appliance check|run|get|version.
+// Command appliance is the AF_XDP Service load balancer daemon: appliance check|run|get|capture|version.
 package main
 
 import (
@@ -16,7 +16,9 @@ commands:
   check --config FILE   validate config and manifests, print the allocations, change nothing
   run --config FILE     run a node until SIGINT/SIGTERM; SIGHUP or a changed manifest reloads
   get services|endpoints|flows|members [--admin URL] [-o table|json]   query a running node
-  version               print the version
+  capture [--service NS/NAME | --vip IP | --flow "PROTO SRC:PORT DST:PORT"] [--count N] [--duration D] -w FILE
+                        pcapng of the frames a running node's data plane sees, before and after translation
+  version [-o json]     print the version, build and kernel
 `
 
 func main() {
@@ -36,9 +38,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdGet(args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
+	case "capture":
+		return cmdCapture(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "appliance %s\n", version)
-		return 0
+		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

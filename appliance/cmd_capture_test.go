@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/xdpsvc/lb/appliance/capture"
+)
+
+// fakeTarget arms real capture sessions and plays one worker that forwards a golden frame: the
+// frame as received on port 0 and, translated, as sent on port 1.
+type fakeTarget struct {
+	in, out []byte
+	wg      sync.WaitGroup
+	query   string
+}
+
+func (f *fakeTarget) StartCapture(cfg capture.Config) (*capture.Session, error) {
+	s, err := capture.NewSession(cfg, []string{"ext0", "int0"}, 1)
+	if err != nil {
+		return nil, err
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		r := s.Ring(0)
+		r.Begin(f.in, 0, 1_700_000_000_000_000_000)
+		r.End(true, f.out, 1)
+	}()
+	return s, nil
+}
+
+func (f *fakeTarget) StopCapture(*capture.Session) {}
+
+func udp(t *testing.T, src, dst string, sport, dport uint16) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	_ = u.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, u, gopacket.Payload("ping")); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestCaptureCommand(t *testing.T) {
+	ft := &fakeTarget{in: udp(t, "198.18.0.100", "198.19.1.1", 4000, 5000), out: udp(t, "198.18.1.11", "198.18.1.21", 61000, 5000)}
+	h := capture.Handler(capture.HandlerConfig{Target: ft})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ft.query = r.URL.RawQuery
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(ft.wg.Wait)
+
+	cases := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+		query    string // the request's query, when it reaches the node
+	}{
+		{"vip with count", []string{"--vip", "198.19.1.1", "--count", "2"}, 0, "2 frames written", "count=2&vip=198.19.1.1"},
+		{"flow", []string{"--flow", "udp 198.18.0.100:4000 198.19.1.1:5000", "--count", "2", "--duration", "10s"}, 0, "2 frames written",
+			"count=2&duration=10s&flow=udp+198.18.0.100%3A4000+198.19.1.1%3A5000"},
+		{"bad flow is a usage error", []string{"--flow", "udp 1.2.3.4", "--count", "2"}, 2, "flow", ""},
+		{"two filters are a usage error", []string{"--vip", "198.19.1.1", "--service", "default/web"}, 2, "usage: appliance capture", ""},
+		{"node refuses a bad request", []string{"--vip", "nonsense", "--count", "2"}, 1, "400 Bad Request", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cap.pcapng")
+			ft.query = ""
+			var out, errb bytes.Buffer
+			args := append([]string{"capture", "--admin", srv.URL, "-w", path}, c.args...)
+			if code := dispatch(args, &out, &errb); code != c.wantCode {
+				t.Fatalf("exit %d, want %d: %s", code, c.wantCode, &errb)
+			}
+			if !strings.Contains(errb.String(), c.wantErr) {
+				t.Fatalf("stderr %q lacks %q", &errb, c.wantErr)
+			}
+			if c.wantCode != 0 {
+				return
+			}
+			if ft.query != c.query {
+				t.Errorf("query %q, want %q", ft.query, c.query)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := pcapgo.NewNgReader(bytes.NewReader(b), pcapgo.DefaultNgReaderOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range [][]byte{ft.in, ft.out} {
+				data, ci, err := r.ReadPacketData()
+				if err != nil {
+					t.Fatalf("packet %d: %v", i, err)
+				}
+				intf, _ := r.Interface(ci.InterfaceIndex)
+				if !bytes.Equal(data, want) || intf.Name != []string{"ext0:rx", "int0:tx"}[i] {
+					t.Fatalf("packet %d on %s differs", i, intf.Name)
+				}
+			}
+			if _, _, err := r.ReadPacketData(); err != io.EOF {
+				t.Fatalf("more than 2 packets: %v", err)
+			}
+			tcpdump, err := exec.LookPath("tcpdump")
+			if err != nil {
+				t.Skip("tcpdump not installed (scripts/deps.sh installs it): skipping the tcpdump -r check")
+			}
+			text, err := exec.Command(tcpdump, "-n", "-r", path).CombinedOutput()
+			if err != nil || !strings.Contains(string(text), "198.18.0.100.4000 > 198.19.1.1.5000: UDP") ||
+				!strings.Contains(string(text), "198.18.1.11.61000 > 198.18.1.21.5000: UDP") {
+				t.Fatalf("tcpdump -r: %v\n%s", err, text)
+			}
+		})
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	cases := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     []string
+	}{
+		{"text", []string{"version"}, 0, []string{"appliance dev", "go:       go1.", "kernel:"}},
+		{"flag form", []string{"--version"}, 0, []string{"appliance dev"}},
+		{"json", []string{"version", "-o", "json"}, 0, []string{`"goVersion": "go1.`, `"kernel": "`, `"platform": "linux/`}},
+		{"bad format", []string{"version", "-o", "yaml"}, 2, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := dispatch(c.args, &out, &errb); code != c.wantCode {
+				t.Fatalf("exit %d, want %d: %s", code, c.wantCode, &errb)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, &out)
+				}
+			}
+			if c.name == "json" {
+				var v versionInfo
+				if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.Kernel == "" || v.Kernel != readVersion().Kernel {
+					t.Fatalf("json %s: %v", &out, err)
+				}
+			}
+		})
+	}
+}
+
+// TestVersionOfABuiltBinary builds the command with VCS stamping and checks the revision shows.
+func TestVersionOfABuiltBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	bin := filepath.Join(t.TempDir(), "appliance")
+	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X main.version=v9.9.9-test", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("go build with VCS stamping unavailable here: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version", "-o", "json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v versionInfo
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != "v9.9.9-test" || len(v.Revision) != 40 || v.RevisionTime == "" || v.Module != "github.com/xdpsvc/lb" {
+		t.Fatalf("version %+v: want the -X version, a 40-hex revision and its time", v)
+	}
+}
