@@ -481,3 +481,29 @@ func mlNode(name string, addr netip.AddrPort, meta []byte) *memberlist.Node {
 }
 
 var testLogLevel = slog.LevelWarn
+
+func TestNodeBackendAgentNeverHoldsVIPs(t *testing.T) {
+	nodes := startCluster(t, []string{"lb-a", "lb-b", "agent-1"}, nil, func(c *Config) {
+		if c.Name == "agent-1" {
+			c.Meta.Role = RoleBackend
+		}
+	})
+	vips := testVIPs(30)
+	for _, n := range nodes {
+		n.SetVIPs(vips)
+	}
+	eventually(t, 10*time.Second, "appliances own every VIP, the agent none", func() bool {
+		return oneOwnerEach(nodes, vips, []string{"lb-a", "lb-b"})
+	})
+	if h := nodes[2].Held(); len(h) != 0 {
+		t.Fatalf("backend agent holds %v", h)
+	}
+	for _, m := range nodes[0].Members() {
+		if m.Name == "agent-1" && (m.Meta.Role != RoleBackend || !m.MetaValid) {
+			t.Fatalf("agent seen as %+v", m)
+		}
+		if m.Name == "lb-b" && (len(m.Meta.ExternalIPs) != 1 || len(m.VIPs) == 0) {
+			t.Fatalf("lb-b seen as %+v", m)
+		}
+	}
+}

@@ -63,7 +63,19 @@ func Rank(vip netip.Addr, members []string) []string {
 		}
 	}
 	out = uniq
-	sort.SliceStable(out, func(i, j int) bool { return ranksAbove(vip, out[i], out[j]) })
+	type scored struct {
+		name string
+		w    uint64
+	}
+	sc := make([]scored, len(out))
+	for i, m := range out {
+		sc[i] = scored{m, weight(vip, m)}
+	}
+	// out is sorted by name, so a stable sort by weight breaks ties by name.
+	sort.SliceStable(sc, func(i, j int) bool { return sc[i].w > sc[j].w })
+	for i := range sc {
+		out[i] = sc[i].name
+	}
 	return out
 }
 

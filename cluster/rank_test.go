@@ -150,3 +150,27 @@ func TestShouldStepDown(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkRank3(b *testing.B) {
+	vips := testVIPs(256)
+	members := []string{"lb-a", "lb-b", "lb-c"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		Rank(vips[i&255], members)
+	}
+}
+
+func BenchmarkShouldStepDown(b *testing.B) {
+	vip := netip.MustParseAddr("198.19.1.1")
+	b.ReportAllocs()
+	for b.Loop() {
+		ShouldStepDown(vip, "lb-a", "lb-b")
+	}
+}
+
+func TestShouldStepDownAllocatesNothing(t *testing.T) {
+	vip := netip.MustParseAddr("198.19.1.1")
+	if n := testing.AllocsPerRun(100, func() { ShouldStepDown(vip, "lb-a", "lb-b") }); n != 0 {
+		t.Fatalf("ShouldStepDown allocates %v times", n)
+	}
+}
