@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/xdpsvc/lb/bench/compare"
 )
 
 const usage = `bench: the appliance's lab and benchmarking tool (DESIGN.md section 6).
@@ -31,8 +33,12 @@ Usage:
         AF_XDP traffic from a lab namespace, bounded in packets and time; prints offered pps, and with
         --sink the frames an XDP program counted and dropped in that namespace (received pps, loss)
 
+  bench compare [--appliance bin/appliance] [--rounds 3] [--duration 5s] [--scenarios a,b] [--systems s,t]
+        [--out DIR] [--quick] [--profile]
+        the appliance vs. the kube-proxy nftables path vs. a MAC-swap AF_XDP ceiling, same lab and traffic,
+        rounds alternating; writes results.json, results.md and PNG plots
+
 Planned (not yet available):
-  bench compare    side-by-side appliance vs. kernel nftables (kube-proxy) forwarding
   bench failover   kill the VIP owner and measure the time until traffic flows again
 
 Progress and errors go to stderr; tables to stdout. Run as root.
@@ -60,7 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return demoCommand(args[1:], stdout, stderr)
 	case "pktgen":
 		return pktgenCommand(args[1:], stdout, stderr)
-	case "compare", "failover":
+	case "compare":
+		return compareCommand(args[1:], stdout, stderr)
+	case "compare-forwarder": // the ceiling forwarder that compare starts in the node namespace
+		return compare.ForwarderMain(args[1:], stdout, stderr)
+	case "failover":
 		fmt.Fprintf(stderr, "bench %s: planned, not implemented yet\n", args[0])
 		return 2
 	default:

@@ -1,0 +1,312 @@
+package compare
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// Output file names inside the output folder.
+const (
+	JSONFile       = "results.json"
+	MarkdownFile   = "results.md"
+	ThroughputPlot = "throughput.png"
+	LatencyPlot    = "latency.png"
+)
+
+// Cell is the summary of one system in one scenario over all rounds.
+type Cell struct {
+	// Median is the median headline figure (pps, conn/s, or p50 µs); P99 the median p99 (latency only).
+	Median, P99 float64
+	// NsPerPacket is the median CPU time per received packet on the system-under-test core.
+	NsPerPacket float64
+	// Ratio is the median over rounds of (this system / the appliance in the same round); NaN if unknown.
+	Ratio float64
+	// N is the number of rounds with a figure; Skipped why there is none.
+	N       int
+	Skipped string
+}
+
+// Summarize computes every cell: medians per system and scenario, and ratios to the appliance pair by pair
+// within each round, so that machine noise common to a round cancels.
+func Summarize(res *Result) map[string]map[System]Cell {
+	out := map[string]map[System]Cell{}
+	type key struct {
+		scen  string
+		sys   System
+		round int
+	}
+	byKey := map[key]Run{}
+	for _, r := range res.Runs {
+		byKey[key{r.Scenario, r.System, r.Round}] = r
+	}
+	for _, sc := range res.Scenarios {
+		out[sc.Name] = map[System]Cell{}
+		for _, sys := range res.Systems {
+			var heads, p99s, nss, ratios []float64
+			var skipped string
+			for _, r := range res.Runs {
+				if r.Scenario != sc.Name || r.System != sys {
+					continue
+				}
+				if r.Skipped != "" {
+					skipped = r.Skipped
+					continue
+				}
+				if r.Error != "" || r.Headline() == 0 {
+					continue
+				}
+				heads = append(heads, r.Headline())
+				if r.Kind == KindLatency {
+					p99s = append(p99s, r.P99Micros)
+				}
+				if r.NsPerPacket > 0 {
+					nss = append(nss, r.NsPerPacket)
+				}
+				if a, ok := byKey[key{sc.Name, SystemAppliance, r.Round}]; ok && a.Error == "" && a.Headline() > 0 {
+					ratios = append(ratios, r.Headline()/a.Headline())
+				}
+			}
+			out[sc.Name][sys] = Cell{Median: median(heads), P99: median(p99s), NsPerPacket: median(nss), Ratio: median(ratios), N: len(heads), Skipped: skipped}
+		}
+	}
+	return out
+}
+
+// median of xs, NaN when empty.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Target is one of issue 6's targets and whether this run met it.
+type Target struct {
+	// Name says what is compared; Want the threshold; Got the median pairwise ratio; Met whether Got ≥ Want.
+	Name string  `json:"name"`
+	Want float64 `json:"want"`
+	Got  float64 `json:"got"`
+	Met  bool    `json:"met"`
+}
+
+// Targets evaluates issue 6's targets: appliance ≥ 1.5× nftables pps for every UDP scenario, ≥ 1.5× its new
+// connections per second, and ≥ 0.9× the MAC-swap ceiling for every UDP scenario. Ratios are medians of the
+// pairwise ratios within rounds. Targets whose systems or scenarios did not run are left out.
+func Targets(res *Result, cells map[string]map[System]Cell) []Target {
+	var ts []Target
+	add := func(name string, want, got float64) {
+		if math.IsNaN(got) || math.IsInf(got, 0) {
+			return
+		}
+		ts = append(ts, Target{Name: name, Want: want, Got: got, Met: got >= want})
+	}
+	for _, sc := range res.Scenarios {
+		c := cells[sc.Name]
+		switch sc.Kind {
+		case KindUDP:
+			if n, ok := c[SystemNFTables]; ok {
+				add(fmt.Sprintf("%s: appliance / nftables pps", sc.Name), 1.5, 1/n.Ratio)
+			}
+			if k, ok := c[SystemCeiling]; ok {
+				add(fmt.Sprintf("%s: appliance / MAC-swap ceiling pps", sc.Name), 0.9, 1/k.Ratio)
+			}
+		case KindSYN:
+			if n, ok := c[SystemNFTables]; ok {
+				add(fmt.Sprintf("%s: appliance / nftables new connections/s", sc.Name), 1.5, 1/n.Ratio)
+			}
+		}
+	}
+	return ts
+}
+
+// WriteOutputs writes results.json, results.md, throughput.png and latency.png into dir.
+func WriteOutputs(res *Result, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write outputs %s: %w", dir, err)
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, JSONFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write outputs %s: %w", dir, err)
+	}
+	f, err := os.Create(filepath.Join(dir, MarkdownFile))
+	if err != nil {
+		return fmt.Errorf("write outputs %s: %w", dir, err)
+	}
+	if err := WriteMarkdown(f, res); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := throughputPlot(res, filepath.Join(dir, ThroughputPlot)); err != nil {
+		return fmt.Errorf("throughput plot: %w", err)
+	}
+	if err := latencyPlot(res, filepath.Join(dir, LatencyPlot)); err != nil {
+		return fmt.Errorf("latency plot: %w", err)
+	}
+	return nil
+}
+
+func fmtRate(v float64, unit string) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case unit == "µs p50":
+		return fmt.Sprintf("%.0f µs", v)
+	case v >= 1e6:
+		return fmt.Sprintf("%.3f M%s", v/1e6, unit)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1f k%s", v/1e3, unit)
+	}
+	return fmt.Sprintf("%.0f %s", v, unit)
+}
+
+// WriteMarkdown writes the summary table (medians, ratio to the appliance, CPU per packet) and the targets.
+func WriteMarkdown(w io.Writer, res *Result) error {
+	cells := Summarize(res)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Medians of %d round(s); ratio = system ÷ appliance, paired within each round, median over rounds; "+
+		"ns/pkt = busy time of the system-under-test core per packet received at the backends.\n\n", res.Rounds)
+	b.WriteString("| scenario |")
+	for _, sys := range res.Systems {
+		fmt.Fprintf(&b, " %s | %s ratio | %s ns/pkt |", sys, sys, sys)
+	}
+	b.WriteString("\n|---|")
+	for range res.Systems {
+		b.WriteString("---:|---:|---:|")
+	}
+	b.WriteString("\n")
+	for _, sc := range res.Scenarios {
+		fmt.Fprintf(&b, "| %s |", sc.Name)
+		for _, sys := range res.Systems {
+			c := cells[sc.Name][sys]
+			if c.Skipped != "" || c.N == 0 {
+				b.WriteString(" n/a | | |")
+				continue
+			}
+			v := fmtRate(c.Median, sc.Unit())
+			if sc.Kind == KindLatency {
+				v = fmt.Sprintf("p50 %.0f µs, p99 %.0f µs", c.Median, c.P99)
+			}
+			ratio := "–"
+			if !math.IsNaN(c.Ratio) {
+				ratio = fmt.Sprintf("%.2f×", c.Ratio)
+			}
+			ns := "–"
+			if !math.IsNaN(c.NsPerPacket) {
+				ns = fmt.Sprintf("%.0f", c.NsPerPacket)
+			}
+			fmt.Fprintf(&b, " %s | %s | %s |", v, ratio, ns)
+		}
+		b.WriteString("\n")
+	}
+	if ts := Targets(res, cells); len(ts) > 0 {
+		b.WriteString("\n| target | want | got | met |\n|---|---:|---:|---|\n")
+		for _, t := range ts {
+			met := "no"
+			if t.Met {
+				met = "yes"
+			}
+			fmt.Fprintf(&b, "| %s | ≥ %.2f× | %.2f× | %s |\n", t.Name, t.Want, t.Got, met)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+var systemColors = map[System]color.Color{
+	SystemAppliance: color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+	SystemNFTables:  color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	SystemCeiling:   color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+}
+
+// throughputPlot draws grouped bars: one group per packet scenario, one bar per system, in Mpps (median).
+func throughputPlot(res *Result, path string) error {
+	cells := Summarize(res)
+	p := plot.New()
+	p.Title.Text = "Received at the backends (median of rounds)"
+	p.Y.Label.Text = "Mpps (SYN: M new conn/s)"
+	var names []string
+	for _, sc := range res.Scenarios {
+		if sc.Kind != KindLatency {
+			names = append(names, sc.Name)
+		}
+	}
+	w := vg.Points(14)
+	for i, sys := range res.Systems {
+		vals := make(plotter.Values, len(names))
+		for j, n := range names {
+			if v := cells[n][sys].Median; !math.IsNaN(v) {
+				vals[j] = v / 1e6
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return err
+		}
+		bars.Color = systemColors[sys]
+		bars.LineStyle.Width = 0
+		bars.Offset = w * vg.Length(float64(i)-float64(len(res.Systems)-1)/2)
+		p.Add(bars)
+		p.Legend.Add(string(sys), bars)
+	}
+	p.Legend.Top = true
+	if len(names) > 0 {
+		p.NominalX(names...)
+	}
+	p.Y.Min = 0
+	return p.Save(vg.Length(max(6, 1.6*float64(len(names))))*vg.Inch, 4*vg.Inch, path)
+}
+
+// latencyPlot draws one box per system from all rounds' round-trip samples.
+func latencyPlot(res *Result, path string) error {
+	p := plot.New()
+	p.Title.Text = "TCP request/response round trip through the VIP"
+	p.Y.Label.Text = "µs"
+	var names []string
+	for _, sys := range res.Systems {
+		var vals plotter.Values
+		for _, r := range res.Runs {
+			if r.System == sys && r.Kind == KindLatency {
+				vals = append(vals, r.LatencyMicros...)
+			}
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		box, err := plotter.NewBoxPlot(vg.Points(30), float64(len(names)), vals)
+		if err != nil {
+			return err
+		}
+		box.FillColor = systemColors[sys]
+		p.Add(box)
+		names = append(names, string(sys))
+	}
+	if len(names) == 0 {
+		p.Title.Text += " (no samples)"
+		names = []string{"none"}
+	}
+	p.NominalX(names...)
+	return p.Save(5*vg.Inch, 4*vg.Inch, path)
+}

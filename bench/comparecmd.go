@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/xdpsvc/lb/bench/compare"
+)
+
+// compareCommand runs `bench compare`: the appliance, the kube-proxy-style nftables path and the MAC-swap
+// AF_XDP ceiling in turn over the same lab and traffic, and writes results.json, results.md and PNG plots.
+func compareCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := compare.DefaultConfig()
+	bin := fs.String("appliance", def.ApplianceBin, "the appliance program to run")
+	rounds := fs.Int("rounds", def.Rounds, "rounds; every system runs every scenario once per round (A B C A B C ...)")
+	duration := fs.Duration("duration", def.Duration, "time bound of each measurement")
+	packets := fs.Uint64("packets", def.MaxPackets, "packet bound of each measurement")
+	scenarios := fs.String("scenarios", "", "comma-separated scenarios (default all: "+scenarioNames()+")")
+	systems := fs.String("systems", "", "comma-separated systems besides the appliance (default all: appliance,nftables,ceiling)")
+	out := fs.String("out", def.OutDir, "folder for results.json, results.md and the plots")
+	quick := fs.Bool("quick", false, "tiny counts for a smoke test (one round, 0.3 s, 20k packets, flows ÷100)")
+	profile := fs.Bool("profile", false, "perf record the appliance core during round 1's udp64-1flow (perf-appliance.txt)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg := def
+	if *quick {
+		cfg = compare.QuickConfig()
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cfg.ApplianceBin, cfg.OutDir, cfg.Profile = *bin, *out, *profile
+	if set["rounds"] || !*quick {
+		cfg.Rounds = *rounds
+	}
+	if set["duration"] || !*quick {
+		cfg.Duration = *duration
+	}
+	if set["packets"] || !*quick {
+		cfg.MaxPackets = *packets
+	}
+	if *scenarios != "" {
+		cfg.Scenarios = strings.Split(*scenarios, ",")
+	}
+	if *systems != "" {
+		for _, s := range strings.Split(*systems, ",") {
+			cfg.Systems = append(cfg.Systems, compare.System(s))
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "compare: %v\n", err)
+		return 1
+	}
+	cfg.ForwarderArgv = []string{self, "compare-forwarder"}
+	cfg.Progress = stderr
+	cfg.Command = "bench compare " + strings.Join(args, " ")
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "compare: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := compare.Compare(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "compare: %v\n", err)
+		if errors.Is(err, context.Canceled) {
+			return 130
+		}
+		return 1
+	}
+	md, err := os.ReadFile(filepath.Join(cfg.OutDir, compare.MarkdownFile))
+	if err != nil {
+		fmt.Fprintf(stderr, "compare: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s\n%s, %d rounds, written to %s\n", md, res.Machine.CPUModel, res.Rounds, cfg.OutDir)
+	return 0
+}
+
+func scenarioNames() string {
+	var names []string
+	for _, s := range compare.AllScenarios {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ",")
+}
