@@ -135,7 +135,7 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "appliance capture: stopped; %d bytes of pcapng written to %s\n", n, *out)
 		return 0
 	}
-	fmt.Fprintf(stderr, "appliance capture: %s frames written to %s (%s frames matched, %s dropped because the capture ring was full)\n",
+	fmt.Fprintf(stderr, "appliance capture: %s frames written to %s (%s received frames matched the filter; %s frames lost to a full capture ring)\n",
 		resp.Trailer.Get(capture.TrailerWritten), *out, resp.Trailer.Get(capture.TrailerMatched), resp.Trailer.Get(capture.TrailerDropped))
 	return 0
 }

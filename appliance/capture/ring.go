@@ -45,8 +45,8 @@ type Ring struct {
 
 	head    atomic.Uint64 // published records; written only by the producer
 	tail    atomic.Uint64 // consumed records; written only by the consumer
-	dropped atomic.Uint64 // matching frames not kept because the ring was full (producer)
-	matched atomic.Uint64 // frames that matched the filter (producer)
+	dropped atomic.Uint64 // records not kept because the ring was full (producer)
+	matched atomic.Uint64 // received frames that matched before or after translation (producer)
 
 	// Producer state between Begin and End.
 	pendSlot   bool // the before-copy sits in slot head, unpublished
@@ -124,8 +124,10 @@ func (r *Ring) Pop(fn func(Record, []byte)) bool {
 	return true
 }
 
-// Dropped is how many matching frames were not kept because the ring was full.
+// Dropped is how many records (before or after versions of matching frames) were not kept
+// because the ring was full.
 func (r *Ring) Dropped() uint64 { return r.dropped.Load() }
 
-// Matched is how many frames (before or after translation) matched the filter.
+// Matched is how many received frames matched the filter before or after translation; each
+// gives two records (before and after) or one (dropped by the pipeline).
 func (r *Ring) Matched() uint64 { return r.matched.Load() }

@@ -74,9 +74,9 @@ func (s *Session) Config() Config { return s.cfg }
 
 // Stats sums the rings' counters.
 type Stats struct {
-	// Matched is how many frames (before or after translation) matched the filter.
+	// Matched is how many received frames matched the filter before or after translation.
 	Matched uint64
-	// Dropped is how many matching frames were lost because a ring was full.
+	// Dropped is how many records (before or after versions) were lost because a ring was full.
 	Dropped uint64
 	// Written is how many records Stream wrote.
 	Written uint64

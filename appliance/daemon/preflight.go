@@ -83,9 +83,19 @@ type Finding struct {
 	Problem string
 	// Fix is how to fix it.
 	Fix string
+	// Iface is the interface concerned; empty for the whole system.
+	Iface string
 }
 
 func (f Finding) String() string { return f.Problem + "; fix: " + f.Fix }
+
+// Attrs are the finding's slog attributes (fixed keys: iface, fix).
+func (f Finding) Attrs() []any {
+	if f.Iface == "" {
+		return []any{"fix", f.Fix}
+	}
+	return []any{"iface", f.Iface, "fix", f.Fix}
+}
 
 // PreflightConfig is what the data plane will need.
 type PreflightConfig struct {
@@ -96,8 +106,8 @@ type PreflightConfig struct {
 // Preflight decides, from readings alone, whether AF_XDP can work here.
 func Preflight(r Readings, cfg PreflightConfig) []Finding {
 	var out []Finding
-	fatal := func(problem, fix string) { out = append(out, Finding{Fatal, problem, fix}) }
-	warn := func(problem, fix string) { out = append(out, Finding{Warning, problem, fix}) }
+	fatal := func(problem, fix string) { out = append(out, Finding{Severity: Fatal, Problem: problem, Fix: fix}) }
+	warn := func(problem, fix string) { out = append(out, Finding{Severity: Warning, Problem: problem, Fix: fix}) }
 
 	has := func(c uint) bool { return r.CapEff&(1<<c) != 0 }
 	if r.CapEffKnown {
@@ -137,24 +147,26 @@ func Preflight(r Readings, cfg PreflightConfig) []Finding {
 	}
 
 	for _, in := range r.Interfaces {
+		n := len(out)
 		switch {
 		case !in.Exists:
 			fatal(fmt.Sprintf("interface %s does not exist", in.Name),
 				"check interfaces[].name in the config against `ip link show`")
-			continue
 		case !in.Up:
 			fatal(fmt.Sprintf("interface %s is down", in.Name), fmt.Sprintf("ip link set %s up", in.Name))
 		}
-		if in.Driver != "veth" {
-			continue
+		if in.Exists && in.Driver == "veth" {
+			switch {
+			case in.Peer == "":
+				warn(fmt.Sprintf("interface %s is a veth with its peer in another namespace: frames XDP-redirected or XDP_TXed into %s are dropped unless the peer has an XDP program or GRO on (AF_XDP copy-mode transmit is not affected)", in.Name, in.Name),
+					"ethtool -K PEER gro on, in the peer's namespace")
+			case !in.PeerXDP && !in.PeerGRO:
+				warn(fmt.Sprintf("interface %s is a veth whose peer %s has neither an XDP program nor GRO: frames XDP-redirected or XDP_TXed into %s are dropped", in.Name, in.Peer, in.Name),
+					fmt.Sprintf("ethtool -K %s gro on", in.Peer))
+			}
 		}
-		switch {
-		case in.Peer == "":
-			warn(fmt.Sprintf("interface %s is a veth whose peer is not visible here (another namespace): frames an XDP program redirects or XDP_TXes into %s are dropped unless that peer has an XDP program or GRO on; AF_XDP works in copy mode only", in.Name, in.Name),
-				"on the peer: ethtool -K PEER gro on (or attach an XDP program)")
-		case !in.PeerXDP && !in.PeerGRO:
-			warn(fmt.Sprintf("interface %s is a veth whose peer %s has neither an XDP program nor GRO: frames redirected or XDP_TXed into %s are dropped", in.Name, in.Peer, in.Name),
-				fmt.Sprintf("ethtool -K %s gro on", in.Peer))
+		for i := n; i < len(out); i++ {
+			out[i].Iface = in.Name
 		}
 	}
 	return out
@@ -307,7 +319,7 @@ func checkAFXDP(cfg *config.Config, log *slog.Logger) error {
 	findings := Preflight(readSystem(names), PreflightConfig{UMEMBytes: umem})
 	for _, f := range findings {
 		if f.Severity == Warning {
-			log.Warn("preflight: "+f.Problem, "fix", f.Fix)
+			log.Warn("preflight: "+f.Problem, f.Attrs()...)
 		}
 	}
 	if err := PreflightError(findings); err != nil {

@@ -62,7 +62,7 @@ func TestPreflight(t *testing.T) {
 		}, warn: []string{"peer v1 has neither an XDP program nor GRO"}},
 		{name: "veth peer in another namespace", change: func(r *Readings) {
 			r.Interfaces[0] = InterfaceReading{Name: "v0", Exists: true, Up: true, Driver: "veth"}
-		}, warn: []string{"peer is not visible here"}},
+		}, warn: []string{"its peer in another namespace"}},
 		{name: "everything wrong at once", umem: 1 << 30, change: func(r *Readings) {
 			r.CapEff, r.MemlockBytes, r.KernelRelease = 0, 64<<10, "5.4.0"
 			r.Interfaces = []InterfaceReading{{Name: "eth0", Exists: true}, {Name: "eth1"}}
@@ -82,6 +82,9 @@ func TestPreflight(t *testing.T) {
 				}
 				if f.Fix == "" {
 					t.Errorf("finding %q has no fix", f.Problem)
+				}
+				if strings.Contains(f.Problem, "interface ") != (f.Iface != "") {
+					t.Errorf("finding %q has iface %q", f.Problem, f.Iface)
 				}
 			}
 			check := func(kind string, got []Finding, want []string) {
