@@ -21,6 +21,7 @@ import (
 	"github.com/xdpsvc/lb/appliance/config"
 	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/appliance/service"
+	"github.com/xdpsvc/lb/cluster"
 )
 
 // IOLayer is what the daemon needs from the AF_XDP side: per queue index, one FrameIO per port
@@ -75,6 +76,12 @@ type node struct {
 	mtimes  map[string]time.Time
 	nb      *kernelNeighbors
 
+	cl               *cluster.Node
+	leaveOnce        sync.Once
+	ownership        chan cluster.OwnershipEvent
+	ownershipChanges *prometheus.CounterVec
+	failover         prometheus.Histogram
+
 	mu      sync.RWMutex
 	snap    *service.Snapshot
 	healthy error
@@ -120,8 +127,17 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
+	n.ownership = make(chan cluster.OwnershipEvent, 64)
+	clusterCollectors := n.clusterMetrics()
+	if err := n.startCluster(); err != nil {
+		return err
+	}
+	defer n.leaveCluster()
+	n.setClusterVIPs(snap)
+
 	dcfg := dataplane.DefaultConfig()
 	dcfg.Ports = n.ports
+	dcfg.HoldsVIP = n.cl.Holds
 	dcfg.ClusterCIDRs = cfg.Network.ClusterCIDRs
 	dcfg.Logger = log
 	nb, err := newKernelNeighbors(ctx, log)
@@ -161,6 +177,7 @@ func Run(ctx context.Context, opts Options) error {
 	if c, ok := n.io.(prometheus.Collector); ok {
 		reg.MustRegister(c)
 	}
+	reg.MustRegister(clusterCollectors...)
 	captureDone := make(chan struct{})
 	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000,
 		Routes: n.captureRoutes(captureDone)})
@@ -209,6 +226,7 @@ func Run(ctx context.Context, opts Options) error {
 		select {
 		case <-ctx.Done():
 			log.Info("stopping", "reason", ctx.Err())
+			n.leaveCluster()
 			return nil
 		case s := <-sig:
 			if s == syscall.SIGHUP {
@@ -216,13 +234,30 @@ func Run(ctx context.Context, opts Options) error {
 				continue
 			}
 			log.Info("stopping", "signal", s.String())
+			n.leaveCluster()
 			return nil
 		case <-tick.C:
 			if n.manifestsChanged() {
 				n.reload("manifest changed")
 			}
+		case <-n.ownership:
+			// Coalesce a burst of events into one recompile.
+			for len(n.ownership) > 0 {
+				<-n.ownership
+			}
+			n.ownershipChanged()
 		}
 	}
+}
+
+// leaveCluster hands this node's VIPs over and leaves the cluster, while the data plane still
+// serves (it is closed after this returns).
+func (n *node) leaveCluster() {
+	n.leaveOnce.Do(func() {
+		if err := n.cl.Close(2 * time.Second); err != nil {
+			n.log.Warn("leave cluster", "err", err)
+		}
+	})
 }
 
 // build loads the manifests and builds a snapshot against the persisted state, saving the new
@@ -253,6 +288,7 @@ func (n *node) reload(why string) {
 		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
 		return
 	}
+	n.setClusterVIPs(snap)
 	plan, err := n.dp.Apply(snap)
 	if err != nil {
 		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
@@ -299,16 +335,8 @@ func (n *node) announce(plan *dataplane.Plan, old *service.Snapshot) {
 		}
 	}
 	for _, vip := range plan.HeldVIPs() {
-		if had[vip.String()] {
-			continue
-		}
-		for _, p := range n.ports {
-			if p.Role == dataplane.RoleCluster {
-				continue
-			}
-			if err := sendGratuitousARP(p, vip); err != nil {
-				n.log.Warn("gratuitous ARP", "vip", vip.String(), "iface", p.Name, "err", err)
-			}
+		if !had[vip.String()] {
+			n.announceVIP(vip)
 		}
 	}
 }
@@ -368,14 +396,10 @@ func (n *node) Healthy() error {
 func (n *node) Services() []admin.ServiceStatus {
 	snap := n.snapshot()
 	out := admin.ServicesFromSnapshot(snap)
-	held := map[string]bool{}
-	for _, v := range n.dp.Plan().HeldVIPs() {
-		held[v.String()] = true
-	}
 	active := n.dp.ActiveFlows()
 	for i, s := range snap.Services {
-		if held[out[i].ExternalIP] {
-			out[i].VIPHolder = n.cfg.Node.Name
+		if s.ExternalIP.IsValid() {
+			out[i].VIPHolder, _ = n.cl.Owner(s.ExternalIP)
 		}
 		for j, p := range s.Ports {
 			t := n.dp.PortTotals(p.ID)
@@ -400,11 +424,5 @@ func (n *node) Flows(limit int) []admin.FlowStatus {
 	return out
 }
 
-// Members implements admin.Source: a single node until the cluster layer is wired in.
-func (n *node) Members() []admin.MemberStatus {
-	var vips []string
-	for _, v := range n.dp.Plan().HeldVIPs() {
-		vips = append(vips, v.String())
-	}
-	return []admin.MemberStatus{{Name: n.cfg.Node.Name, Address: n.cfg.Cluster.Bind, State: "alive", VIPs: vips}}
-}
+// Members implements admin.Source.
+func (n *node) Members() []admin.MemberStatus { return n.members() }

@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/appliance/dataplane"
+	"github.com/xdpsvc/lb/appliance/service"
+	"github.com/xdpsvc/lb/cluster"
+)
+
+// version is the software version announced in the cluster metadata.
+var version = "dev"
+
+// garpRepeats is when a gained VIP is announced again after the first burst: switches and
+// hosts that missed one gratuitous ARP (a common complaint about MetalLB and kube-vip) catch a
+// later one.
+var garpRepeats = []time.Duration{250 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
+
+// startCluster joins the appliance cluster. It returns once the join list has been tried, so the
+// first ownership computed already sees the members that answered.
+func (n *node) startCluster() error {
+	ccfg := cluster.DefaultConfig()
+	ccfg.Name = n.cfg.Node.Name
+	ccfg.Logger = n.log
+	bind, err := netip.ParseAddrPort(n.cfg.Cluster.Bind)
+	if err != nil {
+		return fmt.Errorf("cluster.bind %q: %w", n.cfg.Cluster.Bind, err)
+	}
+	ccfg.BindAddr = bind
+	if n.cfg.Cluster.SecretKeyFile != "" {
+		key, err := os.ReadFile(n.cfg.Cluster.SecretKeyFile)
+		if err != nil {
+			return fmt.Errorf("cluster.secretKeyFile: %w", err)
+		}
+		ccfg.SecretKey = []byte(strings.TrimSpace(string(key)))
+	}
+	ccfg.Meta = cluster.Meta{Role: cluster.RoleAppliance, Version: version}
+	for _, p := range n.ports {
+		for _, pf := range p.Prefixes {
+			if p.Role != dataplane.RoleCluster {
+				ccfg.Meta.ExternalIPs = append(ccfg.Meta.ExternalIPs, pf.Addr())
+			}
+			if p.Role != dataplane.RoleExternal {
+				ccfg.Meta.ClusterIPs = append(ccfg.Meta.ClusterIPs, pf.Addr())
+			}
+		}
+	}
+	ccfg.OnOwnership = func(ev cluster.OwnershipEvent) {
+		n.ownershipChanges.WithLabelValues(ev.Change.String()).Inc()
+		select {
+		case n.ownership <- ev:
+		default:
+			// The control loop is busy; it recomputes from the node's state anyway.
+			select {
+			case n.ownership <- cluster.OwnershipEvent{}:
+			default:
+			}
+		}
+	}
+	ccfg.OnFailover = func(vip netip.Addr, from string, d time.Duration) {
+		n.failover.Observe(d.Seconds())
+		n.log.Info("failover", "vip", vip.String(), "node", from, "took", d.String())
+	}
+	node, err := cluster.New(ccfg)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.cl = node
+	if len(n.cfg.Cluster.Join) > 0 {
+		if _, err := node.Join(n.cfg.Cluster.Join); err != nil {
+			n.log.Info("no cluster member answered yet; joining in the background", "err", err)
+		}
+	}
+	return nil
+}
+
+// clusterMetrics are the cluster's Prometheus metrics.
+func (n *node) clusterMetrics() []prometheus.Collector {
+	n.ownershipChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "appliance_vip_ownership_changes_total", Help: "VIP ownership changes seen by this node, by kind (gained, lost, moved).",
+	}, []string{"change"})
+	n.failover = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "appliance_failover_duration_seconds",
+		Help:    "From this node detecting a member's death to it announcing one of that member's VIPs.",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5},
+	})
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "appliance_vips_held", Help: "LoadBalancer VIPs this node announces.",
+	}, func() float64 { return float64(len(n.dp.Plan().HeldVIPs())) })
+	return []prometheus.Collector{n.ownershipChanges, n.failover, held}
+}
+
+// setClusterVIPs tells the cluster which VIPs exist (from the snapshot).
+func (n *node) setClusterVIPs(snap *service.Snapshot) {
+	var vips []netip.Addr
+	for _, s := range snap.Services {
+		if s.ExternalIP.IsValid() {
+			vips = append(vips, s.ExternalIP)
+		}
+	}
+	n.cl.SetVIPs(vips)
+}
+
+// ownershipChanged recompiles the plan with the VIPs this node holds now, reprograms the
+// steering maps and announces the gained VIPs.
+func (n *node) ownershipChanged() {
+	old := n.dp.Plan()
+	plan, err := n.dp.Apply(n.snapshot())
+	if err != nil {
+		n.log.Error("apply ownership change", "err", err)
+		return
+	}
+	if err := n.io.Sync(plan); err != nil {
+		n.log.Error("steering program update", "err", err)
+	}
+	had := map[netip.Addr]bool{}
+	for _, v := range old.HeldVIPs() {
+		had[v] = true
+	}
+	for _, v := range plan.HeldVIPs() {
+		if !had[v] {
+			n.log.Info("VIP taken", "vip", v.String())
+			n.announceVIP(v)
+		}
+	}
+	for _, v := range old.HeldVIPs() {
+		if !n.cl.Holds(v) {
+			n.log.Info("VIP released", "vip", v.String())
+		}
+	}
+}
+
+// announceVIP sends gratuitous ARP bursts for vip now and at garpRepeats, on every
+// external-facing port, while this node still holds it.
+func (n *node) announceVIP(vip netip.Addr) {
+	send := func() {
+		if !n.cl.Holds(vip) {
+			return
+		}
+		for _, p := range n.ports {
+			if p.Role == dataplane.RoleCluster {
+				continue
+			}
+			if err := sendGratuitousARP(p, vip); err != nil {
+				n.log.Warn("gratuitous ARP", "vip", vip.String(), "iface", p.Name, "err", err)
+			}
+		}
+	}
+	send()
+	for _, d := range garpRepeats {
+		time.AfterFunc(d, send)
+	}
+}
+
+// members is the admin API's view of the cluster.
+func (n *node) members() []admin.MemberStatus {
+	var out []admin.MemberStatus
+	for _, m := range n.cl.Members() {
+		st := admin.MemberStatus{Name: m.Name, Address: m.Addr.String(), State: m.State.String()}
+		for _, v := range m.VIPs {
+			st.VIPs = append(st.VIPs, v.String())
+		}
+		out = append(out, st)
+	}
+	return out
+}
