@@ -72,6 +72,7 @@ network:
       cidrs: [198.19.1.0/28]
 cluster:
   bind: %s:7946
+  join: [%s]
 services:
   manifests: [services.yaml]
 admin:
@@ -98,12 +99,28 @@ func startLab(t *testing.T, backends int) *lab.Lab {
 // startNode writes the config and manifests and runs the appliance in lab node i (0-based).
 func startNode(t *testing.T, l *lab.Lab, i int, manifests string) *node {
 	t.Helper()
-	bin := applianceBinary(t)
 	n := &node{t: t, lab: l, ns: l.Nodes[i], dir: t.TempDir()}
+	n.start(manifests)
+	return n
+}
+
+// start writes the node's config (joining every other lab node) and manifests, runs the
+// appliance and waits until it is healthy.
+func (n *node) start(manifests string) {
+	t, l := n.t, n.lab
+	t.Helper()
+	bin := applianceBinary(t)
+	i := n.ns.Index - 1
 	n.cfgPath = filepath.Join(n.dir, "lb.yaml")
 	n.svcPath = filepath.Join(n.dir, "services.yaml")
 	name := fmt.Sprintf("lb-%d", i+1)
-	if err := os.WriteFile(n.cfgPath, []byte(fmt.Sprintf(nodeConfig, name, n.ns.External().Addr.Addr())), 0o644); err != nil {
+	var join []string
+	for _, other := range l.Nodes {
+		if other != n.ns {
+			join = append(join, other.External().Addr.Addr().String()+":7946")
+		}
+	}
+	if err := os.WriteFile(n.cfgPath, []byte(fmt.Sprintf(nodeConfig, name, n.ns.External().Addr.Addr(), strings.Join(join, ", "))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n.writeManifests(manifests)
@@ -135,7 +152,6 @@ func startNode(t *testing.T, l *lab.Lab, i int, manifests string) *node {
 		}
 		return nil
 	})
-	return n
 }
 
 func (n *node) writeManifests(m string) {
