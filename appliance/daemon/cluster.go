@@ -28,7 +28,7 @@ var garpRepeats = []time.Duration{250 * time.Millisecond, time.Second, 2 * time.
 func (n *node) startCluster() error {
 	ccfg := cluster.DefaultConfig()
 	ccfg.Name = n.cfg.Node.Name
-	ccfg.Logger = n.log
+	ccfg.Logger = n.opts.Logger // the cluster adds its own node attribute
 	bind, err := netip.ParseAddrPort(n.cfg.Cluster.Bind)
 	if err != nil {
 		return fmt.Errorf("cluster.bind %q: %w", n.cfg.Cluster.Bind, err)
