@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Config is the whole appliance config file after defaults and validation.
@@ -106,11 +107,28 @@ type ClusterConfig struct {
 	SecretKeyFile string
 }
 
-// ServicesConfig says where manifests are.
+// ServicesConfig says where Services come from: manifest files, or a Kubernetes API server
+// (Kubeconfig or InCluster). The two sources are mutually exclusive: in API mode kube-apiserver
+// allocates ClusterIPs and nodePorts, in manifest mode the appliance does, and mixing them would
+// let the two allocators hand out the same value.
 type ServicesConfig struct {
 	// Manifests are files or folders of Kubernetes manifests, resolved relative to the config file.
 	Manifests []string
+	// Kubeconfig is a kubeconfig file (relative to the config file) of the API server to watch.
+	Kubeconfig string
+	// InCluster watches the API server with the pod's service account (KUBERNETES_SERVICE_HOST).
+	InCluster bool
+	// LoadBalancerClass, when set, is the spec.loadBalancerClass whose Services this appliance
+	// serves; Services of any other class are ignored entirely. API mode only.
+	LoadBalancerClass string
+	// ServeUnclassed serves Services without spec.loadBalancerClass (every ClusterIP and NodePort
+	// Service, and LoadBalancer Services without a class). Default: true when LoadBalancerClass is
+	// empty, false otherwise. API mode only.
+	ServeUnclassed bool
 }
+
+// FromAPI reports whether Services come from a Kubernetes API server rather than manifests.
+func (s ServicesConfig) FromAPI() bool { return s.Kubeconfig != "" || s.InCluster }
 
 // AdminConfig configures the admin HTTP API.
 type AdminConfig struct {
@@ -132,10 +150,11 @@ func DefaultConfig() Config {
 		host = "appliance"
 	}
 	return Config{
-		Node:    NodeConfig{Name: host},
-		Network: NetworkConfig{NodePortRange: PortRange{First: 30000, Last: 32767}},
-		Cluster: ClusterConfig{Bind: "0.0.0.0:7946"},
-		Admin:   AdminConfig{Listen: "127.0.0.1:9100"},
+		Node:     NodeConfig{Name: host},
+		Network:  NetworkConfig{NodePortRange: PortRange{First: 30000, Last: 32767}},
+		Cluster:  ClusterConfig{Bind: "0.0.0.0:7946"},
+		Admin:    AdminConfig{Listen: "127.0.0.1:9100"},
+		Services: ServicesConfig{ServeUnclassed: true},
 	}
 }
 
@@ -183,6 +202,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		root = root.Content[0]
 	}
 	nodeNameSet, statePathSet := false, false
+	var serveUnclassed *bool // services.serveUnclassed when given
 	p.mapping(root, "", map[string]func(*yaml.Node, string){
 		"node": func(n *yaml.Node, f string) {
 			p.mapping(n, f, map[string]func(*yaml.Node, string){
@@ -333,7 +353,35 @@ func Parse(data []byte, path string) (*Config, error) {
 						}
 					})
 				},
+				"kubeconfig": func(n *yaml.Node, f string) {
+					if s, ok := p.str(n, f); ok {
+						if s == "" {
+							p.errf(n.Line, f, "must not be empty")
+							return
+						}
+						cfg.Services.Kubeconfig = resolve(path, s)
+					}
+				},
+				"inCluster": func(n *yaml.Node, f string) {
+					if b, ok := p.boolean(n, f); ok {
+						cfg.Services.InCluster = b
+					}
+				},
+				"loadBalancerClass": func(n *yaml.Node, f string) {
+					if s, ok := p.str(n, f); ok {
+						for _, msg := range validation.IsQualifiedName(s) {
+							p.errf(n.Line, f, "Invalid value: %q: %s", s, msg)
+						}
+						cfg.Services.LoadBalancerClass = s
+					}
+				},
+				"serveUnclassed": func(n *yaml.Node, f string) {
+					if b, ok := p.boolean(n, f); ok {
+						serveUnclassed = &b
+					}
+				},
 			})
+			p.checkServices(n, &cfg.Services, serveUnclassed)
 		},
 		"admin": func(n *yaml.Node, f string) {
 			p.mapping(n, f, map[string]func(*yaml.Node, string){
@@ -391,6 +439,50 @@ func resolve(configPath, p string) string {
 		return filepath.Clean(p)
 	}
 	return filepath.Join(filepath.Dir(configPath), p)
+}
+
+// checkServices validates the combination of services fields and fills ServeUnclassed's default.
+func (p *parser) checkServices(n *yaml.Node, s *ServicesConfig, serveUnclassed *bool) {
+	line := func(f string) int {
+		if l, ok := p.lines["services."+f]; ok {
+			return l
+		}
+		return n.Line
+	}
+	s.ServeUnclassed = s.LoadBalancerClass == ""
+	if serveUnclassed != nil {
+		s.ServeUnclassed = *serveUnclassed
+	}
+	if s.Kubeconfig != "" && s.InCluster {
+		p.errf(line("inCluster"), "services.inCluster", "may not be true when services.kubeconfig is set: choose one way to reach the API server")
+	}
+	if s.FromAPI() && len(s.Manifests) > 0 {
+		f := "kubeconfig"
+		if s.Kubeconfig == "" {
+			f = "inCluster"
+		}
+		p.errf(line("manifests"), "services.manifests", "may not be used together with services.%s: Services come either from manifests or from the Kubernetes API", f)
+	}
+	if !s.FromAPI() {
+		if s.LoadBalancerClass != "" {
+			p.errf(line("loadBalancerClass"), "services.loadBalancerClass", "only applies to Services from the Kubernetes API (services.kubeconfig or services.inCluster)")
+		}
+		if serveUnclassed != nil {
+			p.errf(line("serveUnclassed"), "services.serveUnclassed", "only applies to Services from the Kubernetes API (services.kubeconfig or services.inCluster)")
+		}
+		s.ServeUnclassed = true
+	} else if s.LoadBalancerClass == "" && !s.ServeUnclassed {
+		p.errf(line("serveUnclassed"), "services.serveUnclassed", "false with no services.loadBalancerClass would serve no Service")
+	}
+}
+
+func (p *parser) boolean(n *yaml.Node, field string) (bool, bool) {
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+		p.errf(n.Line, field, "must be true or false")
+		return false, false
+	}
+	return b, true
 }
 
 // checkNetwork validates relations between fields once each one has parsed.

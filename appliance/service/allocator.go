@@ -22,13 +22,14 @@ type Allocator struct {
 	ids       map[PortID]bool
 	nextID    PortID
 	errs      config.ErrorList
+	api       bool // BuildOptions.APIAllocated
 }
 
-func newAllocator(cfg *config.Config, prev *State) *Allocator {
+func newAllocator(cfg *config.Config, prev *State, api bool) *Allocator {
 	if prev == nil {
 		prev = &State{}
 	}
-	return &Allocator{cfg: cfg, prev: prev, ips: map[netip.Addr]string{}, lbIPs: map[netip.Addr]string{},
+	return &Allocator{cfg: cfg, prev: prev, api: api, ips: map[netip.Addr]string{}, lbIPs: map[netip.Addr]string{},
 		nodePorts: map[uint16]string{}, ids: map[PortID]bool{}, nextID: 1}
 }
 
@@ -57,7 +58,7 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 			continue
 		}
 		al := &out[i]
-		if p.tmpl.LoadBalanced() && len(prev.ClusterIPs) > 0 {
+		if p.tmpl.LoadBalanced() && len(prev.ClusterIPs) > 0 && !a.api {
 			ip := prev.ClusterIPs[0]
 			if (!p.wantClusterIP.IsValid() || p.wantClusterIP == ip) && a.usableClusterIP(ip) && a.ips[ip] == "" {
 				a.ips[ip], al.clusterIP = keys[i], ip
@@ -65,7 +66,7 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 		}
 		for j, pt := range p.tmpl.Ports {
 			k := p.portKeys[j]
-			if np, ok := prev.NodePorts[k]; ok && (p.needsNodePorts() || p.wantNodePorts[j] != 0) &&
+			if np, ok := prev.NodePorts[k]; ok && !a.api && (p.needsNodePorts() || p.wantNodePorts[j] != 0) &&
 				(p.wantNodePorts[j] == 0 || p.wantNodePorts[j] == np) && npr.Contains(int(np)) &&
 				(a.nodePorts[np] == "" || a.nodePorts[np] == keys[i] && !usedSameProto(p, al, np, pt.Protocol)) {
 				a.nodePorts[np], al.nodePorts[j] = keys[i], np
@@ -87,6 +88,12 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 		if ip := p.wantClusterIP; ip.IsValid() && al.clusterIP != ip {
 			sc := a.cfg.Network.ServiceCIDR
 			switch {
+			case a.api && ip.Is4() != sc.Addr().Is4():
+				a.fail(p, p.clusterIPField, "Invalid value: %q: IP family does not match serviceCIDR %s", ip.String(), sc)
+			case a.api && a.ips[ip] != "":
+				a.fail(p, p.clusterIPField, "Invalid value: %q: %s (to Service %s)", ip.String(), msgIPAllocated, a.ips[ip])
+			case a.api:
+				a.ips[ip], al.clusterIP = keys[i], ip
 			case !sc.Contains(ip):
 				a.fail(p, p.clusterIPField, "Invalid value: %q: failed to allocate IP %s: %s", ip.String(), ip, msgMismatchedNetwork)
 			case !a.usableClusterIP(ip):
@@ -104,6 +111,10 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 			}
 			f := fmt.Sprintf("spec.ports[%d].nodePort", j)
 			switch {
+			case a.api && a.nodePorts[np] != "" && (a.nodePorts[np] != keys[i] || usedSameProto(p, al, np, pt.Protocol)):
+				a.fail(p, f, "Invalid value: %d: %s (to Service %s)", np, msgPortAllocated, a.nodePorts[np])
+			case a.api:
+				a.nodePorts[np], al.nodePorts[j] = keys[i], np
 			case !npr.Contains(int(np)):
 				a.fail(p, f, "Invalid value: %d: provided port is not in the valid range. The range of valid ports is %s", np, npr)
 			case a.nodePorts[np] != "" && (a.nodePorts[np] != keys[i] || usedSameProto(p, al, np, pt.Protocol)):
@@ -136,7 +147,16 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 	for i, p := range preps {
 		al := &out[i]
 		k := keys[i]
-		if p.tmpl.LoadBalanced() && !al.clusterIP.IsValid() {
+		if a.api {
+			if p.tmpl.LoadBalanced() && !al.clusterIP.IsValid() {
+				a.fail(p, "spec.clusterIP", "Required value: no clusterIP of this appliance's family allocated by kube-apiserver (API mode allocates none)")
+			}
+			for j := range p.tmpl.Ports {
+				if p.needsNodePorts() && al.nodePorts[j] == 0 {
+					a.fail(p, fmt.Sprintf("spec.ports[%d].nodePort", j), "Required value: no nodePort allocated by kube-apiserver (API mode allocates none)")
+				}
+			}
+		} else if p.tmpl.LoadBalanced() && !al.clusterIP.IsValid() {
 			ip, ok := a.autoClusterIP(k)
 			if !ok {
 				a.fail(p, "spec.clusterIPs", "Internal error: failed to allocate a serviceIP: range is full")
@@ -144,7 +164,7 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 				a.ips[ip], al.clusterIP = k, ip
 			}
 		}
-		if p.needsNodePorts() {
+		if p.needsNodePorts() && !a.api {
 			for j, pt := range p.tmpl.Ports {
 				if al.nodePorts[j] != 0 {
 					continue

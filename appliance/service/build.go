@@ -24,6 +24,7 @@ func Build(objs []Object, cfg *config.Config, prev *State) (*Snapshot, *State, e
 // when its allocations did not change either. A Builder belongs to one goroutine (the reload loop).
 type Builder struct {
 	cfg    *config.Config
+	opts   BuildOptions
 	family int
 	cache  map[string]*cached
 	valid  map[uint64]bool // content hashes of EndpointSlices/Endpoints that passed validation
@@ -35,13 +36,30 @@ type cached struct {
 	st   ServiceState // svc's allocations as persisted (immutable, shared between States)
 }
 
+// BuildOptions selects how a Builder allocates.
+type BuildOptions struct {
+	// APIAllocated is the Kubernetes API mode: kube-apiserver has already allocated every
+	// ClusterIP and nodePort, so they are taken from the objects verbatim (spec.clusterIPs of the
+	// serviceCIDR's family, spec.ports[].nodePort) and only checked for collisions, never
+	// allocated, range-checked or restored from the previous State. A load-balanced Service
+	// without a clusterIP, or a port that needs a nodePort without one, is an error for that
+	// Service. Other families' clusterIPs of a dual-stack Service are ignored. External IPs and
+	// port IDs are still allocated by the appliance (previous State first).
+	APIAllocated bool
+}
+
 // NewBuilder returns a Builder for cfg (which must not change afterwards).
 func NewBuilder(cfg *config.Config) *Builder {
+	return NewBuilderWithOptions(cfg, BuildOptions{})
+}
+
+// NewBuilderWithOptions returns a Builder for cfg with opts (neither may change afterwards).
+func NewBuilderWithOptions(cfg *config.Config, opts BuildOptions) *Builder {
 	fam := 4
 	if cfg.Network.ServiceCIDR.Addr().Is6() {
 		fam = 6
 	}
-	return &Builder{cfg: cfg, family: fam, cache: map[string]*cached{}, valid: map[uint64]bool{}}
+	return &Builder{cfg: cfg, opts: opts, family: fam, cache: map[string]*cached{}, valid: map[uint64]bool{}}
 }
 
 // Build is the incremental form of the package-level Build; the cache is updated only on success.
@@ -138,7 +156,7 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 		if c := b.cache[k]; c != nil && h != 0 && c.prep.hash == h {
 			preps[i] = c.prep
 		} else {
-			preps[i] = prepareService(o, slicesBy[k], epsBy[k], b.family)
+			preps[i] = prepareService(o, slicesBy[k], epsBy[k], b.family, b.opts.APIAllocated)
 			preps[i].hash = h
 		}
 		errs = append(errs, preps[i].errs...)
@@ -152,13 +170,13 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 				okKeys, okPreps = append(okKeys, keys[i]), append(okPreps, p)
 			}
 		}
-		a := newAllocator(b.cfg, prev)
+		a := newAllocator(b.cfg, prev, b.opts.APIAllocated)
 		a.run(okKeys, okPreps)
 		errs = append(errs, a.errs...)
 		errs.Sort()
 		return nil, nil, errs
 	}
-	a := newAllocator(b.cfg, prev)
+	a := newAllocator(b.cfg, prev, b.opts.APIAllocated)
 	allocs := a.run(keys, preps)
 	if len(a.errs) > 0 {
 		a.errs.Sort()

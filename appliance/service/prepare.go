@@ -70,7 +70,8 @@ var (
 )
 
 // prepareService validates a Service and resolves its endpoints from its slices (or v1 Endpoints).
-func prepareService(o *Object, slicesOf []*Object, eps *Object, family int) *prepared {
+// api is BuildOptions.APIAllocated: a dual-stack Service then contributes its clusterIP of family.
+func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api bool) *prepared {
 	s := o.Service
 	p := &prepared{obj: o, allocLBPorts: true}
 	var el field.ErrorList
@@ -116,6 +117,18 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int) *pre
 		el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(0), ips[0], "must match `clusterIP` when both are specified"))
 	}
 	ipPath := specPath.Child("clusterIPs").Index(0)
+	if api && len(ips) > 1 {
+		// kube-apiserver allocated one IP per family: serve the one of the serviceCIDR's family.
+		for i, ip := range ips {
+			if a, err := netip.ParseAddr(ip); err == nil && a.Is4() == (family == 4) {
+				ips, ipPath = ips[i:i+1], specPath.Child("clusterIPs").Index(i)
+				break
+			}
+		}
+		if len(ips) > 1 {
+			ips = ips[:1]
+		}
+	}
 	p.clusterIPField = ipPath.String()
 	switch {
 	case t.Type == TypeExternalName:
@@ -147,7 +160,7 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int) *pre
 	if len(ips) > 1 {
 		el = append(el, field.Invalid(specPath.Child("clusterIPs").Index(1), ips[1], "this appliance serves single-stack Services: one serviceCIDR is configured"))
 	}
-	if s.Spec.IPFamilyPolicy != nil && *s.Spec.IPFamilyPolicy == corev1.IPFamilyPolicyRequireDualStack {
+	if s.Spec.IPFamilyPolicy != nil && *s.Spec.IPFamilyPolicy == corev1.IPFamilyPolicyRequireDualStack && !api {
 		el = append(el, field.Invalid(specPath.Child("ipFamilyPolicy"), *s.Spec.IPFamilyPolicy, "this cluster is not configured for dual-stack services"))
 	}
 	// ports

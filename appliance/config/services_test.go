@@ -1,0 +1,75 @@
+package config
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseServicesSource(t *testing.T) {
+	const net = "network: {serviceCIDR: 198.19.0.0/24}\n"
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr []string
+		want    ServicesConfig // Manifests not compared
+	}{
+		{name: "no services section serves unclassed services from manifests", yaml: net,
+			want: ServicesConfig{ServeUnclassed: true}},
+		{name: "kubeconfig is relative to the config file", yaml: net + "services:\n  kubeconfig: kube/admin.conf\n",
+			want: ServicesConfig{Kubeconfig: filepath.Join("dir", "kube", "admin.conf"), ServeUnclassed: true}},
+		{name: "inCluster credentials", yaml: net + "services:\n  inCluster: true\n",
+			want: ServicesConfig{InCluster: true, ServeUnclassed: true}},
+		{name: "a loadBalancerClass turns unclassed services off by default", yaml: net + "services:\n  inCluster: true\n  loadBalancerClass: example.com/edge\n",
+			want: ServicesConfig{InCluster: true, LoadBalancerClass: "example.com/edge"}},
+		{name: "serveUnclassed together with a class", yaml: net + "services:\n  inCluster: true\n  loadBalancerClass: example.com/edge\n  serveUnclassed: true\n",
+			want: ServicesConfig{InCluster: true, LoadBalancerClass: "example.com/edge", ServeUnclassed: true}},
+		{name: "manifests and kubeconfig are mutually exclusive", yaml: net + "services:\n  manifests: [a.yaml]\n  kubeconfig: k.conf\n",
+			wantErr: []string{"lb.yaml:3: services.manifests: may not be used together with services.kubeconfig"}},
+		{name: "manifests and inCluster are mutually exclusive", yaml: net + "services:\n  inCluster: true\n  manifests: [a.yaml]\n",
+			wantErr: []string{"lb.yaml:4: services.manifests: may not be used together with services.inCluster"}},
+		{name: "kubeconfig and inCluster are mutually exclusive", yaml: net + "services:\n  kubeconfig: k.conf\n  inCluster: true\n",
+			wantErr: []string{"lb.yaml:4: services.inCluster: may not be true when services.kubeconfig is set"}},
+		{name: "loadBalancerClass needs the API", yaml: net + "services:\n  manifests: [a.yaml]\n  loadBalancerClass: example.com/edge\n",
+			wantErr: []string{"lb.yaml:4: services.loadBalancerClass: only applies to Services from the Kubernetes API"}},
+		{name: "serveUnclassed needs the API", yaml: net + "services:\n  serveUnclassed: true\n",
+			wantErr: []string{"lb.yaml:3: services.serveUnclassed: only applies to Services from the Kubernetes API"}},
+		{name: "serving nothing is an error", yaml: net + "services:\n  inCluster: true\n  serveUnclassed: false\n",
+			wantErr: []string{"lb.yaml:4: services.serveUnclassed: false with no services.loadBalancerClass would serve no Service"}},
+		{name: "invalid class name", yaml: net + "services:\n  inCluster: true\n  loadBalancerClass: \"not valid!\"\n",
+			wantErr: []string{`lb.yaml:4: services.loadBalancerClass: Invalid value: "not valid!"`}},
+		{name: "inCluster must be a boolean", yaml: net + "services:\n  inCluster: yes-please\n",
+			wantErr: []string{"lb.yaml:3: services.inCluster: must be true or false"}},
+		{name: "empty kubeconfig", yaml: net + "services:\n  kubeconfig: \"\"\n",
+			wantErr: []string{"lb.yaml:3: services.kubeconfig: must not be empty"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), filepath.Join("dir", "lb.yaml"))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				got := c.Services
+				got.Manifests = nil
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("services %+v, want %+v", got, tt.want)
+				}
+				if got.FromAPI() != (tt.want.Kubeconfig != "" || tt.want.InCluster) {
+					t.Errorf("FromAPI %v", got.FromAPI())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.wantErr)
+			}
+			msg := strings.ReplaceAll(err.Error(), filepath.Join("dir", "lb.yaml"), "lb.yaml")
+			for _, w := range tt.wantErr {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error\n%s\ndoes not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
