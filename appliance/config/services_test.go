@@ -73,3 +73,25 @@ func TestParseServicesSource(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseServices fuzzes the services section (sources and class filter) of the config file.
+func FuzzParseServices(f *testing.F) {
+	const net = "network: {serviceCIDR: 198.19.0.0/24}\n"
+	for _, s := range []string{"services:\n  kubeconfig: k.conf\n  loadBalancerClass: example.com/edge\n  serveUnclassed: true\n",
+		"services:\n  inCluster: true\n  manifests: [a.yaml]\n", "services:\n  inCluster: yes\n  serveUnclassed: false\n",
+		"services: {kubeconfig: '', inCluster: [1]}\n"} {
+		f.Add([]byte(net + s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "lb.yaml")
+		if (c == nil) == (err == nil) {
+			t.Fatalf("config %v and error %v", c, err)
+		}
+		if c != nil {
+			s := c.Services
+			if s.FromAPI() && len(s.Manifests) > 0 || s.Kubeconfig != "" && s.InCluster || s.FromAPI() && s.LoadBalancerClass == "" && !s.ServeUnclassed {
+				t.Fatalf("accepted an inconsistent services section: %+v", s)
+			}
+		}
+	})
+}

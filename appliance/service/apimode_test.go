@@ -112,3 +112,48 @@ func TestBuildAPIAllocatedKeepsExternalIP(t *testing.T) {
 		t.Errorf("external IP %v port ID %d, want %v and 7", a.ExternalIP, a.Ports[0].ID, want)
 	}
 }
+
+// FuzzBuildAPIAllocated builds arbitrary manifests in API mode: never a panic, nothing
+// half-applied, and every ClusterIP and nodePort served is one the objects carry.
+func FuzzBuildAPIAllocated(f *testing.F) {
+	f.Add([]byte(svcYAML("a", "LoadBalancer", "  clusterIP: 198.19.0.10\n  ports:\n  - port: 80\n    nodePort: 32999\n")))
+	f.Add([]byte(svcYAML("a", "ClusterIP", "  ipFamilyPolicy: RequireDualStack\n  clusterIPs: [\"fd00::10\", 198.19.0.10]\n"+port80)))
+	f.Add([]byte(svcYAML("a", "NodePort", "  clusterIP: 198.19.0.10\n  ports:\n  - {name: a, port: 53, protocol: UDP, nodePort: 31000}\n  - {name: b, port: 53, protocol: TCP, nodePort: 31000}\n")))
+	f.Add([]byte(svcYAML("a", "ClusterIP", port80) + "---\n" + svcYAML("b", "ClusterIP", "  clusterIP: None\n"+port80)))
+	cfg := mustConfig(f, testConfig)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, _ := ParseManifests(data, "fuzz.yaml")
+		snap, st, err := NewBuilderWithOptions(cfg, BuildOptions{APIAllocated: true}).Build(objs, nil)
+		if err != nil {
+			if snap != nil || st != nil {
+				t.Fatal("half-applied")
+			}
+			return
+		}
+		given := map[string]bool{}
+		nodePorts := map[int32]bool{}
+		for _, o := range objs {
+			if o.Service != nil {
+				given[o.Name()+"|"+o.Service.Spec.ClusterIP] = true
+				for _, ip := range o.Service.Spec.ClusterIPs {
+					given[o.Name()+"|"+ip] = true
+				}
+				for _, p := range o.Service.Spec.Ports {
+					nodePorts[p.NodePort] = true
+				}
+			}
+		}
+		for _, s := range snap.Services {
+			for _, ip := range s.ClusterIPs {
+				if !given[s.Key()+"|"+ip.String()] {
+					t.Fatalf("%s: clusterIP %v was not in the object", s.Key(), ip)
+				}
+			}
+			for _, p := range s.Ports {
+				if p.NodePort != 0 && !nodePorts[int32(p.NodePort)] {
+					t.Fatalf("%s: nodePort %d was not in the object", s.Key(), p.NodePort)
+				}
+			}
+		}
+	})
+}

@@ -12,6 +12,12 @@
 // changes while its Service exists and needs it; a Service that no longer needs a value (type
 // narrowed, deleted) releases it.
 //
+// In the Kubernetes API mode (NewBuilderWithOptions with BuildOptions{APIAllocated: true}, used by
+// appliance/kube) kube-apiserver has already allocated ClusterIPs and nodePorts: they are taken
+// from the objects as they are (only collisions and the IP family are checked) and a missing one
+// is an error for its Service, never allocated here; external IPs and port IDs are still the
+// appliance's.
+//
 // Invariants: Build is pure (no I/O) and all-or-nothing: any error returns a config.ErrorList with
 // every problem as FILE:LINE: FIELD: MESSAGE and no snapshot. A Snapshot, its Services and a State
 // returned by Build are never modified afterwards and may be read from any goroutine. A Builder
