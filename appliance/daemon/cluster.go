@@ -137,17 +137,15 @@ func (n *node) ownershipChanged() {
 	}
 }
 
-// announceVIP sends gratuitous ARP bursts for vip now and at garpRepeats, on every
-// external-facing port, while this node still holds it.
+// announceVIP sends gratuitous ARP bursts for vip now and at garpRepeats, on every port (the
+// VIP is also the floating SNAT address backends reply to on the cluster side), while this node
+// still holds it.
 func (n *node) announceVIP(vip netip.Addr) {
 	send := func() {
 		if !n.cl.Holds(vip) {
 			return
 		}
 		for _, p := range n.ports {
-			if p.Role == dataplane.RoleCluster {
-				continue
-			}
 			if err := sendGratuitousARP(p, vip); err != nil {
 				n.log.Warn("gratuitous ARP", "vip", vip.String(), "iface", p.Name, "err", err)
 			}

@@ -178,6 +178,8 @@ func Run(ctx context.Context, opts Options) error {
 		reg.MustRegister(c)
 	}
 	reg.MustRegister(clusterCollectors...)
+	fsync, fsyncCollectors := n.flowSyncMetrics()
+	reg.MustRegister(fsyncCollectors...)
 	captureDone := make(chan struct{})
 	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000,
 		Routes: n.captureRoutes(captureDone)})
@@ -210,6 +212,9 @@ func Run(ctx context.Context, opts Options) error {
 		wg.Wait()
 	}()
 
+	if err := fsync.start(wctx); err != nil {
+		return err
+	}
 	n.resolveEndpoints(snap)
 	n.announce(plan, nil)
 	if opts.Ready != nil {

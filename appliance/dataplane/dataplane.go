@@ -26,6 +26,11 @@ type Config struct {
 	Conntrack conntrack.Config
 	// MaxServicePorts bounds the Service port IDs that get their own counters.
 	MaxServicePorts int
+	// FloatingSNAT makes a LoadBalancer VIP the SNAT source of its own flows instead of the
+	// egress port's address, so that backends reply to the VIP and a flow survives the VIP
+	// moving to another node (with flow-state sync). Backends must reach the VIP on-link on
+	// the cluster segment (the holder answers ARP for it there too).
+	FloatingSNAT bool
 	// VerifyChecksums drops frames whose IP, TCP, UDP or ICMP checksum is wrong (reads every
 	// payload byte once; off trusts the NIC).
 	VerifyChecksums bool
@@ -46,7 +51,7 @@ type Config struct {
 
 // DefaultConfig returns a data plane with conntrack's defaults and no ports.
 func DefaultConfig() Config {
-	return Config{Conntrack: conntrack.DefaultConfig(), Maglev: maglev.DefaultConfig(), MaxServicePorts: 1 << 16, ExpireBudget: 64, VerifyChecksums: true}
+	return Config{Conntrack: conntrack.DefaultConfig(), Maglev: maglev.DefaultConfig(), MaxServicePorts: 1 << 16, ExpireBudget: 64, VerifyChecksums: true, FloatingSNAT: true}
 }
 
 // DataPlane holds the shared state of all workers: the flow table, the current plan and the

@@ -161,6 +161,7 @@ func newRig(t testing.TB, manifests string) *rig {
 	cfg.Conntrack.MaxEntriesIPv6 = 0
 	cfg.Conntrack.HashSeed = 1
 	cfg.MaxServicePorts = 64
+	cfg.FloatingSNAT = false // most cases check SNAT to the node address; TestFloatingSNAT covers the VIP
 	cfg.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")}
 	cfg.Ports = []Port{
 		{Name: "ext0", Ifindex: 2, MAC: extMAC, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.0.11/24")}, Role: RoleExternal},
@@ -707,5 +708,34 @@ func TestEchoToHeldVIPAndClusterIP(t *testing.T) {
 				t.Fatalf("%s: answer %v", tc.name, p)
 			}
 		}
+	}
+}
+
+func TestFloatingSNATUsesTheVIPForLoadBalancerFlowsOnly(t *testing.T) {
+	r := newRig(t, testManifests)
+	r.dp.cfg.FloatingSNAT = true
+	r.ext.push(frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "S", nil))
+	r.int.push(frame(t, clusterMAC, intMAC, "198.18.1.50", "198.19.0.10", packet.ProtoTCP, 40001, 80, "S", nil))
+	r.run(t)
+	out := r.int.take()
+	if len(out) != 2 {
+		t.Fatalf("%d frames out, want 2", len(out))
+	}
+	vip, cip := decode(t, out[0]), decode(t, out[1])
+	if vip.src != "198.19.1.1" {
+		t.Fatalf("LoadBalancer flow SNATed to %s, want the VIP", vip.src)
+	}
+	if cip.src != "198.18.1.11" {
+		t.Fatalf("ClusterIP flow SNATed to %s, want the node's cluster address", cip.src)
+	}
+	// The backend's reply to the VIP goes back to the client.
+	r.int.push(frame(t, backendMAC[vip.dst], intMAC, vip.dst, "198.19.1.1", packet.ProtoTCP, 8080, vip.sport, "SA", nil))
+	r.run(t)
+	back := r.ext.take()
+	if len(back) != 1 {
+		t.Fatalf("reply: %d frames", len(back))
+	}
+	if b := decode(t, back[0]); b.src != "198.19.1.1" || b.sport != 80 || b.dst != "198.18.0.100" || b.dport != 40000 {
+		t.Fatalf("reply translated to %+v", b)
 	}
 }

@@ -385,6 +385,10 @@ func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 	copy(nf.BackendAddr[:4], ep.addr[:])
 	if sp.etpLocal && fe.kind != kindClusterIP {
 		nf.Flags |= conntrack.FlagNoSNAT
+	} else if fe.kind == kindVIP && w.dp.cfg.FloatingSNAT {
+		// The VIP itself is the source the backend sees: it moves with the VIP, so the
+		// backend's replies reach whichever node holds the VIP after a failover.
+		copy(nf.SNATAddr[:4], k.DstAddr[:4])
 	} else {
 		sa := plan.snat[ep.egress]
 		if !sa.ok {

@@ -171,6 +171,11 @@ func instructions(xsks, front4, front6, vips, counters *ebpf.Map) asm.Instructio
 		asm.StoreMem(asm.RFP, stKey4+6, asm.R4, asm.Byte),
 	)
 	addAll(lookup(front4, stKey4))
+	add(asm.JNE.Imm(asm.R0, 0, RedirectFrontend.String()))
+	// Any TCP/UDP port of a held VIP: the VIP is also the floating SNAT address backends reply
+	// to, so its SNAT reply ports belong to the appliance (the key's first 4 bytes are the
+	// destination address, the VIP map's key).
+	addAll(lookup(vips, stKey4))
 	add(
 		asm.JEq.Imm(asm.R0, 0, PassNoFrontend.String()),
 		asm.Ja.Label(RedirectFrontend.String()),

@@ -57,6 +57,9 @@ func classify4(b []byte, l Lookup) Reason {
 		if _, ok := l.Frontend4(encodeKey4(dst, binary.BigEndian.Uint16(l4[2:4]), proto)); ok {
 			return RedirectFrontend
 		}
+		if l.VIP(dst) {
+			return RedirectFrontend // any port of a held VIP (floating SNAT reply ports)
+		}
 		return PassNoFrontend
 	case ProtoICMP:
 		var flag Flags

@@ -6,7 +6,9 @@
 // fragments pass), the fixed IPv6 header and the TCP/UDP destination port, and redirects with
 // bpf_redirect_map(xsks, rx_queue_index, XDP_PASS):
 //
-//   - TCP/UDP whose (dst, dst port, proto) is in the frontend map (IPv4 and IPv6 maps);
+//   - TCP/UDP whose (dst, dst port, proto) is in the frontend map (IPv4 and IPv6 maps), and
+//     TCP/UDP to any port of a held IPv4 VIP (the VIP is also the floating SNAT address
+//     backends reply to);
 //   - ICMP echo requests to a held VIP, and ICMP/ICMPv6 to an address with a port-0 ICMP entry
 //     whose Flags allow the message (FlagEcho: echo requests; FlagICMPError: unreachable,
 //     time exceeded, packet too big);

@@ -162,6 +162,8 @@ func frameCases(t testing.TB) []frameCase {
 		{"first fragment", frag(udpTo(t, cip, 53), 0x2000), RedirectFrontend},
 		{"non-first fragment", frag(udpTo(t, cip, 53), 0x0010), PassFragment},
 		{"echo to held VIP", icmp4(t, vip, 8), RedirectICMP},
+		{"tcp to any port of a held VIP (floating SNAT reply port)", tcpTo(t, vip, 62000), RedirectFrontend},
+		{"udp to any port of a held VIP", udpTo(t, vip, 61001), RedirectFrontend},
 		{"echo to clusterIP", icmp4(t, cip, 8), RedirectICMP},
 		{"echo to node", icmp4(t, node, 8), PassNoFrontend},
 		{"unreachable to node", icmp4(t, node, 3), RedirectICMP},

@@ -6,7 +6,8 @@
 //	              198.18.1.0/24); nothing is added to the root namespace
 //	<prefix>-nN   appliance node N: ext0 198.18.0.(10+N)/24 on brx, int0 198.18.1.(10+N)/24 on brc
 //	<prefix>-cN   external client N: eth0 198.18.0.(99+N)/24; 198.19.1.0/24 (LoadBalancer pool) on-link
-//	<prefix>-bN   backend N: eth0 198.18.1.(20+N)/24; 198.19.0.0/24 and default via the gateway node's int0
+//	<prefix>-bN   backend N: eth0 198.18.1.(20+N)/24; 198.19.0.0/24 and default via the gateway node's int0;
+//	              198.19.1.0/24 (LoadBalancer pool: VIPs are the floating SNAT source) on-link
 //	<prefix>-kN   in-cluster client N: eth0 198.18.1.(49+N)/24; 198.19.0.0/24 via the gateway node's int0
 //
 // Each veth is created straight into its two namespaces; its switch end is named after the host (n1x, n1i,

@@ -381,6 +381,11 @@ func (l *Lab) addRoutes(ctx context.Context) error {
 		if err := ip(ctx, "-n", b.Name, "route", "add", "default", "via", gw, "dev", HostIface); err != nil {
 			return err
 		}
+		// LoadBalancer VIPs are also the floating SNAT source of their flows: backends reply to
+		// them on-link, ARPing for the VIP on the cluster segment (its holder answers there too).
+		if err := ip(ctx, "-n", b.Name, "route", "add", LoadBalancerPool.String(), "dev", HostIface); err != nil {
+			return err
+		}
 	}
 	return nil
 }
