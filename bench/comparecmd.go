@@ -29,9 +29,23 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 	systems := fs.String("systems", "", "comma-separated systems besides the appliance (default all: appliance,nftables,ceiling)")
 	out := fs.String("out", def.OutDir, "folder for results.json, results.md and the plots")
 	quick := fs.Bool("quick", false, "tiny counts for a smoke test (one round, 0.3 s, 20k packets, flows ÷100)")
+	replot := fs.Bool("replot", false, "only rewrite results.md and the plots from --out's results.json (no lab, no root)")
 	profile := fs.Bool("profile", false, "perf record the appliance core during round 1's udp64-1flow (perf-appliance.txt)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *replot {
+		res, err := compare.ReadResult(filepath.Join(*out, compare.JSONFile))
+		if err == nil {
+			err = compare.WriteOutputs(res, *out)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "compare: %v\n", err)
+			return 1
+		}
+		md, _ := os.ReadFile(filepath.Join(*out, compare.MarkdownFile))
+		fmt.Fprintf(stdout, "%s", md)
+		return 0
 	}
 	cfg := def
 	if *quick {

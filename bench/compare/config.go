@@ -68,6 +68,7 @@ var AllScenarios = []Scenario{
 	{Name: "udp64-1kflows", Kind: KindUDP, Flows: 1000, FrameSize: 64},
 	{Name: "udp64-100kflows", Kind: KindUDP, Flows: 100_000, FrameSize: 64},
 	{Name: "tcp-syn-newconn", Kind: KindSYN, Flows: 100_000, FrameSize: 64},
+	{Name: "tcp-syn-36kconn", Kind: KindSYN, Flows: 36_000, FrameSize: 64},
 	{Name: "tcp-ack-1500", Kind: KindACK, Flows: 1, FrameSize: 1518},
 	{Name: "tcp-rr-latency", Kind: KindLatency},
 }

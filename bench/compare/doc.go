@@ -3,7 +3,8 @@
 // alternating (A B C A B C ...), and reports medians and the ratio of each system to the appliance, paired
 // within each round so that noise common to a round cancels (issue 6).
 //
-// The lab: one appliance node (ext0 198.18.0.11, int0 198.18.1.11), one client c1, three backends. One
+// The lab: one appliance node (ext0 198.18.0.11, int0 198.18.1.11), one client c1, nine backends (the appliance
+// hands out 4,536 SNAT ports per backend and protocol, so nine hold 40k flows). One
 // LoadBalancer Service (VIP 198.19.1.1: UDP 9000, TCP 9001, TCP echo 7000; service port = target port) is
 // written as v1 Service + EndpointSlice manifests; the appliance reads them, and NFTRuleset turns the very same
 // manifests (decoded with the upstream Kubernetes types by ParseManifests) into a ruleset of kube-proxy's

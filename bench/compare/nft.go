@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -74,6 +75,14 @@ func ParseManifests(manifests []byte) ([]Frontend, error) {
 	var out []Frontend
 	for _, s := range svcs {
 		key := nsOrDefault(s.Namespace) + "/" + s.Name
+		if !dnsLabel.MatchString(nsOrDefault(s.Namespace)) || !dnsLabel.MatchString(s.Name) {
+			return nil, fmt.Errorf("Service %q: namespace and name must be DNS labels (%s)", key, dnsLabel)
+		}
+		for _, p := range s.Spec.Ports {
+			if p.Name != "" && !dnsLabel.MatchString(p.Name) {
+				return nil, fmt.Errorf("Service %s: port name %q: must be a DNS label (%s)", key, p.Name, dnsLabel)
+			}
+		}
 		var addrs []netip.Addr
 		for _, a := range append([]string{s.Spec.ClusterIP}, lbIPs(s)...) {
 			if a == "" || a == corev1.ClusterIPNone {
@@ -113,6 +122,10 @@ func ParseManifests(manifests []byte) ([]Frontend, error) {
 	})
 	return out, nil
 }
+
+// dnsLabel is what Kubernetes allows in namespace, Service and port names; it keeps generated chain names
+// valid nft identifiers. Underscores never occur in it, so chainSuffix's "_" separators cannot collide.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 func nsOrDefault(ns string) string {
 	if ns == "" {

@@ -85,6 +85,8 @@ func TestParseManifestsErrors(t *testing.T) {
 		{"slice without service label", "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: a}\naddressType: IPv4\n", "no label"},
 		{"bad address", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: nope, ports: [{port: 1}]}\n", `address "nope"`},
 		{"not yaml", "apiVersion: [\n", "document 1"},
+		{"name not a DNS label", "apiVersion: v1\nkind: Service\nmetadata: {name: 'a b'}\nspec: {ports: [{port: 1}]}\n", "DNS labels"},
+		{"port name not a DNS label", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{name: 'x;y', port: 1}]}\n", "port name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,4 +142,29 @@ func TestNFTRuleset(t *testing.T) {
 			t.Errorf("nft --check: %v: %s\n%s", err, out, rs)
 		}
 	}
+}
+
+// FuzzParseManifests: any bytes give frontends or an error, never a panic, and every frontend parsed gives
+// a ruleset whose map elements name only chains the ruleset defines.
+func FuzzParseManifests(f *testing.F) {
+	f.Add([]byte(testManifests))
+	f.Add([]byte(manifests([]netip.Addr{netip.MustParseAddr("198.18.1.21")})))
+	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 1.2.3.4, ports: [{port: 1, protocol: UDP}]}\n"))
+	f.Add([]byte("---\n---\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fronts, err := ParseManifests(b)
+		if err != nil || len(fronts) == 0 {
+			return
+		}
+		var out bytes.Buffer
+		if err := NFTRuleset(&out, fronts); err != nil {
+			return
+		}
+		rs := out.String()
+		for _, fr := range fronts {
+			if !strings.Contains(rs, "chain service-"+chainSuffix(fr)+" {") {
+				t.Fatalf("frontend %+v has no service chain in\n%s", fr, rs)
+			}
+		}
+	})
 }

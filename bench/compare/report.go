@@ -136,6 +136,19 @@ func Targets(res *Result, cells map[string]map[System]Cell) []Target {
 	return ts
 }
 
+// ReadResult reads a results.json that Compare wrote.
+func ReadResult(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results %s: %w", path, err)
+	}
+	var res Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("read results %s: %w", path, err)
+	}
+	return &res, nil
+}
+
 // WriteOutputs writes results.json, results.md, throughput.png and latency.png into dir.
 func WriteOutputs(res *Result, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -254,11 +267,13 @@ func throughputPlot(res *Result, path string) error {
 		}
 	}
 	w := vg.Points(14)
+	top := 0.0
 	for i, sys := range res.Systems {
 		vals := make(plotter.Values, len(names))
 		for j, n := range names {
 			if v := cells[n][sys].Median; !math.IsNaN(v) {
 				vals[j] = v / 1e6
+				top = math.Max(top, vals[j])
 			}
 		}
 		bars, err := plotter.NewBarChart(vals, w)
@@ -276,6 +291,7 @@ func throughputPlot(res *Result, path string) error {
 		p.NominalX(names...)
 	}
 	p.Y.Min = 0
+	p.Y.Max = math.Max(top*1.3, 1e-3) // room for the legend above the bars
 	return p.Save(vg.Length(max(6, 1.6*float64(len(names))))*vg.Inch, 4*vg.Inch, path)
 }
 
@@ -283,13 +299,17 @@ func throughputPlot(res *Result, path string) error {
 func latencyPlot(res *Result, path string) error {
 	p := plot.New()
 	p.Title.Text = "TCP request/response round trip through the VIP"
-	p.Y.Label.Text = "µs"
+	p.Y.Label.Text = "µs (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	var names []string
 	for _, sys := range res.Systems {
 		var vals plotter.Values
 		for _, r := range res.Runs {
 			if r.System == sys && r.Kind == KindLatency {
-				vals = append(vals, r.LatencyMicros...)
+				for _, v := range r.LatencyMicros {
+					vals = append(vals, math.Max(v, 1)) // log scale: no zeros
+				}
 			}
 		}
 		if len(vals) == 0 {

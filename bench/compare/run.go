@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -36,7 +37,7 @@ const (
 	tcpPort  = 9001 // SYN and ACK scenarios; nothing listens, the sink counts and drops
 	echoPort = 7000 // latency scenario: the backends' TCP echo
 	adminAt  = "127.0.0.1:9100"
-	backends = 3
+	backends = 9 // SNAT space: the appliance hands out 4,536 ports (61000-65535) per backend and protocol
 )
 
 var vip = netip.MustParseAddr(vipAddr)
@@ -127,6 +128,9 @@ type Run struct {
 	P50Micros     float64 `json:"p50Micros,omitempty"`
 	P99Micros     float64 `json:"p99Micros,omitempty"`
 	LatencyErrors int     `json:"latencyErrors,omitempty"`
+	// ApplianceCounters are the appliance's own counters over the run (deltas of its /metrics
+	// appliance_received/transmitted/dropped_packets_total, drops by reason): where its packets went.
+	ApplianceCounters map[string]float64 `json:"applianceCounters,omitempty"`
 	// Skipped says why a system does not run a scenario (e.g. the ceiling does no NAT, so no TCP round trip).
 	Skipped string `json:"skipped,omitempty"`
 	// Error is a measurement that failed; the run goes on.
@@ -349,12 +353,41 @@ func (r *runner) pinNAPI() {
 
 // system is a started system under test.
 type system struct {
-	pid  int          // its process (0 for nftables)
-	stop func() error // undo everything it set up
+	pid       int          // its process (0 for nftables)
+	appliance bool         // it serves /metrics
+	stop      func() error // undo everything it set up
 }
 
+// runSystem runs every scenario through one system. The system is started afresh for each scenario (empty
+// flow tables and SNAT port space for every system alike: the kernel's conntrack table is flushed too), then
+// warmed up, measured and stopped.
 func (r *runner) runSystem(ctx context.Context, round int, sys System) error {
-	r.progress("round %d/%d: starting %s", round, r.cfg.Rounds, sys)
+	for _, sc := range r.res.Scenarios {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		run := Run{Round: round, System: sys, Scenario: sc.Name, Kind: sc.Kind}
+		if sc.Kind == KindLatency && sys == SystemCeiling {
+			run.Skipped = "no NAT: the MAC-swap forwarder cannot carry a TCP connection to a backend"
+			r.res.Runs = append(r.res.Runs, run)
+			r.done++
+			continue
+		}
+		r.progress("round %d/%d: %s %s", round, r.cfg.Rounds, sys, sc.Name)
+		if err := r.runOne(ctx, sys, sc, &run); err != nil {
+			return err
+		}
+		if run.Error != "" {
+			r.progress("round %d %s %s: %s", round, sys, sc.Name, run.Error)
+		}
+		r.res.Runs = append(r.res.Runs, run)
+		r.done++
+	}
+	return nil
+}
+
+func (r *runner) runOne(ctx context.Context, sys System, sc Scenario, run *Run) error {
+	_ = r.node.Do(func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) })
 	s, err := r.start(ctx, sys)
 	if err != nil {
 		return err
@@ -365,29 +398,14 @@ func (r *runner) runSystem(ctx context.Context, round int, sys System) error {
 		}
 	}()
 	r.pinNAPI()
+	if sc.Kind == KindLatency {
+		r.latency(ctx, run)
+		return nil
+	}
 	if err := r.warmUp(ctx, s); err != nil {
 		return fmt.Errorf("%s: %w", sys, err)
 	}
-	for _, sc := range r.res.Scenarios {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		r.progress("round %d/%d: %s %s", round, r.cfg.Rounds, sys, sc.Name)
-		run := Run{Round: round, System: sys, Scenario: sc.Name, Kind: sc.Kind}
-		switch {
-		case sc.Kind == KindLatency && sys == SystemCeiling:
-			run.Skipped = "no NAT: the MAC-swap forwarder cannot carry a TCP connection to a backend"
-		case sc.Kind == KindLatency:
-			r.latency(ctx, &run)
-		default:
-			r.packets(ctx, s, sc, &run, r.cfg.MaxPackets, r.cfg.Duration)
-		}
-		if run.Error != "" {
-			r.progress("round %d %s %s: %s", round, sys, sc.Name, run.Error)
-		}
-		r.res.Runs = append(r.res.Runs, run)
-		r.done++
-	}
+	r.packets(ctx, s, sc, run, r.cfg.MaxPackets, r.cfg.Duration)
 	return nil
 }
 
@@ -409,7 +427,7 @@ func (r *runner) startAppliance(ctx context.Context) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &system{pid: p.PID, stop: func() error { p.Stop(); return nil }}
+	s := &system{pid: p.PID, appliance: true, stop: func() error { p.Stop(); return nil }}
 	hc := lab.HTTPClient(r.node)
 	hc.Timeout = time.Second
 	deadline := time.Now().Add(r.cfg.StartTimeout)
@@ -554,6 +572,14 @@ func (r *runner) startCeiling(ctx context.Context) (*system, error) {
 	for !strings.Contains(p.Output(), "ready") {
 		select {
 		case <-p.Done():
+			// The kernel releases the previous forwarder's queue binding shortly after it exits: retry.
+			if strings.Contains(p.Output(), "busy") && time.Now().Before(deadline) {
+				time.Sleep(200 * time.Millisecond)
+				if p, err = r.node.Start(argv...); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			return nil, fmt.Errorf("ceiling forwarder exited: %v\n%s", p.Err(), p.Output())
 		case <-ctx.Done():
 			p.Stop()
@@ -710,12 +736,51 @@ func (r *runner) packets(ctx context.Context, s *system, sc Scenario, run *Run, 
 	run.CoreBusySeconds = float64(after.core-before.core) / clockTicks
 	run.ProcessCPUSeconds = float64(after.proc-before.proc) / clockTicks
 	run.NAPICPUSeconds = float64(after.napi-before.napi) / clockTicks
+	if after.counters != nil {
+		run.ApplianceCounters = map[string]float64{}
+		for k, v := range after.counters {
+			if d := v - before.counters[k]; d != 0 {
+				run.ApplianceCounters[k] = d
+			}
+		}
+	}
 	if pkts > 0 {
 		run.NsPerPacket = run.CoreBusySeconds * 1e9 / float64(pkts)
 	}
 }
 
-type cpuSample struct{ core, proc, napi uint64 }
+type cpuSample struct {
+	core, proc, napi uint64
+	counters         map[string]float64
+}
+
+// applianceCounters reads the appliance's packet counters from /metrics (nil for other systems).
+func (r *runner) applianceCounters() map[string]float64 {
+	hc := lab.HTTPClient(r.node)
+	hc.Timeout = 2 * time.Second
+	resp, err := hc.Get("http://" + adminAt + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "appliance_received_packets_total") && !strings.HasPrefix(line, "appliance_transmitted_packets_total") &&
+			!strings.HasPrefix(line, "appliance_dropped_packets_total") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] += v
+	}
+	return out
+}
 
 func (r *runner) sample(s *system) cpuSample {
 	var c cpuSample
@@ -726,6 +791,9 @@ func (r *runner) sample(s *system) cpuSample {
 	for _, t := range r.napi {
 		n, _ := taskTicks(t)
 		c.napi += n
+	}
+	if s.appliance {
+		c.counters = r.applianceCounters()
 	}
 	return c
 }
@@ -781,7 +849,7 @@ func (r *runner) latency(ctx context.Context, run *Run) {
 			run.LatencyErrors++
 			break
 		}
-		run.LatencyMicros = append(run.LatencyMicros, float64(time.Since(t0).Nanoseconds())/1e3)
+		run.LatencyMicros = append(run.LatencyMicros, math.Round(float64(time.Since(t0).Nanoseconds())/100)/10) // 0.1 µs
 	}
 	if len(run.LatencyMicros) == 0 {
 		run.Error = fmt.Sprintf("no round trip completed (%d errors)", run.LatencyErrors)
@@ -810,10 +878,23 @@ func Profile(ctx context.Context, cpu int, d time.Duration, dir string) (string,
 	if out, err := rec.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("perf record: %w: %s", err, out)
 	}
-	rep := exec.CommandContext(ctx, "perf", "report", "-i", data, "--no-children", "--sort", "comm,dso,symbol", "--stdio", "-g", "none", "--percent-limit", "0.5")
-	out, err := rep.Output()
+	rep := exec.CommandContext(ctx, "perf", "report", "-i", data, "--no-children", "--sort", "comm,dso", "--stdio", "-g", "none", "--percent-limit", "1")
+	byDSO, err := rep.Output()
 	if err != nil {
 		return "", fmt.Errorf("perf report: %w", err)
 	}
-	return string(out), nil
+	rep = exec.CommandContext(ctx, "perf", "report", "-i", data, "--no-children", "--sort", "comm,symbol", "--stdio", "-g", "none", "--percent-limit", "0.7")
+	bySym, err := rep.Output()
+	if err != nil {
+		return "", fmt.Errorf("perf report: %w", err)
+	}
+	var b strings.Builder
+	for _, part := range [][]byte{byDSO, bySym} {
+		for _, line := range strings.Split(string(part), "\n") {
+			if line = strings.TrimRight(line, " -"); line != "" && !strings.HasPrefix(line, "# (Tip") {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	return b.String(), nil
 }
