@@ -466,6 +466,9 @@ func (t *flowTable[K]) evict(tick uint32, scan int) (uint32, bool) {
 
 // expire deletes expired entries among the next budget entries of the shared cursor.
 func (t *flowTable[K]) expire(tick uint32, budget int) int {
+	if t.live.Load() == 0 {
+		return 0 // nothing to expire: do not walk an empty table
+	}
 	n := uint32(len(t.entries))
 	if budget <= 0 {
 		return 0

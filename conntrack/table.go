@@ -188,6 +188,10 @@ type NewFlow struct {
 	TCPFlags uint8
 	// IngressIfindex and EgressIfindex are the interfaces of the original direction.
 	IngressIfindex, EgressIfindex uint16
+	// SNATPortMin and SNATPortMax, when SNATPortMax is set, replace the table's SNAT port range
+	// for this flow: an address no local socket uses (a floating SNAT address such as a VIP)
+	// can hand out every port.
+	SNATPortMin, SNATPortMax uint16
 }
 
 // Insert adds a flow with both directions. Without FlagNoSNAT it picks a SNAT port so that the
@@ -250,6 +254,12 @@ func (t *Table) insert(f *NewFlow, now int64) (Handle, InsertResult) {
 	}
 	// Apply the first packet itself, e.g. a loose pickup that carries FIN.
 	ne.state, ne.flags = transition(st, f.Flags, DirOriginal, f.TCPFlags)
+	if f.SNATPortMax != 0 {
+		if f.SNATPortMin == 0 || f.SNATPortMin > f.SNATPortMax {
+			return Handle{}, InsertInvalid
+		}
+		ne.portLo, ne.portN = uint32(f.SNATPortMin), uint32(f.SNATPortMax)-uint32(f.SNATPortMin)+1
+	}
 	if icmp {
 		reply.SrcPort = o.SrcPort
 	}

@@ -741,3 +741,30 @@ func TestSNATPortOfClosedConnectionIsReusedBySYN(t *testing.T) {
 		}
 	}
 }
+
+// TestPerFlowSNATPortRange checks that a flow's own SNAT range replaces the table's and that an
+// inverted range is refused.
+func TestPerFlowSNATPortRange(t *testing.T) {
+	tb := newTable(t, testConfig(256))
+	f := NewFlow{Orig: key("198.18.0.100", 20000, "198.19.1.1", 80, packet.ProtoTCP),
+		BackendAddr: addr("198.18.1.10"), BackendPort: 8080, SNATAddr: addr("198.19.1.1"), TCPFlags: TCPFlagSYN,
+		SNATPortMin: 1024, SNATPortMax: 1027}
+	for i := range 4 {
+		f.Orig.SrcPort = uint16(20000 + i)
+		h, res := tb.Insert(&f, sec)
+		if res != Inserted {
+			t.Fatalf("flow %d: %v", i, res)
+		}
+		if fl, _ := tb.Flow(h, sec); fl.Reply.DstPort < 1024 || fl.Reply.DstPort > 1027 {
+			t.Fatalf("port %d outside 1024-1027", fl.Reply.DstPort)
+		}
+	}
+	f.Orig.SrcPort = 30000
+	if _, res := tb.Insert(&f, sec); res != InsertNoPort {
+		t.Fatalf("fifth flow in a 4-port range: %v", res)
+	}
+	f.SNATPortMin, f.SNATPortMax = 2000, 1000
+	if _, res := tb.Insert(&f, sec); res != InsertInvalid {
+		t.Fatalf("inverted range: %v", res)
+	}
+}

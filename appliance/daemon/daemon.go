@@ -76,6 +76,7 @@ type node struct {
 	mtimes  map[string]time.Time
 	nb      *kernelNeighbors
 
+	kubeUpdates      chan kubeUpdate
 	cl               *cluster.Node
 	leaveOnce        sync.Once
 	ownership        chan cluster.OwnershipEvent
@@ -122,8 +123,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	snap, err := n.build()
-	if err != nil {
+	fromAPI := cfg.Services.FromAPI()
+	var snap *service.Snapshot
+	if fromAPI {
+		// Services come from the Kubernetes API; nothing is served until its first update.
+		snap = &service.Snapshot{}
+	} else if snap, err = n.build(); err != nil {
 		return err
 	}
 
@@ -215,6 +220,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err := fsync.start(wctx); err != nil {
 		return err
 	}
+	if fromAPI {
+		if err := n.startKube(wctx); err != nil {
+			return err
+		}
+	}
 	n.resolveEndpoints(snap)
 	n.announce(plan, nil)
 	if opts.Ready != nil {
@@ -235,14 +245,18 @@ func Run(ctx context.Context, opts Options) error {
 			return nil
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				n.reload("SIGHUP")
+				if !fromAPI {
+					n.reload("SIGHUP")
+				}
 				continue
 			}
 			log.Info("stopping", "signal", s.String())
 			n.leaveCluster()
 			return nil
+		case req := <-n.kubeUpdates:
+			n.applyKube(req)
 		case <-tick.C:
-			if n.manifestsChanged() {
+			if !fromAPI && n.manifestsChanged() {
 				n.reload("manifest changed")
 			}
 		case <-n.ownership:
@@ -285,29 +299,15 @@ func (n *node) build() (*service.Snapshot, error) {
 	return snap, nil
 }
 
-// reload rebuilds and applies; on any error the previous snapshot keeps serving.
+// reload rebuilds from the manifest files and applies; on any error the previous snapshot keeps
+// serving.
 func (n *node) reload(why string) {
-	old := n.snapshot()
 	snap, err := n.build()
 	if err != nil {
 		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
 		return
 	}
-	n.setClusterVIPs(snap)
-	plan, err := n.dp.Apply(snap)
-	if err != nil {
-		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
-		return
-	}
-	if err := n.io.Sync(plan); err != nil {
-		n.log.Error("steering program update", "err", err)
-	}
-	n.setSnapshot(snap)
-	d := snap.Diff(old)
-	n.log.Info("reloaded", "why", why, "added", len(d.Added), "removed", len(d.Removed), "changed", len(d.Changed),
-		"endpointsChanged", len(d.EndpointsChanged))
-	n.resolveEndpoints(snap)
-	n.announce(plan, old)
+	_ = n.applySnapshot(snap, nil, why)
 }
 
 // resolveEndpoints resolves every endpoint's next hop before traffic needs it.

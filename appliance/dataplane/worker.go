@@ -14,6 +14,9 @@ import (
 // BatchSize is the most frames a worker takes from one queue per Poll.
 const BatchSize = 64
 
+// floatingSNATPortMin is the lowest SNAT port on a floating SNAT address (a VIP).
+const floatingSNATPortMin = 1024
+
 // counter is a per-worker counter: written only by its worker (load+store, no locked
 // instruction), read by anyone with Load.
 type counter struct{ atomic.Uint64 }
@@ -163,12 +166,7 @@ func (w *Worker) Poll(now int64) int {
 	if total > 0 {
 		w.c.batches.inc()
 	}
-	budget := w.dp.cfg.ExpireBudget
-	if total == 0 {
-		// Idle: catch up on expiry (the worker sleeps in poll(2) between such passes).
-		budget *= 256
-	}
-	w.dp.ct.Expire(now, budget)
+	w.dp.ct.Expire(now, w.dp.cfg.ExpireBudget)
 	return total
 }
 
@@ -389,6 +387,8 @@ func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 		// The VIP itself is the source the backend sees: it moves with the VIP, so the
 		// backend's replies reach whichever node holds the VIP after a failover.
 		copy(nf.SNATAddr[:4], k.DstAddr[:4])
+		// No local socket uses the VIP: every port above the well-known ones is free for SNAT.
+		nf.SNATPortMin, nf.SNATPortMax = floatingSNATPortMin, 65535
 	} else {
 		sa := plan.snat[ep.egress]
 		if !sa.ok {

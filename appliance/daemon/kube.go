@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/xdpsvc/lb/appliance/kube"
+	"github.com/xdpsvc/lb/appliance/service"
+)
+
+// kubeUpdate is one desired state from the Kubernetes API, applied by the control loop, which
+// answers on done (an error makes the watcher retry and skip its status write-back).
+type kubeUpdate struct {
+	u    kube.Update
+	done chan error
+}
+
+// startKube follows Services and EndpointSlices through the Kubernetes API (services.kubeconfig
+// or services.inCluster) instead of manifest files. Until the first update the node serves
+// nothing new; while the API is away the last state keeps serving.
+func (n *node) startKube(ctx context.Context) error {
+	client, err := kube.NewClient(n.cfg.Services)
+	if err != nil {
+		return err
+	}
+	n.kubeUpdates = make(chan kubeUpdate)
+	w, err := kube.New(kube.Config{
+		Client:       client,
+		Appliance:    n.cfg,
+		InitialState: n.state,
+		WriteStatus:  true,
+		Logger:       n.log,
+		OnUpdate: func(u kube.Update) error {
+			req := kubeUpdate{u: u, done: make(chan error, 1)}
+			select {
+			case n.kubeUpdates <- req:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case err := <-req.done:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("kubernetes source: %w", err)
+	}
+	go func() {
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			n.log.Error("kubernetes watch stopped; the last state keeps serving", "err", err)
+		}
+	}()
+	return nil
+}
+
+// applyKube applies an update from the API on the control goroutine.
+func (n *node) applyKube(req kubeUpdate) {
+	for _, e := range req.u.Skipped {
+		n.log.Warn("kubernetes object skipped", "err", e.Error())
+	}
+	req.done <- n.applySnapshot(req.u.Snapshot, req.u.State, "kubernetes API")
+}
+
+// applySnapshot swaps in a new desired state: cluster VIPs, data plane plan, steering maps,
+// persisted state, neighbour resolution and VIP announcements. On error nothing changes.
+func (n *node) applySnapshot(snap *service.Snapshot, st *service.State, why string) error {
+	old := n.snapshot()
+	n.setClusterVIPs(snap)
+	plan, err := n.dp.Apply(snap)
+	if err != nil {
+		n.log.Error("update refused; previous services keep serving", "why", why, "err", err)
+		if old != nil {
+			n.setClusterVIPs(old)
+		}
+		return err
+	}
+	if err := n.io.Sync(plan); err != nil {
+		n.log.Error("steering program update", "err", err)
+	}
+	if st != nil {
+		if err := service.SaveState(n.cfg.State.Path, st); err != nil {
+			n.log.Error("save state", "err", err)
+		}
+		n.state = st
+	}
+	n.setSnapshot(snap)
+	if old != nil {
+		d := snap.Diff(old)
+		n.log.Info("services updated", "why", why, "added", len(d.Added), "removed", len(d.Removed),
+			"changed", len(d.Changed), "endpointsChanged", len(d.EndpointsChanged))
+	}
+	n.resolveEndpoints(snap)
+	n.announce(plan, old)
+	return nil
+}
