@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 60s
 
-.PHONY: all deps build test bench fuzz lint demo clean
+.PHONY: all deps build test bench compare fuzz lint demo clean
 
 all: build
 
@@ -25,6 +25,11 @@ test: deps
 # bench: the micro-benchmarks of the fast path, with allocations reported.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# compare: the side-by-side benchmark of BENCHMARKS.md (appliance vs kube-proxy-style nftables vs the
+# AF_XDP ceiling), as root; writes bench/results/.
+compare: deps build
+	./bin/bench compare --appliance bin/appliance --rounds 3 --duration 3s --profile --out bench/results
 
 # fuzz: run every fuzz target for FUZZTIME each (default 60s).
 fuzz:
