@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/config"
@@ -60,6 +61,12 @@ type Options struct {
 	ReloadCheckInterval time.Duration
 	// Ready, when set, is closed once the node serves (tests wait on it).
 	Ready chan<- struct{}
+	// Ports, when set, replaces reading the configured interfaces from the kernel (tests that
+	// run the control path without real NICs).
+	Ports []dataplane.Port
+	// KubeClient, when set, replaces the client built from services.kubeconfig/inCluster (tests:
+	// client-go's fake clientset).
+	KubeClient kubernetes.Interface
 }
 
 // node is the running daemon's control state, owned by the Run goroutine (the admin API reads
@@ -115,9 +122,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	n := &node{opts: opts, log: log, cfg: cfg, builder: service.NewBuilder(cfg), started: time.Now()}
 
-	n.ports, err = discoverPorts(cfg.Interfaces)
-	if err != nil {
-		return err
+	if n.ports = opts.Ports; n.ports == nil {
+		if n.ports, err = discoverPorts(cfg.Interfaces); err != nil {
+			return err
+		}
 	}
 	n.state, err = service.LoadState(cfg.State.Path)
 	if err != nil {

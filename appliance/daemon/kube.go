@@ -19,9 +19,12 @@ type kubeUpdate struct {
 // or services.inCluster) instead of manifest files. Until the first update the node serves
 // nothing new; while the API is away the last state keeps serving.
 func (n *node) startKube(ctx context.Context) error {
-	client, err := kube.NewClient(n.cfg.Services)
-	if err != nil {
-		return err
+	client := n.opts.KubeClient
+	if client == nil {
+		var err error
+		if client, err = kube.NewClient(n.cfg.Services); err != nil {
+			return err
+		}
 	}
 	n.kubeUpdates = make(chan kubeUpdate)
 	w, err := kube.New(kube.Config{

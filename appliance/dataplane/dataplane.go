@@ -127,6 +127,9 @@ func (dp *DataPlane) Apply(snap *service.Snapshot) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply snapshot: %w", err)
 	}
+	for _, w := range p.Warnings {
+		dp.log.Warn(w)
+	}
 	dp.plan.Store(p)
 	return p, nil
 }

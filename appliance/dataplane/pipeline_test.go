@@ -739,3 +739,20 @@ func TestFloatingSNATUsesTheVIPForLoadBalancerFlowsOnly(t *testing.T) {
 		t.Fatalf("reply translated to %+v", b)
 	}
 }
+
+func TestEndpointWithoutRouteIsLeftOutNotFatal(t *testing.T) {
+	r := newRig(t, testManifests)
+	m := replaceOnce(testManifests, "  - addresses: [198.18.1.22]\n", "  - addresses: [198.18.1.22]\n  - addresses: [198.19.200.9]\n")
+	plan, err := r.dp.Apply(buildSnapshot(t, m))
+	if err != nil {
+		t.Fatalf("one unroutable endpoint failed the whole plan: %v", err)
+	}
+	if len(plan.Warnings) != 2 {
+		t.Fatalf("warnings %v, want one per Service port about 198.19.200.9", plan.Warnings)
+	}
+	r.ext.push(frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "S", nil))
+	r.run(t)
+	if out := r.int.take(); len(out) != 1 {
+		t.Fatalf("service with one unroutable endpoint no longer served: %d frames", len(out))
+	}
+}

@@ -99,6 +99,9 @@ type Plan struct {
 	snat     []snatAddr       // per port: the SNAT address
 	internal []prefix4        // clusterCIDRs
 	held     []netip.Addr     // VIPs this node holds (for the steering program and ARP)
+
+	// Warnings are what compile left out (endpoints with no route), for the control path's log.
+	Warnings []string
 }
 
 type snatAddr struct {
@@ -197,7 +200,10 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 				}
 				egress, hop, err := routeTo(e.Addr, in)
 				if err != nil {
-					return nil, fmt.Errorf("service %s endpoint %s: %w", svc.Key(), e.Addr, err)
+					// One unreachable endpoint must not keep every other Service from being
+					// served: it is left out of this port and reported.
+					p.Warnings = append(p.Warnings, fmt.Sprintf("service %s endpoint %s left out: %v", svc.Key(), e.Addr, err))
+					continue
 				}
 				ep.egress, ep.nextHop = uint16(egress), hop.As4()
 				maxID = max(maxID, ep.id)
