@@ -23,6 +23,9 @@ type Config struct {
 	Join []string
 	// JoinRetryInterval is the wait between join attempts.
 	JoinRetryInterval time.Duration
+	// RejoinInterval is how often, once joined, the node re-joins configured addresses that are
+	// not alive members (healing a partition); 0 disables it.
+	RejoinInterval time.Duration
 	// SecretKey, when set, is the 16, 24 or 32-byte AES key: all gossip is
 	// encrypted and unencrypted or wrongly keyed traffic is refused.
 	SecretKey []byte
@@ -82,6 +85,7 @@ func DefaultConfig() Config {
 	return Config{
 		BindAddr:            netip.AddrPortFrom(netip.IPv4Unspecified(), 7946),
 		JoinRetryInterval:   time.Second,
+		RejoinInterval:      250 * time.Millisecond,
 		Meta:                Meta{Role: RoleAppliance},
 		ProbeInterval:       200 * time.Millisecond,
 		ProbeTimeout:        100 * time.Millisecond,

@@ -7,8 +7,10 @@ import (
 	"log"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,6 +231,7 @@ func (n *Node) joinLoop(addrs []string) {
 		c, err := n.Join(addrs)
 		if err == nil {
 			n.log.Info("joined cluster", "members", c)
+			n.rejoinLoop(addrs)
 			return
 		}
 		n.log.Warn("join cluster, will retry", "err", err, "retry", n.cfg.JoinRetryInterval)
@@ -236,6 +239,42 @@ func (n *Node) joinLoop(addrs []string) {
 		case <-n.done:
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// rejoinLoop heals partitions: memberlist never contacts a member it has declared dead again, so
+// after a partition each side would stay alone. Every RejoinInterval it joins the configured
+// addresses that are not alive members; a healed link thus merges the two sides within about
+// one interval, and the ownership rule then leaves one owner per VIP.
+func (n *Node) rejoinLoop(addrs []string) {
+	if n.cfg.RejoinInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(n.cfg.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+		}
+		alive := map[string]bool{}
+		for _, m := range n.ml.Members() {
+			alive[net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))] = true
+		}
+		var missing []string
+		for _, a := range addrs {
+			if !alive[a] {
+				missing = append(missing, a)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if c, err := n.ml.Join(missing); err == nil && c > 0 {
+			n.counters.joins.Add(1)
+			n.log.Info("rejoined members", "addrs", missing)
 		}
 	}
 }

@@ -34,6 +34,9 @@ func (n *node) startCluster() error {
 		return fmt.Errorf("cluster.bind %q: %w", n.cfg.Cluster.Bind, err)
 	}
 	ccfg.BindAddr = bind
+	// The cluster keeps joining these in the background (until one answers) and re-joins any
+	// that is not an alive member later, which heals partitions.
+	ccfg.Join = n.cfg.Cluster.Join
 	if n.cfg.Cluster.SecretKeyFile != "" {
 		key, err := os.ReadFile(n.cfg.Cluster.SecretKeyFile)
 		if err != nil {

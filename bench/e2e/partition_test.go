@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/bench/backend"
+	"github.com/xdpsvc/lb/bench/lab"
+)
+
+// holdsWeb reports whether a node says it holds the web Service's VIP itself (/api/v1/members).
+func holdsWeb(n *node) bool {
+	var ms []admin.MemberStatus
+	n.api("/api/v1/members", &ms)
+	for _, m := range ms {
+		if m.Name == fmt.Sprintf("lb-%d", n.ns.Index) {
+			for _, v := range m.VIPs {
+				if v == "198.19.1.1" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// TestPartitionAndHeal cuts the VIP owner off the external segment (link down), checks that the
+// majority side moves the VIP and serves while the isolated node, a minority, holds nothing,
+// then heals the link and checks that within a bounded time all three nodes agree on exactly one
+// owner and the VIP serves. The time from heal to agreement is logged.
+func TestPartitionAndHeal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("e2e: skipped, the lab and AF_XDP need root")
+	}
+	spec := lab.DefaultSpec()
+	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = 3, 1, 2, 0
+	l := lab.New(t, spec)
+	if _, err := l.StartBackends(backend.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	m := manifests("198.18.1.21", "198.18.1.22")
+	var nodes []*node
+	for i := range 3 {
+		nodes = append(nodes, &node{t: t, lab: l, ns: l.Nodes[i], dir: t.TempDir()})
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.start(m) }()
+	}
+	wg.Wait()
+	client := l.Clients[0]
+	agreed := func() (string, error) {
+		owners := map[string]bool{}
+		holders := 0
+		for _, n := range nodes {
+			owners[vipOwner(n)] = true
+			if holdsWeb(n) {
+				holders++
+			}
+		}
+		if len(owners) != 1 || owners[""] || holders != 1 {
+			return "", fmt.Errorf("owners %v, %d nodes hold the VIP", owners, holders)
+		}
+		for o := range owners {
+			return o, nil
+		}
+		return "", nil
+	}
+	var owner string
+	waitFor(t, 15*time.Second, "one owner agreed by all", func() (err error) { owner, err = agreed(); return err })
+
+	var cut *node
+	for _, n := range nodes {
+		if fmt.Sprintf("lb-%d", n.ns.Index) == owner {
+			cut = n
+		}
+	}
+	ctx := context.Background()
+	if _, err := cut.ns.Run(ctx, "ip", "link", "set", "ext0", "down"); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	waitFor(t, 10*time.Second, "the majority serves the VIP", func() error {
+		if holdsWeb(cut) {
+			return fmt.Errorf("the isolated node still holds the VIP")
+		}
+		_, err := get(client, "http://198.19.1.1/")
+		return err
+	})
+	t.Logf("partition: VIP served by the majority %v after %s was cut off", time.Since(cutAt).Round(time.Millisecond), owner)
+
+	if _, err := cut.ns.Run(ctx, "ip", "link", "set", "ext0", "up"); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	waitFor(t, 15*time.Second, "one owner after healing", func() error {
+		if _, err := agreed(); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			var ms []admin.MemberStatus
+			n.api("/api/v1/members", &ms)
+			alive := 0
+			for _, mm := range ms {
+				if mm.State == "alive" {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return fmt.Errorf("%s sees %d alive", n.ns.Name, alive)
+			}
+		}
+		return nil
+	})
+	t.Logf("heal: all three nodes agree on one owner %v after the link came back", time.Since(healed).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, "VIP serves after healing", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
+}
