@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
-	"github.com/xdpsvc/lb/bench/backend"
 	"github.com/xdpsvc/lb/bench/lab"
 )
 
@@ -35,34 +34,17 @@ func vipOwner(n *node) string {
 // figures are logged. APPLIANCE_FAILOVER_KILLS=N repeats the kill N times (the killed node is
 // restarted between kills) and logs the distribution.
 func TestVIPFailover(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("e2e: skipped, the lab and AF_XDP need root")
-	}
 	kills := 1
 	if v, err := strconv.Atoi(os.Getenv("APPLIANCE_FAILOVER_KILLS")); err == nil && v > 0 {
 		kills = v
 	}
-	spec := lab.DefaultSpec()
-	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = 3, 1, 2, 0
-	l := lab.New(t, spec)
-	if _, err := l.StartBackends(backend.DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
+	l := startLabNodes(t, 3, 2, 0)
 	m := manifests("198.18.1.21", "198.18.1.22")
-	var nodes []*node
-	for i := range 3 {
-		nodes = append(nodes, &node{t: t, lab: l, ns: l.Nodes[i], dir: t.TempDir()})
-	}
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.start(m) }()
-	}
-	wg.Wait()
+	nodes := startCluster(t, l, m)
 	client := l.Clients[0]
 	byName := map[string]*node{}
 	for _, n := range nodes {
-		byName[fmt.Sprintf("lb-%d", n.ns.Index)] = n
+		byName[n.name()] = n
 	}
 	waitFor(t, 15*time.Second, "three members and one VIP owner agreed by all", func() error {
 		owners := map[string]bool{}

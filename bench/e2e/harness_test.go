@@ -81,20 +81,47 @@ state:
   path: state.json
 `
 
-// startLab builds a lab with one appliance node and real backends.
+// startLab builds a lab with one appliance node, an external and an in-cluster client, and real
+// backends.
 func startLab(t *testing.T, backends int) *lab.Lab {
+	return startLabNodes(t, 1, backends, 1)
+}
+
+// startLabNodes builds a lab with the given numbers of appliance nodes, backends (running the
+// backend servers) and in-cluster clients, and one external client.
+func startLabNodes(t *testing.T, nodes, backends, clusterClients int) *lab.Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("e2e: skipped, the lab and AF_XDP need root")
 	}
 	spec := lab.DefaultSpec()
-	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = 1, 1, backends, 1
+	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = nodes, 1, backends, clusterClients
 	l := lab.New(t, spec)
 	if _, err := l.StartBackends(backend.DefaultConfig()); err != nil {
 		t.Fatalf("start backends: %v", err)
 	}
 	return l
 }
+
+// startCluster runs the appliance on every node of the lab at once (they join each other) and
+// waits until each is healthy.
+func startCluster(t *testing.T, l *lab.Lab, manifests string) []*node {
+	t.Helper()
+	var nodes []*node
+	for _, ns := range l.Nodes {
+		nodes = append(nodes, &node{t: t, lab: l, ns: ns, dir: t.TempDir()})
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.start(manifests) }()
+	}
+	wg.Wait()
+	return nodes
+}
+
+// name is the node's appliance name (node.name in its config).
+func (n *node) name() string { return fmt.Sprintf("lb-%d", n.ns.Index) }
 
 // startNode writes the config and manifests and runs the appliance in lab node i (0-based).
 func startNode(t *testing.T, l *lab.Lab, i int, manifests string) *node {
@@ -110,10 +137,9 @@ func (n *node) start(manifests string) {
 	t, l := n.t, n.lab
 	t.Helper()
 	bin := applianceBinary(t)
-	i := n.ns.Index - 1
 	n.cfgPath = filepath.Join(n.dir, "lb.yaml")
 	n.svcPath = filepath.Join(n.dir, "services.yaml")
-	name := fmt.Sprintf("lb-%d", i+1)
+	name := n.name()
 	var join []string
 	for _, other := range l.Nodes {
 		if other != n.ns {

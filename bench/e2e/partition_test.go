@@ -3,14 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
-	"github.com/xdpsvc/lb/bench/backend"
-	"github.com/xdpsvc/lb/bench/lab"
 )
 
 // holdsWeb reports whether a node says it holds the web Service's VIP itself (/api/v1/members).
@@ -18,7 +14,7 @@ func holdsWeb(n *node) bool {
 	var ms []admin.MemberStatus
 	n.api("/api/v1/members", &ms)
 	for _, m := range ms {
-		if m.Name == fmt.Sprintf("lb-%d", n.ns.Index) {
+		if m.Name == n.name() {
 			for _, v := range m.VIPs {
 				if v == "198.19.1.1" {
 					return true
@@ -34,26 +30,9 @@ func holdsWeb(n *node) bool {
 // then heals the link and checks that within a bounded time all three nodes agree on exactly one
 // owner and the VIP serves. The time from heal to agreement is logged.
 func TestPartitionAndHeal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("e2e: skipped, the lab and AF_XDP need root")
-	}
-	spec := lab.DefaultSpec()
-	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = 3, 1, 2, 0
-	l := lab.New(t, spec)
-	if _, err := l.StartBackends(backend.DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
+	l := startLabNodes(t, 3, 2, 0)
 	m := manifests("198.18.1.21", "198.18.1.22")
-	var nodes []*node
-	for i := range 3 {
-		nodes = append(nodes, &node{t: t, lab: l, ns: l.Nodes[i], dir: t.TempDir()})
-	}
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.start(m) }()
-	}
-	wg.Wait()
+	nodes := startCluster(t, l, m)
 	client := l.Clients[0]
 	agreed := func() (string, error) {
 		owners := map[string]bool{}
@@ -77,7 +56,7 @@ func TestPartitionAndHeal(t *testing.T) {
 
 	var cut *node
 	for _, n := range nodes {
-		if fmt.Sprintf("lb-%d", n.ns.Index) == owner {
+		if n.name() == owner {
 			cut = n
 		}
 	}

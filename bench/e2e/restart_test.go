@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/xdpsvc/lb/appliance/admin"
-	"github.com/xdpsvc/lb/bench/backend"
-	"github.com/xdpsvc/lb/bench/lab"
 )
 
 // autoManifests leaves every value to the appliance: clusterIP, nodePorts and external IP.
@@ -55,25 +51,8 @@ func allocations(n *node) string {
 // auto-allocated, checks that all three agree, then restarts the nodes one by one and checks
 // that no ClusterIP, NodePort or external IP changed.
 func TestRestartsKeepAllocations(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("e2e: skipped, the lab and AF_XDP need root")
-	}
-	spec := lab.DefaultSpec()
-	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = 3, 1, 1, 0
-	l := lab.New(t, spec)
-	if _, err := l.StartBackends(backend.DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
-	var nodes []*node
-	for i := range 3 {
-		nodes = append(nodes, &node{t: t, lab: l, ns: l.Nodes[i], dir: t.TempDir()})
-	}
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.start(autoManifests) }()
-	}
-	wg.Wait()
+	l := startLabNodes(t, 3, 1, 0)
+	nodes := startCluster(t, l, autoManifests)
 	want := allocations(nodes[0])
 	if !strings.Contains(want, "ext=198.19.1.") || !strings.Contains(want, "auto-np") {
 		t.Fatalf("allocations look wrong:\n%s", want)
