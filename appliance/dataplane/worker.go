@@ -59,8 +59,9 @@ type Worker struct {
 	txCopy [][][]byte // per egress port: frames from other ports to copy out
 	rel    [][]Frame  // per port: frames to hand back (dropped, or copied out)
 
-	h       packet.Headers      // the frame being processed (copied from hs)
+	h       *packet.Headers     // the frame being processed: &hs[i], or &one in process
 	hs      []packet.Headers    // per frame of the batch
+	one     packet.Headers      // the frame of an unbatched process call
 	pr      []packet.DropReason // per frame: Parse's result
 	keys    []packet.FlowKey    // TCP/UDP keys of the batch
 	kidx    []int32             // frame index of keys[j]
@@ -220,7 +221,7 @@ func (w *Worker) lookupBatch(n int, now int64) {
 
 // processParsed runs the pipeline on frame i of the batch, already parsed and looked up.
 func (w *Worker) processParsed(plan *Plan, in int, fr []byte, i int, now int64, gen uint32) (action, int, int) {
-	w.h = w.hs[i]
+	w.h = &w.hs[i]
 	if r := w.pr[i]; r != packet.OK {
 		return w.drop(Reason(r))
 	}
@@ -231,7 +232,8 @@ func (w *Worker) processParsed(plan *Plan, in int, fr []byte, i int, now int64, 
 // for tests and benchmarks). It returns what to do with the frame, the egress port and the
 // frame's new length.
 func (w *Worker) process(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
-	h := &w.h
+	w.h = &w.one
+	h := w.h
 	if r := w.parse(fr, h); r != packet.OK {
 		return w.drop(Reason(r))
 	}
@@ -245,7 +247,7 @@ func (w *Worker) process(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 // pipeline is the per-frame logic after parsing; hd is the conntrack lookup result of an IPv4
 // TCP/UDP frame (invalid: a miss, or not looked up).
 func (w *Worker) pipeline(plan *Plan, in int, fr []byte, hd conntrack.Handle, now int64, gen uint32) (action, int, int) {
-	h := &w.h
+	h := w.h
 	switch h.EtherType {
 	case packet.EtherTypeARP:
 		return w.arp(plan, in, fr)
@@ -289,7 +291,7 @@ func (w *Worker) pipeline(plan *Plan, in int, fr []byte, hd conntrack.Handle, no
 
 // forward translates a frame of a known flow and picks its egress port and MACs.
 func (w *Worker) forward(plan *Plan, in int, fr []byte, hd conntrack.Handle, meta conntrack.FlowMeta, now int64, gen uint32) (action, int, int) {
-	h := &w.h
+	h := w.h
 	if !w.dp.ct.Translate(hd, &w.out) {
 		return w.drop(ReasonNoFrontend)
 	}
@@ -317,7 +319,7 @@ func (w *Worker) emit(fr []byte, dir conntrack.Dir, meta *conntrack.FlowMeta, ge
 		w.dp.l2.probe(binary.BigEndian.Uint32(dst[:]))
 		return w.drop(ReasonNoNeighbour)
 	}
-	if r := packet.NAT4(fr, &w.h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
+	if r := packet.NAT4(fr, w.h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
 		return w.drop(Reason(r))
 	}
 	packet.SetMACs(fr, w.dp.ports[out].MAC, mac)
@@ -326,7 +328,7 @@ func (w *Worker) emit(fr []byte, dir conntrack.Dir, meta *conntrack.FlowMeta, ge
 
 // newFlow handles the first packet of a flow: frontend lookup, policy, backend choice, insert.
 func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
-	h := &w.h
+	h := w.h
 	k := &h.Key
 	fe, ok := plan.front[frontKey{addr: k.DstAddr4(), port: k.DstPort, proto: k.Proto}]
 	if !ok {
@@ -427,7 +429,7 @@ func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 // reject answers a packet to a Service port without endpoints (or of a removed backend) as
 // kube-proxy does: TCP RST, UDP ICMP port unreachable. The answer replaces the frame.
 func (w *Worker) reject(plan *Plan, in int, fr []byte) (action, int, int) {
-	h := &w.h
+	h := w.h
 	scratch := w.scratch[:]
 	var n int
 	var err error
@@ -473,7 +475,7 @@ func (w *Worker) arp(plan *Plan, in int, fr []byte) (action, int, int) {
 
 // icmp answers echo requests to ClusterIPs (from inside the cluster) and held VIPs.
 func (w *Worker) icmp(plan *Plan, in int, fr []byte) (action, int, int) {
-	h := &w.h
+	h := w.h
 	dst := h.Key.DstAddr4()
 	if h.ICMPType != packet.ICMPEchoRequest || !plan.echo[dst] {
 		return w.drop(ReasonICMPIgnored)
@@ -490,7 +492,7 @@ func (w *Worker) icmp(plan *Plan, in int, fr []byte) (action, int, int) {
 
 // icmpError translates an ICMP error about a tracked flow back towards the flow's other end.
 func (w *Worker) icmpError(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
-	h := &w.h
+	h := w.h
 	rev := h.Inner.Key.Reverse()
 	hd, ok := w.dp.ct.Lookup(&rev, now)
 	if !ok {
