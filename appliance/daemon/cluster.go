@@ -111,30 +111,43 @@ func (n *node) setClusterVIPs(snap *service.Snapshot) {
 	n.cl.SetVIPs(vips)
 }
 
-// ownershipChanged recompiles the plan with the VIPs this node holds now, reprograms the
-// steering maps and announces the gained VIPs.
+// ownershipChanged recompiles the plan with the VIPs this node holds now.
 func (n *node) ownershipChanged() {
-	old := n.dp.Plan()
-	plan, err := n.dp.Apply(n.snapshot())
-	if err != nil {
+	if _, err := n.install(n.snapshot()); err != nil {
 		n.log.Error("apply ownership change", "err", err)
-		return
+	}
+}
+
+// install compiles snap into the data plane, reprograms the steering maps and announces the
+// VIPs this node holds now and did not before. On error the previous plan keeps serving.
+func (n *node) install(snap *service.Snapshot) (*dataplane.Plan, error) {
+	old := n.dp.Plan()
+	plan, err := n.dp.Apply(snap)
+	if err != nil {
+		return nil, err
 	}
 	if err := n.io.Sync(plan); err != nil {
 		n.log.Error("steering program update", "err", err)
 	}
-	had := map[netip.Addr]bool{}
+	n.announceChanges(old, plan)
+	return plan, nil
+}
+
+// announceChanges logs the VIPs released between two plans and announces the ones taken.
+func (n *node) announceChanges(old, plan *dataplane.Plan) {
+	had, has := map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	for _, v := range old.HeldVIPs() {
 		had[v] = true
 	}
 	for _, v := range plan.HeldVIPs() {
+		has[v] = true
 		if !had[v] {
 			n.log.Info("VIP taken", "vip", v.String())
 			n.announceVIP(v)
 		}
 	}
-	for _, v := range old.HeldVIPs() {
-		if !n.cl.Holds(v) {
+	for v := range had {
+		if !has[v] {
 			n.log.Info("VIP released", "vip", v.String())
 		}
 	}

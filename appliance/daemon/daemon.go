@@ -164,6 +164,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	empty := n.dp.Plan()
 	plan, err := n.dp.Apply(snap)
 	if err != nil {
 		return err
@@ -234,7 +235,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	n.resolveEndpoints(snap)
-	n.announce(plan, nil)
+	n.announceChanges(empty, plan)
 	if opts.Ready != nil {
 		close(opts.Ready)
 	}
@@ -318,6 +319,34 @@ func (n *node) reload(why string) {
 	_ = n.applySnapshot(snap, nil, why)
 }
 
+// applySnapshot swaps in a new desired state: cluster VIPs, data plane plan, steering maps,
+// persisted state, neighbour resolution and VIP announcements. On error nothing changes.
+func (n *node) applySnapshot(snap *service.Snapshot, st *service.State, why string) error {
+	old := n.snapshot()
+	n.setClusterVIPs(snap)
+	if _, err := n.install(snap); err != nil {
+		n.log.Error("update refused; previous services keep serving", "why", why, "err", err)
+		if old != nil {
+			n.setClusterVIPs(old)
+		}
+		return err
+	}
+	if st != nil {
+		if err := service.SaveState(n.cfg.State.Path, st); err != nil {
+			n.log.Error("save state", "err", err)
+		}
+		n.state = st
+	}
+	n.setSnapshot(snap)
+	if old != nil {
+		d := snap.Diff(old)
+		n.log.Info("services updated", "why", why, "added", len(d.Added), "removed", len(d.Removed),
+			"changed", len(d.Changed), "endpointsChanged", len(d.EndpointsChanged))
+	}
+	n.resolveEndpoints(snap)
+	return nil
+}
+
 // resolveEndpoints resolves every endpoint's next hop before traffic needs it.
 func (n *node) resolveEndpoints(snap *service.Snapshot) {
 	var addrs []netip.Addr
@@ -334,23 +363,6 @@ func (n *node) resolveEndpoints(snap *service.Snapshot) {
 	}
 	if err := n.nb.resolveEndpoints(addrs); err != nil {
 		n.log.Warn("resolve endpoints", "err", err)
-	}
-}
-
-// announce sends gratuitous ARPs for VIPs this node holds now and did not before.
-func (n *node) announce(plan *dataplane.Plan, old *service.Snapshot) {
-	had := map[string]bool{}
-	if old != nil {
-		for _, s := range old.Services {
-			if s.ExternalIP.IsValid() {
-				had[s.ExternalIP.String()] = true
-			}
-		}
-	}
-	for _, vip := range plan.HeldVIPs() {
-		if !had[vip.String()] {
-			n.announceVIP(vip)
-		}
 	}
 }
 

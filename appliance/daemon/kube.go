@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/xdpsvc/lb/appliance/kube"
-	"github.com/xdpsvc/lb/appliance/service"
 )
 
 // kubeUpdate is one desired state from the Kubernetes API, applied by the control loop, which
@@ -65,37 +64,4 @@ func (n *node) applyKube(req kubeUpdate) {
 		n.log.Warn("kubernetes object skipped", "err", e.Error())
 	}
 	req.done <- n.applySnapshot(req.u.Snapshot, req.u.State, "kubernetes API")
-}
-
-// applySnapshot swaps in a new desired state: cluster VIPs, data plane plan, steering maps,
-// persisted state, neighbour resolution and VIP announcements. On error nothing changes.
-func (n *node) applySnapshot(snap *service.Snapshot, st *service.State, why string) error {
-	old := n.snapshot()
-	n.setClusterVIPs(snap)
-	plan, err := n.dp.Apply(snap)
-	if err != nil {
-		n.log.Error("update refused; previous services keep serving", "why", why, "err", err)
-		if old != nil {
-			n.setClusterVIPs(old)
-		}
-		return err
-	}
-	if err := n.io.Sync(plan); err != nil {
-		n.log.Error("steering program update", "err", err)
-	}
-	if st != nil {
-		if err := service.SaveState(n.cfg.State.Path, st); err != nil {
-			n.log.Error("save state", "err", err)
-		}
-		n.state = st
-	}
-	n.setSnapshot(snap)
-	if old != nil {
-		d := snap.Diff(old)
-		n.log.Info("services updated", "why", why, "added", len(d.Added), "removed", len(d.Removed),
-			"changed", len(d.Changed), "endpointsChanged", len(d.EndpointsChanged))
-	}
-	n.resolveEndpoints(snap)
-	n.announce(plan, old)
-	return nil
 }
