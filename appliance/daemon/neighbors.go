@@ -39,6 +39,9 @@ func (k *kernelNeighbors) Lookup(ip netip.Addr) ([6]byte, bool) {
 	return k.r.Slots().MAC(slot)
 }
 
+// Generation implements dataplane.NeighborSource: it changes when any resolved MAC changes.
+func (k *kernelNeighbors) Generation() uint64 { return k.r.Slots().Generation() }
+
 // Probe implements dataplane.NeighborSource.
 func (k *kernelNeighbors) Probe(ip netip.Addr) { k.r.Request(ip) }
 

@@ -164,9 +164,6 @@ func (dp *DataPlane) Learn(ip netip.Addr, mac [6]byte) {
 	}
 }
 
-// InvalidateNeighbors makes every worker re-read MACs from the neighbour table.
-func (dp *DataPlane) InvalidateNeighbors() { dp.l2.invalidate() }
-
 // Run polls w until ctx ends. wait blocks until any of the worker's queues may have frames or
 // its timeout passes; it is called only when a whole pass found nothing.
 func (w *Worker) Run(ctx context.Context, wait func(timeout time.Duration)) {

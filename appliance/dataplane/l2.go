@@ -14,6 +14,8 @@ type NeighborSource interface {
 	Lookup(ip netip.Addr) ([6]byte, bool)
 	// Probe asks for ip to be resolved; it must not block.
 	Probe(ip netip.Addr)
+	// Generation changes whenever a MAC it returned may have changed (read once per batch).
+	Generation() uint64
 }
 
 // l2Table maps IPv4 next hops to MACs: entries learned from frames (a client's source MAC when
@@ -62,8 +64,15 @@ func (t *l2Table) lookup(ip uint32) ([6]byte, bool) {
 	return [6]byte{}, false
 }
 
-// invalidate drops every worker's cache (the NeighborSource saw a MAC change).
-func (t *l2Table) invalidate() { t.gen.Add(1) }
+// current is the cache generation a batch runs with: learned changes plus the neighbour
+// source's own generation, so a MAC that changes in the kernel's table reaches the workers.
+func (t *l2Table) current() uint32 {
+	g := t.gen.Load()
+	if t.src != nil {
+		g += uint32(t.src.Generation())
+	}
+	return g
+}
 
 func (t *l2Table) probe(ip uint32) {
 	if t.src != nil {

@@ -756,3 +756,54 @@ func TestEndpointWithoutRouteIsLeftOutNotFatal(t *testing.T) {
 		t.Fatalf("service with one unroutable endpoint no longer served: %d frames", len(out))
 	}
 }
+
+// fakeNeighbors is a NeighborSource whose answers a test changes.
+type fakeNeighbors struct {
+	mac [6]byte
+	gen uint64
+}
+
+func (f *fakeNeighbors) Lookup(netip.Addr) ([6]byte, bool) { return f.mac, true }
+func (f *fakeNeighbors) Probe(netip.Addr)                  {}
+func (f *fakeNeighbors) Generation() uint64                { return f.gen }
+
+func TestNeighbourMACChangeReachesTheWorkerCache(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Conntrack.MaxEntries, cfg.Conntrack.MaxEntriesIPv6, cfg.Conntrack.HashSeed = 1<<12, 0, 1
+	cfg.MaxServicePorts, cfg.FloatingSNAT = 64, false
+	cfg.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")}
+	nb := &fakeNeighbors{mac: [6]byte{2, 0, 0, 0, 9, 1}}
+	cfg.Neighbors = nb
+	cfg.Ports = []Port{
+		{Name: "ext0", MAC: extMAC, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.0.11/24")}, Role: RoleExternal},
+		{Name: "int0", MAC: intMAC, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24")}, Role: RoleCluster},
+	}
+	dp, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp.Apply(buildSnapshot(t, testManifests)); err != nil {
+		t.Fatal(err)
+	}
+	ext, int0 := &memIO{}, &memIO{}
+	w, err := dp.AddWorker(0, []FrameIO{ext, int0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(now int64) decoded {
+		ext.push(frame(t, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoUDP, 41000, 9000, "", nil))
+		w.Poll(now)
+		out := int0.take()
+		if len(out) != 1 {
+			t.Fatalf("%d frames out", len(out))
+		}
+		return decode(t, out[0])
+	}
+	if d := send(1e12); d.dstMAC != nb.mac {
+		t.Fatalf("first packet to %x, want %x", d.dstMAC, nb.mac)
+	}
+	nb.mac, nb.gen = [6]byte{2, 0, 0, 0, 9, 2}, 1 // the backend's MAC changed in the kernel's table
+	if d := send(2e12); d.dstMAC != nb.mac {
+		t.Fatalf("after the MAC change the packet went to %x, want %x", d.dstMAC, nb.mac)
+	}
+}

@@ -103,7 +103,7 @@ func newWorker(dp *DataPlane, queue int, io []FrameIO) *Worker {
 // frames it received.
 func (w *Worker) Poll(now int64) int {
 	plan := w.dp.plan.Load()
-	gen := w.dp.l2.gen.Load()
+	gen := w.dp.l2.current()
 	// One atomic load per batch; nil (no capture armed) costs a nil check per frame.
 	var ring *capture.Ring
 	if cs := w.dp.capture.Load(); cs != nil {

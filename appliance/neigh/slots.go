@@ -22,6 +22,7 @@ const (
 type Slots struct {
 	words []atomic.Uint64 // MAC (big-endian in bits 0..47) | validBit
 	links []atomic.Int32  // outgoing link index, set once when the slot is given out
+	gen   atomic.Uint64   // bumped whenever a slot's word changes
 }
 
 // NewSlots returns a table of n slots (slot 0 included, so n-1 usable).
@@ -54,7 +55,15 @@ func (s *Slots) LinkIndex(slot Slot) int {
 	return int(s.links[slot].Load())
 }
 
-func (s *Slots) store(slot Slot, w uint64) { s.words[slot].Store(w) }
+func (s *Slots) store(slot Slot, w uint64) {
+	if s.words[slot].Swap(w) != w {
+		s.gen.Add(1)
+	}
+}
+
+// Generation changes whenever any slot's MAC or validity changes, so that readers caching MACs
+// (the data plane's per-worker caches) know to drop them.
+func (s *Slots) Generation() uint64 { return s.gen.Load() }
 
 func macWord(mac [6]byte) uint64 {
 	return uint64(mac[0])<<40 | uint64(mac[1])<<32 | uint64(mac[2])<<24 |
