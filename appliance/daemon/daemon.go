@@ -81,7 +81,13 @@ type node struct {
 	builder *service.Builder
 	state   *service.State
 	mtimes  map[string]time.Time
+	objs    []service.Object // manifest objects last loaded (manifest mode)
 	nb      *kernelNeighbors
+
+	// refresh asks the control loop to rebuild what it serves from the current sources (other
+	// sources than manifests and the API changed: agents' endpoints, endpoint health). The value
+	// says why, for the log.
+	refresh chan string
 
 	kubeUpdates      chan kubeUpdate
 	cl               *cluster.Node
@@ -91,7 +97,8 @@ type node struct {
 	failover         prometheus.Histogram
 
 	mu      sync.RWMutex
-	snap    *service.Snapshot
+	raw     *service.Snapshot // as built from the sources, before overlays (health)
+	snap    *service.Snapshot // what is served: raw with the overlays applied
 	healthy error
 	started time.Time
 }
@@ -120,7 +127,8 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	n := &node{opts: opts, log: log, cfg: cfg, builder: service.NewBuilder(cfg), started: time.Now()}
+	n := &node{opts: opts, log: log, cfg: cfg, builder: service.NewBuilder(cfg), started: time.Now(),
+		refresh: make(chan string, 1)}
 
 	if n.ports = opts.Ports; n.ports == nil {
 		if n.ports, err = discoverPorts(cfg.Interfaces); err != nil {
@@ -136,8 +144,13 @@ func Run(ctx context.Context, opts Options) error {
 	if fromAPI {
 		// Services come from the Kubernetes API; nothing is served until its first update.
 		snap = &service.Snapshot{}
-	} else if snap, err = n.build(); err != nil {
-		return err
+	} else {
+		if err := n.loadManifests(); err != nil {
+			return err
+		}
+		if snap, err = n.build(); err != nil {
+			return err
+		}
 	}
 
 	n.ownership = make(chan cluster.OwnershipEvent, 64)
@@ -165,11 +178,12 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	empty := n.dp.Plan()
-	plan, err := n.dp.Apply(snap)
+	served := n.overlay(snap)
+	plan, err := n.dp.Apply(served)
 	if err != nil {
 		return err
 	}
-	n.setSnapshot(snap)
+	n.setSnapshot(snap, served)
 
 	n.io, err = opts.OpenIO(n.ports, n.dp, log)
 	if err != nil {
@@ -268,6 +282,8 @@ func Run(ctx context.Context, opts Options) error {
 			if !fromAPI && n.manifestsChanged() {
 				n.reload("manifest changed")
 			}
+		case why := <-n.refresh:
+			n.refreshView(why)
 		case <-n.ownership:
 			// Coalesce a burst of events into one recompile.
 			for len(n.ownership) > 0 {
@@ -288,13 +304,24 @@ func (n *node) leaveCluster() {
 	})
 }
 
-// build loads the manifests and builds a snapshot against the persisted state, saving the new
-// state on success. It changes nothing on failure.
-func (n *node) build() (*service.Snapshot, error) {
+// loadManifests reads the manifest files. It changes nothing on failure.
+func (n *node) loadManifests() error {
 	mt := n.statManifests()
 	objs, err := service.LoadManifests(n.cfg.Services.Manifests)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	n.objs, n.mtimes = objs, mt
+	return nil
+}
+
+// build builds a snapshot from the manifest objects last loaded plus the other sources'
+// objects (extraObjects) against the persisted state, saving the new state on success. It
+// changes nothing on failure.
+func (n *node) build() (*service.Snapshot, error) {
+	objs := n.objs
+	if extra := n.extraObjects(); len(extra) > 0 {
+		objs = append(append(make([]service.Object, 0, len(objs)+len(extra)), objs...), extra...)
 	}
 	snap, st, err := n.builder.Build(objs, n.state)
 	if err != nil {
@@ -304,25 +331,61 @@ func (n *node) build() (*service.Snapshot, error) {
 		return nil, fmt.Errorf("save state: %w", err)
 	}
 	n.state = st
-	n.mtimes = mt
 	return snap, nil
 }
 
-// reload rebuilds from the manifest files and applies; on any error the previous snapshot keeps
-// serving.
+// reload re-reads the manifest files, rebuilds and applies; on any error the previous snapshot
+// keeps serving.
 func (n *node) reload(why string) {
+	old, oldMtimes := n.objs, n.mtimes
+	if err := n.loadManifests(); err != nil {
+		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
+		return
+	}
 	snap, err := n.build()
 	if err != nil {
+		n.objs, n.mtimes = old, oldMtimes
 		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
 		return
 	}
 	_ = n.applySnapshot(snap, nil, why)
 }
 
-// applySnapshot swaps in a new desired state: cluster VIPs, data plane plan, steering maps,
-// persisted state, neighbour resolution and VIP announcements. On error nothing changes.
-func (n *node) applySnapshot(snap *service.Snapshot, st *service.State, why string) error {
+// refreshView rebuilds what is served after a source other than the manifests or the API
+// changed: in manifest mode the snapshot is rebuilt from the loaded objects plus extraObjects; in
+// both modes the overlays are applied again.
+func (n *node) refreshView(why string) {
+	n.mu.RLock()
+	raw := n.raw
+	n.mu.RUnlock()
+	if !n.cfg.Services.FromAPI() {
+		snap, err := n.build()
+		if err != nil {
+			n.log.Error("rebuild refused; previous services keep serving", "why", why, "err", err)
+			return
+		}
+		raw = snap
+	}
+	if raw == nil {
+		return
+	}
+	_ = n.applySnapshot(raw, nil, why)
+}
+
+// requestRefresh asks the control loop to call refreshView; requests coalesce.
+func (n *node) requestRefresh(why string) {
+	select {
+	case n.refresh <- why:
+	default:
+	}
+}
+
+// applySnapshot swaps in a new desired state (snap as built from the sources; the overlays are
+// applied here): cluster VIPs, data plane plan, steering maps, persisted state, neighbour
+// resolution and VIP announcements. On error nothing changes.
+func (n *node) applySnapshot(raw *service.Snapshot, st *service.State, why string) error {
 	old := n.snapshot()
+	snap := n.overlay(raw)
 	n.setClusterVIPs(snap)
 	if _, err := n.install(snap); err != nil {
 		n.log.Error("update refused; previous services keep serving", "why", why, "err", err)
@@ -337,7 +400,7 @@ func (n *node) applySnapshot(snap *service.Snapshot, st *service.State, why stri
 		}
 		n.state = st
 	}
-	n.setSnapshot(snap)
+	n.setSnapshot(raw, snap)
 	if old != nil {
 		d := snap.Diff(old)
 		n.log.Info("services updated", "why", why, "added", len(d.Added), "removed", len(d.Removed),
@@ -395,9 +458,10 @@ func (n *node) manifestsChanged() bool {
 	return false
 }
 
-func (n *node) setSnapshot(s *service.Snapshot) {
+// setSnapshot records the snapshot as built (raw) and as served (with the overlays).
+func (n *node) setSnapshot(raw, served *service.Snapshot) {
 	n.mu.Lock()
-	n.snap = s
+	n.raw, n.snap = raw, served
 	n.mu.Unlock()
 }
 
