@@ -52,6 +52,9 @@ type Config struct {
 	// ForgetDeadAfter is how long a dead appliance still counts in the last
 	// known membership, and how long a dead origin's allocations are kept. 0 = forever.
 	ForgetDeadAfter time.Duration
+	// ExpectedMembers is the floor of the membership the quorum counts
+	// against (see OwnerConfig.ExpectedMembers); 0 = no floor.
+	ExpectedMembers int
 
 	// MaxQueuedBroadcasts bounds the outgoing broadcast queue; the oldest
 	// broadcasts beyond it are pruned and counted in Stats.BroadcastsPruned.
@@ -69,6 +72,10 @@ type Config struct {
 	// OnFailover, if set, receives each measured failover duration: from the
 	// local node detecting a member's death to this node taking one of its VIPs.
 	OnFailover func(vip netip.Addr, from string, d time.Duration)
+	// OnMembers, if set, is called after the member set, a member's state or
+	// a member's metadata changed (read them with Members or Backends). Same
+	// goroutine as OnOwnership; calls coalesce.
+	OnMembers func()
 
 	// Logger receives the node's logs; memberlist's own lines go to it at debug level.
 	Logger *slog.Logger
@@ -119,6 +126,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster config: suspicion multiplier %d, want at least 1", c.SuspicionMult)
 	case c.MaxQueuedBroadcasts < 1 || c.MessageQueueLen < 1:
 		return fmt.Errorf("cluster config: queue lengths must be positive")
+	case c.ExpectedMembers < 0:
+		return fmt.Errorf("cluster config: expected members %d: negative", c.ExpectedMembers)
 	case c.ForgetDeadAfter < 0:
 		return fmt.Errorf("cluster config: forget dead after %s: negative", c.ForgetDeadAfter)
 	}

@@ -76,6 +76,7 @@ type memberRec struct {
 	meta      Meta
 	metaValid bool
 	since     time.Time
+	metaRaw   string // the metadata bytes last seen, to notice changes
 }
 
 type inMsg struct {
@@ -108,6 +109,7 @@ type Node struct {
 	maxFailNs   atomic.Int64
 	counters    struct{ malMeta, malMsg, malState, unknown, stale, dropped, pruned, joins, failovers atomic.Uint64 }
 	leaving     bool
+	memberDirty bool // a member joined, changed state or metadata since OnMembers last ran
 	kick        chan struct{}
 	leaveReq    chan chan struct{}
 	allocKick   chan struct{}
@@ -128,12 +130,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster node %s: %w", cfg.Name, err)
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		meta:      meta,
-		members:   map[string]*memberRec{},
-		owner:     NewVIPOwner(OwnerConfig{Self: cfg.Name, RequireQuorum: cfg.RequireQuorum, ForgetDeadAfter: cfg.ForgetDeadAfter}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		meta:    meta,
+		members: map[string]*memberRec{},
+		owner: NewVIPOwner(OwnerConfig{Self: cfg.Name, RequireQuorum: cfg.RequireQuorum, ForgetDeadAfter: cfg.ForgetDeadAfter,
+			ExpectedMembers: cfg.ExpectedMembers}),
 		allocs:    NewAllocationStore(),
 		resolved:  map[string]Allocation{},
 		handlers:  map[MsgType]func([]byte){},
@@ -291,7 +294,9 @@ func (n *Node) Leave(timeout time.Duration) error {
 	case <-n.done:
 		return fmt.Errorf("cluster leave %s: node shut down", n.cfg.Name)
 	}
-	meta := n.cfg.Meta
+	n.mu.Lock()
+	meta := n.cfg.Meta // SetMeta may have changed it
+	n.mu.Unlock()
 	meta.Leaving = true
 	enc, err := EncodeMeta(meta)
 	if err != nil {
@@ -542,8 +547,10 @@ func (n *Node) eventLoop() {
 			return
 		case <-n.kick:
 			n.reconcile()
+			n.notifyMembers()
 		case <-tick.C:
 			n.reconcile()
+			n.notifyMembers()
 		case ack := <-n.leaveReq:
 			n.mu.Lock()
 			n.leaving = true
@@ -667,6 +674,7 @@ func (n *Node) setMember(node *memberlist.Node, state MemberState) {
 	}
 	if r.state != state {
 		r.since = now
+		n.memberDirty = true
 	}
 	if state == StateDead && r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance && !r.meta.Leaving {
 		n.lossAt[node.Name] = now
@@ -678,6 +686,10 @@ func (n *Node) setMember(node *memberlist.Node, state MemberState) {
 	r.addr = netip.AddrPortFrom(addr.Unmap(), node.Port)
 	if state == StateAlive {
 		r.meta, r.metaValid = meta, err == nil
+		if r.metaRaw != string(node.Meta) {
+			r.metaRaw = string(node.Meta)
+			n.memberDirty = true
+		}
 	}
 	n.mu.Unlock()
 	n.signal(n.kick)

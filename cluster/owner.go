@@ -52,6 +52,11 @@ type OwnerConfig struct {
 	// ForgetDeadAfter is how long a member that died (not left gracefully)
 	// still counts in the last known membership. 0 means forever.
 	ForgetDeadAfter time.Duration
+	// ExpectedMembers is a floor under the last known membership for the
+	// quorum: a node that has seen nobody else (started with the wrong key,
+	// or cut off from the start) counts against this many, not against
+	// itself alone, and so claims nothing. 0 or 1: no floor.
+	ExpectedMembers int
 }
 
 // VIPOwner is the pure ownership state machine: fed the set of VIPs and the
@@ -129,7 +134,7 @@ func (o *VIPOwner) Update(now time.Time, alive, left []string) []OwnershipEvent 
 }
 
 func (o *VIPOwner) recompute() []OwnershipEvent {
-	o.quorum = !o.cfg.RequireQuorum || 2*len(o.alive) > len(o.known)
+	o.quorum = !o.cfg.RequireQuorum || 2*len(o.alive) > max(len(o.known), o.cfg.ExpectedMembers)
 	if len(o.alive) == 0 { // before the first Update: only self
 		o.alive = append(o.alive, o.cfg.Self)
 	}

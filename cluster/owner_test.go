@@ -228,4 +228,25 @@ func TestVIPOwnerQuorumMembershipMemory(t *testing.T) {
 		w.step(time.Second)
 		w.requireExactlyOne([]string{"lb-a", "lb-b", "lb-c"})
 	})
+
+	t.Run("expected members: a node that sees nobody claims nothing", func(t *testing.T) {
+		// A node started with the wrong key never sees the others: alone, it must not think it is
+		// the whole cluster.
+		o := NewVIPOwner(OwnerConfig{Self: "lb-x", RequireQuorum: true, ForgetDeadAfter: time.Hour, ExpectedMembers: 3})
+		o.SetVIPs(vips)
+		o.Update(time.Unix(0, 0), []string{"lb-x"}, nil)
+		if o.HasQuorum() || len(o.Held()) != 0 {
+			t.Fatalf("alone with ExpectedMembers 3: quorum %v, held %d", o.HasQuorum(), len(o.Held()))
+		}
+		o.Update(time.Unix(1, 0), []string{"lb-x", "lb-y"}, nil)
+		if !o.HasQuorum() {
+			t.Fatal("2 of 3 expected: no quorum")
+		}
+		// The floor also holds after ForgetDeadAfter: 1 of 3 never has quorum.
+		o.Update(time.Unix(2, 0), []string{"lb-x"}, nil)
+		o.Update(time.Unix(7200, 0), []string{"lb-x"}, nil)
+		if o.HasQuorum() {
+			t.Fatal("1 alive of 3 expected has quorum after forgetting the dead")
+		}
+	})
 }

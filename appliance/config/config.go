@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	yaml "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -97,7 +98,7 @@ type NetworkConfig struct {
 	LoadBalancerPools []Pool
 }
 
-// ClusterConfig configures memberlist. Timing fields will be added here.
+// ClusterConfig configures memberlist gossip, VIP quorum and flow-state sync between appliances.
 type ClusterConfig struct {
 	// Bind is the host:port memberlist listens on; default 0.0.0.0:7946.
 	Bind string
@@ -105,6 +106,29 @@ type ClusterConfig struct {
 	Join []string
 	// SecretKeyFile is an optional file holding a 16/24/32-byte gossip key, relative to the config file.
 	SecretKeyFile string
+
+	// ProbeInterval is memberlist's failure-probe period; default 200ms.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long a probe waits for its ack; default 100ms.
+	ProbeTimeout time.Duration
+	// SuspicionMult scales the suspicion timeout before a suspect is declared dead; default 2.
+	SuspicionMult int
+	// GossipInterval is the period of gossip rounds; default 50ms.
+	GossipInterval time.Duration
+	// PushPullInterval is the period of full state exchanges; default 10s.
+	PushPullInterval time.Duration
+	// RequireQuorum: hold VIPs only while seeing a strict majority of the appliance membership
+	// (see ExpectedMembers); default true.
+	RequireQuorum bool
+	// ExpectedMembers is the smallest appliance membership the quorum counts against, so that a
+	// node that sees nobody (a wrong key, a cut link at start) claims nothing; 0 = the number of
+	// join addresses plus one.
+	ExpectedMembers int
+	// ForgetDeadAfter is how long a dead appliance still counts in the membership; default 5m.
+	ForgetDeadAfter time.Duration
+	// FlowSyncBytesPerSecond bounds the bandwidth of flow-state sync to each peer; 0 turns flow
+	// sync off; default 4 MiB/s.
+	FlowSyncBytesPerSecond int
 }
 
 // ServicesConfig says where Services come from: manifest files, or a Kubernetes API server
@@ -150,9 +174,12 @@ func DefaultConfig() Config {
 		host = "appliance"
 	}
 	return Config{
-		Node:     NodeConfig{Name: host},
-		Network:  NetworkConfig{NodePortRange: PortRange{First: 30000, Last: 32767}},
-		Cluster:  ClusterConfig{Bind: "0.0.0.0:7946"},
+		Node:    NodeConfig{Name: host},
+		Network: NetworkConfig{NodePortRange: PortRange{First: 30000, Last: 32767}},
+		Cluster: ClusterConfig{Bind: "0.0.0.0:7946", ProbeInterval: 200 * time.Millisecond,
+			ProbeTimeout: 100 * time.Millisecond, SuspicionMult: 2, GossipInterval: 50 * time.Millisecond,
+			PushPullInterval: 10 * time.Second, RequireQuorum: true, ForgetDeadAfter: 5 * time.Minute,
+			FlowSyncBytesPerSecond: 4 << 20},
 		Admin:    AdminConfig{Listen: "127.0.0.1:9100"},
 		Services: ServicesConfig{ServeUnclassed: true},
 	}
@@ -338,7 +365,25 @@ func Parse(data []byte, path string) (*Config, error) {
 						cfg.Cluster.SecretKeyFile = resolve(path, s)
 					}
 				},
+				"probeInterval":    func(n *yaml.Node, f string) { p.positiveDuration(n, f, &cfg.Cluster.ProbeInterval) },
+				"probeTimeout":     func(n *yaml.Node, f string) { p.positiveDuration(n, f, &cfg.Cluster.ProbeTimeout) },
+				"gossipInterval":   func(n *yaml.Node, f string) { p.positiveDuration(n, f, &cfg.Cluster.GossipInterval) },
+				"pushPullInterval": func(n *yaml.Node, f string) { p.positiveDuration(n, f, &cfg.Cluster.PushPullInterval) },
+				"forgetDeadAfter":  func(n *yaml.Node, f string) { p.positiveDuration(n, f, &cfg.Cluster.ForgetDeadAfter) },
+				"suspicionMult":    func(n *yaml.Node, f string) { p.intRange(n, f, 1, 100, &cfg.Cluster.SuspicionMult) },
+				"expectedMembers":  func(n *yaml.Node, f string) { p.intRange(n, f, 0, 1000, &cfg.Cluster.ExpectedMembers) },
+				"flowSyncBytesPerSecond": func(n *yaml.Node, f string) {
+					p.intRange(n, f, 0, 1<<30, &cfg.Cluster.FlowSyncBytesPerSecond)
+				},
+				"requireQuorum": func(n *yaml.Node, f string) {
+					if b, ok := p.boolean(n, f); ok {
+						cfg.Cluster.RequireQuorum = b
+					}
+				},
 			})
+			if c := cfg.Cluster; c.ProbeTimeout > c.ProbeInterval {
+				p.errf(n.Line, f+".probeTimeout", "must not exceed cluster.probeInterval (%s)", c.ProbeInterval)
+			}
 		},
 		"services": func(n *yaml.Node, f string) {
 			p.mapping(n, f, map[string]func(*yaml.Node, string){
@@ -483,6 +528,34 @@ func (p *parser) boolean(n *yaml.Node, field string) (bool, bool) {
 		return false, false
 	}
 	return b, true
+}
+
+// positiveDuration parses a Go duration ("250ms", "2s") greater than zero into *d.
+func (p *parser) positiveDuration(n *yaml.Node, field string, d *time.Duration) {
+	s, ok := p.str(n, field)
+	if !ok {
+		return
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		p.errf(n.Line, field, "invalid duration %q: want a positive duration such as 250ms or 2s", s)
+		return
+	}
+	*d = v
+}
+
+// intRange parses an integer in [lo, hi] into *v.
+func (p *parser) intRange(n *yaml.Node, field string, lo, hi int, v *int) {
+	var x int
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&x) != nil {
+		p.errf(n.Line, field, "must be an integer")
+		return
+	}
+	if x < lo || x > hi {
+		p.errf(n.Line, field, "must be between %d and %d", lo, hi)
+		return
+	}
+	*v = x
 }
 
 // checkNetwork validates relations between fields once each one has parsed.

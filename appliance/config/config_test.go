@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const labConfig = `node:
@@ -82,6 +83,24 @@ func TestParse(t *testing.T) {
 			wantErr: []string{`lb.yaml:3: cluster.bind: invalid address "198.18.0.11"`, `lb.yaml:5: admin.listen: invalid address "127.0.0.1:99999"`}},
 		{name: "all errors are collected", yaml: "network:\n  serviceCIDR: nope\n  nodePortRange: x\nbogus: 1\n",
 			wantErr: []string{"lb.yaml:2: network.serviceCIDR", "lb.yaml:3: network.nodePortRange", "lb.yaml:4: bogus: unknown field"}},
+		{name: "cluster timings and quorum", yaml: "network: {serviceCIDR: 198.19.0.0/24}\ncluster:\n  probeInterval: 300ms\n  probeTimeout: 150ms\n  suspicionMult: 3\n  requireQuorum: false\n  expectedMembers: 3\n  flowSyncBytesPerSecond: 0\n",
+			check: func(t *testing.T, c *Config) {
+				cc := c.Cluster
+				if cc.ProbeInterval != 300*time.Millisecond || cc.ProbeTimeout != 150*time.Millisecond || cc.SuspicionMult != 3 ||
+					cc.RequireQuorum || cc.ExpectedMembers != 3 || cc.FlowSyncBytesPerSecond != 0 || cc.GossipInterval != 50*time.Millisecond {
+					t.Errorf("cluster: %+v", cc)
+				}
+			}},
+		{name: "cluster defaults", yaml: "network: {serviceCIDR: 198.19.0.0/24}\n", check: func(t *testing.T, c *Config) {
+			if cc := c.Cluster; !cc.RequireQuorum || cc.ProbeInterval != 200*time.Millisecond || cc.FlowSyncBytesPerSecond != 4<<20 {
+				t.Errorf("cluster: %+v", cc)
+			}
+		}},
+		{name: "bad cluster timings", yaml: "network: {serviceCIDR: 198.19.0.0/24}\ncluster:\n  probeInterval: 0s\n  gossipInterval: fast\n  suspicionMult: 0\n  requireQuorum: yes please\n",
+			wantErr: []string{"lb.yaml:3: cluster.probeInterval: invalid duration", "lb.yaml:4: cluster.gossipInterval: invalid duration",
+				"lb.yaml:5: cluster.suspicionMult: must be between 1 and 100", "lb.yaml:6: cluster.requireQuorum: must be true or false"}},
+		{name: "probe timeout above interval", yaml: "network: {serviceCIDR: 198.19.0.0/24}\ncluster: {probeInterval: 100ms, probeTimeout: 200ms}\n",
+			wantErr: []string{"cluster.probeTimeout: must not exceed cluster.probeInterval"}},
 		{name: "broken YAML", yaml: "network:\n  serviceCIDR: [\n", wantErr: []string{"lb.yaml:"}},
 		{name: "wrong type", yaml: "network: [1]\n", wantErr: []string{"lb.yaml:1: network: must be a mapping, not a list"}},
 		{name: "empty file", yaml: "", wantErr: []string{"lb.yaml:1: empty config file"}},

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/appliance/config"
 	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/appliance/service"
 	"github.com/xdpsvc/lb/cluster"
@@ -37,6 +38,11 @@ func (n *node) startCluster() error {
 	// The cluster keeps joining these in the background (until one answers) and re-joins any
 	// that is not an alive member later, which heals partitions.
 	ccfg.Join = n.cfg.Cluster.Join
+	cc := n.cfg.Cluster
+	ccfg.ProbeInterval, ccfg.ProbeTimeout, ccfg.SuspicionMult = cc.ProbeInterval, cc.ProbeTimeout, cc.SuspicionMult
+	ccfg.GossipInterval, ccfg.PushPullInterval = cc.GossipInterval, cc.PushPullInterval
+	ccfg.RequireQuorum, ccfg.ForgetDeadAfter = cc.RequireQuorum, cc.ForgetDeadAfter
+	ccfg.ExpectedMembers = expectedMembers(cc)
 	if n.cfg.Cluster.SecretKeyFile != "" {
 		key, err := os.ReadFile(n.cfg.Cluster.SecretKeyFile)
 		if err != nil {
@@ -82,6 +88,22 @@ func (n *node) startCluster() error {
 		}
 	}
 	return nil
+}
+
+// expectedMembers is the quorum's membership floor: cluster.expectedMembers, or else this node
+// plus every distinct join address other than its own bind address (a node that joins two
+// peers is in a cluster of three; alone, it must not claim every VIP).
+func expectedMembers(cc config.ClusterConfig) int {
+	if cc.ExpectedMembers > 0 {
+		return cc.ExpectedMembers
+	}
+	peers := map[string]bool{}
+	for _, j := range cc.Join {
+		if j != cc.Bind {
+			peers[j] = true
+		}
+	}
+	return len(peers) + 1
 }
 
 // clusterMetrics are the cluster's Prometheus metrics.

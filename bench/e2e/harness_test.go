@@ -55,6 +55,8 @@ type node struct {
 	cfgPath string
 	svcPath string
 	admin   *http.Client
+	// key, when set, is the gossip key written to the node's cluster.secretKeyFile.
+	key string
 }
 
 const nodeConfig = `node:
@@ -117,6 +119,9 @@ func startCluster(t *testing.T, l *lab.Lab, manifests string) []*node {
 		go func() { defer wg.Done(); n.start(manifests) }()
 	}
 	wg.Wait()
+	if t.Failed() { // a start failed in its goroutine
+		t.FailNow()
+	}
 	return nodes
 }
 
@@ -146,7 +151,14 @@ func (n *node) start(manifests string) {
 			join = append(join, other.External().Addr.Addr().String()+":7946")
 		}
 	}
-	if err := os.WriteFile(n.cfgPath, []byte(fmt.Sprintf(nodeConfig, name, n.ns.External().Addr.Addr(), strings.Join(join, ", "))), 0o644); err != nil {
+	cfg := fmt.Sprintf(nodeConfig, name, n.ns.External().Addr.Addr(), strings.Join(join, ", "))
+	if n.key != "" {
+		if err := os.WriteFile(filepath.Join(n.dir, "gossip.key"), []byte(n.key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg = strings.Replace(cfg, "\nservices:", "\n  secretKeyFile: gossip.key\nservices:", 1)
+	}
+	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n.writeManifests(manifests)
