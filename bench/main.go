@@ -38,8 +38,11 @@ Usage:
         the appliance vs. the kube-proxy nftables path vs. a MAC-swap AF_XDP ceiling, same lab and traffic,
         rounds alternating; writes results.json, results.md and PNG plots
 
-Planned (not yet available):
-  bench failover   kill the VIP owner and measure the time until traffic flows again
+  bench failover [--appliance bin/appliance] [--kills 10] [--conns 5] [--out bench/results/failover] [--quick]
+        [--replot]
+        three appliance nodes; kill the current VIP owner (SIGKILL) --kills times while a client opens new
+        connections and holds long-lived ones; time until new connections succeed again, broken connections;
+        writes results.json, results.md and PNG plots (timeline, distribution)
 
 Progress and errors go to stderr; tables to stdout. Run as root.
 `
@@ -71,8 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "compare-forwarder": // the ceiling forwarder that compare starts in the node namespace
 		return compare.ForwarderMain(args[1:], stdout, stderr)
 	case "failover":
-		fmt.Fprintf(stderr, "bench %s: planned, not implemented yet\n", args[0])
-		return 2
+		return failoverCommand(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "bench: unknown command %q\n\n%s", args[0], usage)
 		return 2

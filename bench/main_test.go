@@ -15,10 +15,10 @@ func TestRun(t *testing.T) {
 		wantStderr string
 	}{
 		{name: "help lists subcommands", args: []string{"--help"}, wantCode: 0, wantStdout: "bench lab up"},
-		{name: "help lists planned", args: []string{"help"}, wantCode: 0, wantStdout: "bench failover"},
+		{name: "help lists failover", args: []string{"help"}, wantCode: 0, wantStdout: "bench failover"},
 		{name: "no arguments", args: nil, wantCode: 2, wantStderr: "Usage:"},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantStderr: `unknown command "frobnicate"`},
-		{name: "planned command", args: []string{"failover"}, wantCode: 2, wantStderr: "planned, not implemented yet"},
+		{name: "failover bad kills", args: []string{"failover", "--kills", "0"}, wantCode: 2, wantStderr: "kills: 0 is outside"},
 		{name: "lab without subcommand", args: []string{"lab"}, wantCode: 2, wantStderr: "want up, down, list or sweep"},
 		{name: "lab down needs a target", args: []string{"lab", "down"}, wantCode: 2, wantStderr: "exactly one of --prefix P or --all"},
 		{name: "lab down both targets", args: []string{"lab", "down", "--all", "--prefix", "l1234"}, wantCode: 2, wantStderr: "exactly one of"},
