@@ -7,10 +7,8 @@ import (
 	"log"
 	"log/slog"
 	"maps"
-	"net"
 	"net/netip"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -262,10 +260,16 @@ func (n *Node) rejoinLoop(addrs []string) {
 			return
 		case <-t.C:
 		}
+		// From the node's own records: the *Node values memberlist's Members returns are
+		// rewritten in place by its alive handling (a member's metadata update), a data race.
 		alive := map[string]bool{}
-		for _, m := range n.ml.Members() {
-			alive[net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))] = true
+		n.mu.Lock()
+		for _, r := range n.members {
+			if r.state == StateAlive {
+				alive[r.addr.String()] = true
+			}
 		}
+		n.mu.Unlock()
 		var missing []string
 		for _, a := range addrs {
 			if !alive[a] {

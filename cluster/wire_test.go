@@ -17,6 +17,15 @@ var metaCases = []struct {
 		ClusterIPs:  []netip.Addr{netip.MustParseAddr("198.18.1.11"), netip.MustParseAddr("2001:db8::1")}}},
 	{"backend bare", Meta{Role: RoleBackend}},
 	{"leaving", Meta{Role: RoleAppliance, Leaving: true, Version: "x"}},
+	{"backend with endpoints", Meta{Role: RoleBackend, Version: "dev", ClusterIPs: []netip.Addr{netip.MustParseAddr("198.18.1.21")},
+		Endpoints: []AgentEndpoint{
+			{Service: "default/dns", Addr: netip.MustParseAddr("198.18.1.21"), State: EndpointNotReady,
+				Ports: []AgentPort{{Name: "dns", Port: 53, Protocol: ProtocolUDP}, {Name: "dns", Port: 53, Protocol: ProtocolTCP}}},
+			{Service: "default/web", Addr: netip.MustParseAddr("198.18.1.21"), State: EndpointReady,
+				Ports: []AgentPort{{Port: 8080, Protocol: ProtocolTCP}}},
+			{Service: "v6/web", Addr: netip.MustParseAddr("2001:db8::21"), State: EndpointDraining,
+				Ports: []AgentPort{{Name: "http", Port: 80, Protocol: ProtocolTCP}}},
+		}}},
 }
 
 func TestMetaRoundTrip(t *testing.T) {

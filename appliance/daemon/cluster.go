@@ -77,6 +77,7 @@ func (n *node) startCluster() error {
 		n.failover.Observe(d.Seconds())
 		n.log.Info("failover", "vip", vip.String(), "node", from, "took", d.String())
 	}
+	ccfg.OnMembers = n.agentsChanged // backend agents' endpoints (agents.go)
 	node, err := cluster.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -119,7 +120,7 @@ func (n *node) clusterMetrics() []prometheus.Collector {
 	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "appliance_vips_held", Help: "LoadBalancer VIPs this node announces.",
 	}, func() float64 { return float64(len(n.dp.Plan().HeldVIPs())) })
-	return []prometheus.Collector{n.ownershipChanges, n.failover, held}
+	return append([]prometheus.Collector{n.ownershipChanges, n.failover, held}, n.agentMetrics()...)
 }
 
 // setClusterVIPs tells the cluster which VIPs exist (from the snapshot).

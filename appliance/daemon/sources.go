@@ -16,7 +16,7 @@ import "github.com/xdpsvc/lb/appliance/service"
 // extraObjects returns the objects that other sources add to the manifests. It is called from
 // the control goroutine only.
 func (n *node) extraObjects() []service.Object {
-	return nil
+	return n.agentObjects() // backend agents' endpoints (agents.go)
 }
 
 // overlay returns the snapshot to serve for raw: raw itself when no overlay changes anything,

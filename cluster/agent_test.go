@@ -1,0 +1,128 @@
+package cluster
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func backendState(n *Node, agent string) (EndpointState, bool) {
+	for _, b := range n.Backends() {
+		if b.Name == agent && len(b.Endpoints) > 0 {
+			return b.Endpoints[0].State, true
+		}
+	}
+	return 0, false
+}
+
+// TestNodeBackendMetaUpdates: an agent's SetMeta reaches the appliance (OnMembers fires, Backends
+// shows the new state); a graceful leave and a crash both remove its endpoints.
+func TestNodeBackendMetaUpdates(t *testing.T) {
+	var calls atomic.Int64
+	app := startNode(t, func() Config {
+		c := testConfig(t, "lb-a", nil)
+		c.OnMembers = func() { calls.Add(1) }
+		return c
+	}())
+	ep := AgentEndpoint{Service: "default/web", Addr: netip.MustParseAddr("198.18.1.21"), State: EndpointReady,
+		Ports: []AgentPort{{Port: 8080, Protocol: ProtocolTCP}}}
+	agents := map[string]*Node{}
+	for _, name := range []string{"agent-1", "agent-2"} {
+		c := testConfig(t, name, nil)
+		c.Meta = Meta{Role: RoleBackend, Endpoints: []AgentEndpoint{ep}}
+		c.Join = []string{app.AddrPort().String()}
+		agents[name] = startNode(t, c)
+	}
+	for name := range agents {
+		eventually(t, 10*time.Second, name+" ready at the appliance", func() bool {
+			s, ok := backendState(app, name)
+			return ok && s == EndpointReady
+		})
+	}
+	if calls.Load() == 0 {
+		t.Fatal("OnMembers never called")
+	}
+
+	tests := []struct {
+		name  string
+		state EndpointState
+	}{
+		{"not ready", EndpointNotReady},
+		{"ready again", EndpointReady},
+		{"draining", EndpointDraining},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := calls.Load()
+			m := agents["agent-1"].Meta()
+			m.Endpoints[0].State = tc.state
+			if err := agents["agent-1"].SetMeta(m, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "state "+tc.state.String()+" at the appliance", func() bool {
+				s, ok := backendState(app, "agent-1")
+				return ok && s == tc.state
+			})
+			eventually(t, 2*time.Second, "OnMembers after the change", func() bool { return calls.Load() > before })
+		})
+	}
+
+	if err := agents["agent-1"].SetMeta(Meta{Role: RoleAppliance}, time.Second); err == nil {
+		t.Fatal("SetMeta changed the role")
+	}
+
+	// Graceful leave: gone at once (no failure detection).
+	start := time.Now()
+	if err := agents["agent-1"].Close(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "left agent's endpoints dropped", func() bool { _, ok := backendState(app, "agent-1"); return !ok })
+	t.Logf("graceful leave: endpoints dropped %s after Close began", time.Since(start).Round(time.Millisecond))
+	if err := agents["agent-1"].SetMeta(Meta{Role: RoleBackend}, time.Second); err == nil {
+		t.Fatal("SetMeta after Close succeeded")
+	}
+
+	// Crash (no leave message): dropped once declared dead.
+	start = time.Now()
+	_ = agents["agent-2"].Shutdown()
+	eventually(t, 5*time.Second, "dead agent's endpoints dropped", func() bool { _, ok := backendState(app, "agent-2"); return !ok })
+	t.Logf("crash: endpoints dropped %s after shutdown", time.Since(start).Round(time.Millisecond))
+	for _, m := range app.Members() {
+		if m.Name == "agent-2" && m.State != StateDead {
+			t.Fatalf("agent-2 is %v, want dead", m.State)
+		}
+		if m.Name == "agent-1" && m.State != StateLeft {
+			t.Fatalf("agent-1 is %v, want left", m.State)
+		}
+	}
+}
+
+// TestNodeBackendsDoNotCountTowardQuorum: a lone appliance with quorum required holds every VIP
+// however many agents come and go; agents are never ranked.
+func TestNodeBackendsDoNotCountTowardQuorum(t *testing.T) {
+	app := startNode(t, testConfig(t, "lb-a", nil))
+	vips := testVIPs(8)
+	app.SetVIPs(vips)
+	var agents []*Node
+	for _, name := range []string{"agent-1", "agent-2", "agent-3"} {
+		c := testConfig(t, name, nil)
+		c.Meta = Meta{Role: RoleBackend}
+		c.Join = []string{app.AddrPort().String()}
+		agents = append(agents, startNode(t, c))
+	}
+	eventually(t, 10*time.Second, "appliance sees the agents", func() bool { return len(app.Backends()) == 3 })
+	eventually(t, 5*time.Second, "lone appliance holds every VIP", func() bool { return len(app.Held()) == len(vips) })
+	for _, a := range agents {
+		_ = a.Shutdown() // crash: three "lost" members
+	}
+	eventually(t, 5*time.Second, "agents declared dead", func() bool { return len(app.Backends()) == 0 })
+	never(t, 500*time.Millisecond, "appliance lost quorum or VIPs after agents died", func() bool {
+		return !app.HasQuorum() || len(app.Held()) != len(vips)
+	})
+	for _, v := range vips {
+		if o, s := app.Owner(v); o != "lb-a" || s != "" {
+			t.Fatalf("vip %s: owner %q standby %q", v, o, s)
+		}
+	}
+}
