@@ -18,6 +18,10 @@ commands:
   get services|endpoints|flows|members [--admin URL] [-o table|json]   query a running node
   capture [--service NS/NAME | --vip IP | --flow "PROTO SRC:PORT DST:PORT"] [--count N] [--duration D] -w FILE
                         pcapng of the frames a running node's data plane sees, before and after translation
+  agent --join ADDR[,ADDR] --service NS/NAME --port N[,M|name=N][/udp] [--service ... --port ...]
+        [--address IP] [--bind IP:PORT] [--name NAME] [--secret-key-file F] [--check-interval 1s]
+        [--drain-timeout 10s] [--admin ADDR]
+                        backend agent: join the appliances' cluster and announce this host's endpoints
   version [-o json]     print the version, build and kernel
 `
 
@@ -40,6 +44,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "capture":
 		return cmdCapture(args[1:], stdout, stderr)
+	case "agent":
+		return cmdAgent(args[1:], stdout, stderr)
 	case "version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
