@@ -73,6 +73,10 @@ func (n *node) startCluster() error {
 			}
 		}
 	}
+	if !n.cfg.Services.FromAPI() {
+		// Adopt what the cluster resolved (alloc.go); in API mode kube-apiserver allocates.
+		ccfg.OnAllocations = func() { n.requestRefresh("cluster allocations changed") }
+	}
 	ccfg.OnFailover = func(vip netip.Addr, from string, d time.Duration) {
 		n.failover.Observe(d.Seconds())
 		n.log.Info("failover", "vip", vip.String(), "node", from, "took", d.String())

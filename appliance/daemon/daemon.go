@@ -94,6 +94,7 @@ type node struct {
 	leaveOnce        sync.Once
 	ownership        chan cluster.OwnershipEvent
 	ownershipChanges *prometheus.CounterVec
+	published        []cluster.Allocation // last allocations proposed to the cluster
 	failover         prometheus.Histogram
 
 	mu      sync.RWMutex
@@ -184,6 +185,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	n.setSnapshot(snap, served)
+	n.publishAllocations(snap, n.state)
 
 	n.io, err = opts.OpenIO(n.ports, n.dp, log)
 	if err != nil {
@@ -323,10 +325,17 @@ func (n *node) build() (*service.Snapshot, error) {
 	if extra := n.extraObjects(); len(extra) > 0 {
 		objs = append(append(make([]service.Object, 0, len(objs)+len(extra)), objs...), extra...)
 	}
-	snap, st, err := n.builder.Build(objs, n.state)
+	prev := n.state
+	if n.cl != nil {
+		resolved := n.cl.Allocations()
+		n.builder.SetReserved(clusterReservations(resolved))
+		prev = adoptResolved(n.state, n.rawSnapshot(), resolved)
+	}
+	snap, st, err := n.builder.Build(objs, prev)
 	if err != nil {
 		return nil, err
 	}
+	stampCreated(st, prev, time.Now())
 	if err := service.SaveState(n.cfg.State.Path, st); err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
 	}
@@ -395,12 +404,14 @@ func (n *node) applySnapshot(raw *service.Snapshot, st *service.State, why strin
 		return err
 	}
 	if st != nil {
+		stampCreated(st, n.state, time.Now())
 		if err := service.SaveState(n.cfg.State.Path, st); err != nil {
 			n.log.Error("save state", "err", err)
 		}
 		n.state = st
 	}
 	n.setSnapshot(raw, snap)
+	n.publishAllocations(raw, n.state)
 	if old != nil {
 		d := snap.Diff(old)
 		n.log.Info("services updated", "why", why, "added", len(d.Added), "removed", len(d.Removed),
@@ -463,6 +474,13 @@ func (n *node) setSnapshot(raw, served *service.Snapshot) {
 	n.mu.Lock()
 	n.raw, n.snap = raw, served
 	n.mu.Unlock()
+}
+
+// rawSnapshot is the last snapshot as built, before the overlays.
+func (n *node) rawSnapshot() *service.Snapshot {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.raw
 }
 
 func (n *node) snapshot() *service.Snapshot {

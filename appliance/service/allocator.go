@@ -22,7 +22,32 @@ type Allocator struct {
 	ids       map[PortID]bool
 	nextID    PortID
 	errs      config.ErrorList
-	api       bool // BuildOptions.APIAllocated
+	api       bool     // BuildOptions.APIAllocated
+	res       Reserved // values the cluster gives to Services (Builder.SetReserved)
+}
+
+// Reserved are values that the cluster's resolved allocations (gossip between appliance nodes)
+// give to Services, each value mapped to its Service's namespace/name. The allocator neither
+// keeps a previous value nor auto-allocates one that is reserved for another Service, so a
+// conflict resolved in the cluster is resolved the same way by every node's allocator. Explicit
+// requests in a Service's spec are not affected.
+type Reserved struct {
+	// IPs are ClusterIPs and external IPs.
+	IPs map[netip.Addr]string
+	// NodePorts are nodePorts.
+	NodePorts map[uint16]string
+}
+
+// reservedIP reports whether ip is reserved for a Service other than key.
+func (a *Allocator) reservedIP(ip netip.Addr, key string) bool {
+	o := a.res.IPs[ip]
+	return o != "" && o != key
+}
+
+// reservedPort reports whether nodePort np is reserved for a Service other than key.
+func (a *Allocator) reservedPort(np uint16, key string) bool {
+	o := a.res.NodePorts[np]
+	return o != "" && o != key
 }
 
 func newAllocator(cfg *config.Config, prev *State, api bool) *Allocator {
@@ -60,7 +85,8 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 		al := &out[i]
 		if p.tmpl.LoadBalanced() && len(prev.ClusterIPs) > 0 && !a.api {
 			ip := prev.ClusterIPs[0]
-			if (!p.wantClusterIP.IsValid() || p.wantClusterIP == ip) && a.usableClusterIP(ip) && a.ips[ip] == "" {
+			if (!p.wantClusterIP.IsValid() || p.wantClusterIP == ip) && a.usableClusterIP(ip) && a.ips[ip] == "" &&
+				(p.wantClusterIP == ip || !a.reservedIP(ip, keys[i])) {
 				a.ips[ip], al.clusterIP = keys[i], ip
 			}
 		}
@@ -68,6 +94,7 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 			k := p.portKeys[j]
 			if np, ok := prev.NodePorts[k]; ok && !a.api && (p.needsNodePorts() || p.wantNodePorts[j] != 0) &&
 				(p.wantNodePorts[j] == 0 || p.wantNodePorts[j] == np) && npr.Contains(int(np)) &&
+				(p.wantNodePorts[j] == np || !a.reservedPort(np, keys[i])) &&
 				(a.nodePorts[np] == "" || a.nodePorts[np] == keys[i] && !usedSameProto(p, al, np, pt.Protocol)) {
 				a.nodePorts[np], al.nodePorts[j] = keys[i], np
 			}
@@ -76,7 +103,7 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 			}
 		}
 		if ip := prev.LoadBalancerIP; p.tmpl.Type == TypeLoadBalancer && ip.IsValid() &&
-			(!p.wantLBIP.IsValid() || p.wantLBIP == ip) && a.lbIPs[ip] == "" {
+			(!p.wantLBIP.IsValid() || p.wantLBIP == ip) && a.lbIPs[ip] == "" && (p.wantLBIP == ip || !a.reservedIP(ip, keys[i])) {
 			if pool := a.poolOf(ip); pool != "" && (p.pool == "" || p.pool == pool) {
 				a.lbIPs[ip], al.lbIP, al.pool = keys[i], ip, pool
 			}
@@ -179,7 +206,7 @@ func (a *Allocator) run(keys []string, preps []*prepared) []allocation {
 				if al.nodePorts[j] != 0 {
 					continue
 				}
-				np, ok := a.autoNodePort(fmt.Sprintf("%s/%d/%s", k, pt.Port, pt.Protocol))
+				np, ok := a.autoNodePort(k, fmt.Sprintf("%s/%d/%s", k, pt.Port, pt.Protocol))
 				if !ok {
 					a.fail(p, fmt.Sprintf("spec.ports[%d].nodePort", j), "Internal error: failed to allocate a nodePort: range is full")
 					continue
@@ -276,20 +303,20 @@ func (a *Allocator) autoClusterIP(key string) (netip.Addr, bool) {
 	start := hash64(key+"|clusterIP") % usable
 	for i := uint64(0); i < usable && i < maxProbes; i++ {
 		ip := addrAdd(sc.Addr(), 1+(start+i)%usable)
-		if a.ips[ip] == "" {
+		if a.ips[ip] == "" && !a.reservedIP(ip, key) {
 			return ip, true
 		}
 	}
 	return netip.Addr{}, false
 }
 
-func (a *Allocator) autoNodePort(key string) (uint16, bool) {
+func (a *Allocator) autoNodePort(svc, key string) (uint16, bool) {
 	r := a.cfg.Network.NodePortRange
 	size := uint64(r.Size())
 	start := hash64(key+"|nodePort") % size
 	for i := uint64(0); i < size; i++ {
 		np := uint16(uint64(r.First) + (start+i)%size)
-		if a.nodePorts[np] == "" {
+		if a.nodePorts[np] == "" && !a.reservedPort(np, svc) {
 			return np, true
 		}
 	}
@@ -319,7 +346,7 @@ func (a *Allocator) autoLBIP(key, onlyPool string) (netip.Addr, string) {
 				ci++
 			}
 			ip := addrAdd(pool.CIDRs[ci].Addr(), off)
-			if a.lbIPs[ip] == "" && ip.Is4() == a.cfg.Network.ServiceCIDR.Addr().Is4() {
+			if a.lbIPs[ip] == "" && !a.reservedIP(ip, key) && ip.Is4() == a.cfg.Network.ServiceCIDR.Addr().Is4() {
 				return ip, pool.Name
 			}
 		}

@@ -28,7 +28,12 @@ type Builder struct {
 	family int
 	cache  map[string]*cached
 	valid  map[uint64]bool // content hashes of EndpointSlices/Endpoints that passed validation
+	res    Reserved
 }
+
+// SetReserved sets the values reserved by the cluster for the following builds (see Reserved);
+// a zero Reserved clears them.
+func (b *Builder) SetReserved(r Reserved) { b.res = r }
 
 type cached struct {
 	prep *prepared
@@ -171,12 +176,14 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 			}
 		}
 		a := newAllocator(b.cfg, prev, b.opts.APIAllocated)
+		a.res = b.res
 		a.run(okKeys, okPreps)
 		errs = append(errs, a.errs...)
 		errs.Sort()
 		return nil, nil, errs
 	}
 	a := newAllocator(b.cfg, prev, b.opts.APIAllocated)
+	a.res = b.res
 	allocs := a.run(keys, preps)
 	if len(a.errs) > 0 {
 		a.errs.Sort()

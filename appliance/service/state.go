@@ -32,9 +32,16 @@ type ServiceState struct {
 	LoadBalancerIP netip.Addr `json:"loadBalancerIP,omitzero"`
 	// PortIDs maps "port/PROTO" to the port's stable ID.
 	PortIDs map[string]PortID `json:"portIDs,omitempty"`
+	// CreatedUnixMilli is when these values were first allocated, by this node or by the cluster
+	// node whose allocation this node adopted (the cluster's conflict rule: earliest wins). The
+	// builder leaves it zero; the daemon stamps it.
+	CreatedUnixMilli int64 `json:"createdUnixMilli,omitempty"`
 }
 
 func portKey(port uint16, p Protocol) string { return fmt.Sprintf("%d/%s", port, p) }
+
+// PortKey is the key of a Service port in ServiceState's maps: "port/PROTO", e.g. "80/TCP".
+func PortKey(port uint16, p Protocol) string { return portKey(port, p) }
 
 // LoadState reads a state file; a missing file is an empty state.
 func LoadState(path string) (*State, error) {
