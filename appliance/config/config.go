@@ -35,6 +35,8 @@ type Config struct {
 	Admin AdminConfig
 	// State configures where allocations persist.
 	State StateConfig
+	// HealthChecks configures TCP probing of the Services' endpoints (gossiped between appliances).
+	HealthChecks HealthChecksConfig
 }
 
 // NodeConfig describes this node.
@@ -160,6 +162,22 @@ type AdminConfig struct {
 	Listen string
 }
 
+// HealthChecksConfig configures endpoint health probing: every appliance connects to every TCP
+// endpoint of the served Services and the verdicts are gossiped and resolved the same way on
+// every node (see package appliance/health).
+type HealthChecksConfig struct {
+	// Enabled turns probing on; default true. Off: every endpoint is served as the sources say.
+	Enabled bool
+	// Interval is the time between two probes of one endpoint; default 2s.
+	Interval time.Duration
+	// Timeout bounds one TCP connect; must not exceed Interval; default 1s.
+	Timeout time.Duration
+	// HealthyThreshold is how many consecutive successes bring a down endpoint back; default 2.
+	HealthyThreshold int
+	// UnhealthyThreshold is how many consecutive failures take an endpoint down; default 3.
+	UnhealthyThreshold int
+}
+
 // StateConfig configures the allocation state file.
 type StateConfig struct {
 	// Path is the JSON file where allocations persist, relative to the config file;
@@ -182,6 +200,8 @@ func DefaultConfig() Config {
 			FlowSyncBytesPerSecond: 4 << 20},
 		Admin:    AdminConfig{Listen: "127.0.0.1:9100"},
 		Services: ServicesConfig{ServeUnclassed: true},
+		HealthChecks: HealthChecksConfig{Enabled: true, Interval: 2 * time.Second, Timeout: time.Second,
+			HealthyThreshold: 2, UnhealthyThreshold: 3},
 	}
 }
 
@@ -450,6 +470,26 @@ func Parse(data []byte, path string) (*Config, error) {
 					}
 				},
 			})
+		},
+		"healthChecks": func(n *yaml.Node, f string) {
+			p.mapping(n, f, map[string]func(*yaml.Node, string){
+				"enabled": func(n *yaml.Node, f string) {
+					if b, ok := p.boolean(n, f); ok {
+						cfg.HealthChecks.Enabled = b
+					}
+				},
+				"interval":           func(n *yaml.Node, f string) { p.positiveDuration(n, f, &cfg.HealthChecks.Interval) },
+				"timeout":            func(n *yaml.Node, f string) { p.positiveDuration(n, f, &cfg.HealthChecks.Timeout) },
+				"healthyThreshold":   func(n *yaml.Node, f string) { p.intRange(n, f, 1, 100, &cfg.HealthChecks.HealthyThreshold) },
+				"unhealthyThreshold": func(n *yaml.Node, f string) { p.intRange(n, f, 1, 100, &cfg.HealthChecks.UnhealthyThreshold) },
+			})
+			if h := &cfg.HealthChecks; h.Timeout > h.Interval {
+				if line, set := p.lines[f+".timeout"]; set {
+					p.errf(line, f+".timeout", "must not exceed healthChecks.interval (%s)", h.Interval)
+				} else {
+					h.Timeout = h.Interval // default timeout, short interval: probe within the interval
+				}
+			}
 		},
 	})
 	_ = nodeNameSet

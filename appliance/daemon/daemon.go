@@ -96,6 +96,7 @@ type node struct {
 	ownershipChanges *prometheus.CounterVec
 	published        []cluster.Allocation // last allocations proposed to the cluster
 	failover         prometheus.Histogram
+	health           *healthCheck // endpoint health probing and its gossip (health.go)
 
 	mu      sync.RWMutex
 	raw     *service.Snapshot // as built from the sources, before overlays (health)
@@ -130,6 +131,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	n := &node{opts: opts, log: log, cfg: cfg, builder: service.NewBuilder(cfg), started: time.Now(),
 		refresh: make(chan string, 1)}
+	if n.health, err = newHealthCheck(n); err != nil {
+		return err
+	}
 
 	if n.ports = opts.Ports; n.ports == nil {
 		if n.ports, err = discoverPorts(cfg.Interfaces); err != nil {
@@ -210,6 +214,7 @@ func Run(ctx context.Context, opts Options) error {
 	reg.MustRegister(clusterCollectors...)
 	fsync, fsyncCollectors := n.flowSyncMetrics()
 	reg.MustRegister(fsyncCollectors...)
+	reg.MustRegister(n.health.collectors()...)
 	captureDone := make(chan struct{})
 	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000,
 		Routes: n.captureRoutes(captureDone)})
@@ -243,6 +248,9 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 
 	if err := fsync.start(wctx); err != nil {
+		return err
+	}
+	if err := n.health.start(wctx, &wg); err != nil {
 		return err
 	}
 	if fromAPI {

@@ -22,5 +22,8 @@ func (n *node) extraObjects() []service.Object {
 // overlay returns the snapshot to serve for raw: raw itself when no overlay changes anything,
 // otherwise a copy (raw is never modified). It is called from the control goroutine only.
 func (n *node) overlay(raw *service.Snapshot) *service.Snapshot {
-	return raw
+	if n.health == nil {
+		return raw
+	}
+	return n.health.apply(raw)
 }

@@ -1,0 +1,43 @@
+// Package health probes the TCP endpoints of the served Services and turns the probe verdicts
+// of every appliance into one view that all appliances share, so that each builds the same set
+// of ready backends and the same Maglev tables (a flow that moves to another appliance lands on
+// the same backend).
+//
+// # Probing
+//
+// A Prober connects to every distinct TCP endpoint (address, port) it is given with
+// SetTargets, once per Config.Interval (jittered by ±JitterFraction), each connect bounded by
+// Config.Timeout, at most Config.MaxInFlight at once. Probe goroutines live for one round only;
+// nothing runs per endpoint between rounds. Thresholds work as in Kubernetes and Envoy: an
+// endpoint turns down after UnhealthyThreshold consecutive failures and up again after
+// HealthyThreshold consecutive successes. New endpoints start up (presumed healthy): serving
+// never waits for a first probe. Endpoints that leave the target set are forgotten at once.
+// UDP endpoints are not given to the Prober (there is no connect to test) and are always up.
+// A Dial hook that returns ErrSkip leaves an endpoint's state unchanged (the daemon skips
+// endpoints it has no data-plane path to, so that probes never leave through another
+// interface).
+//
+// # One view everywhere
+//
+// Every appliance probes every endpoint and publishes a Report: the endpoints it sees down,
+// with a generation that only increases. Reports travel in a versioned compact binary encoding
+// (AppendReport, DecodeReport; bounds-checked, canonical, fuzzed): an appliance sends its
+// report to every live appliance when its down set changes and again every few seconds so
+// that late joiners converge. A View keeps the newest report per origin.
+//
+// Resolution rule (Resolve), the same on every appliance: the verdict for an endpoint is that
+// of its designated prober, the first of cluster.Rank(endpoint address, live appliances that
+// have sent a report), this appliance's own report included. The endpoint is down when the
+// designated prober lists it, up otherwise; with no report from any live appliance it is up.
+// A dead or departed member's report is ignored. Because every appliance applies the same
+// rule to the same reports and members, all of them reach the same verdicts once the reports
+// have spread (a few seconds at most); probing stays cheap to reason about (one appliance
+// decides for an endpoint) and the decision moves, like a VIP, only when its prober goes.
+//
+// # Goroutines
+//
+// Prober.Run runs on one goroutine of the caller's choosing until its context ends; SetTargets,
+// Down and Stats are safe to call from any goroutine meanwhile. Config.OnChange runs on the Run
+// goroutine. View is not safe for concurrent use (the daemon guards it with a mutex); Resolve,
+// AppendReport and DecodeReport are pure and safe everywhere.
+package health

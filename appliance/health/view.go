@@ -1,0 +1,98 @@
+package health
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/xdpsvc/lb/cluster"
+)
+
+// View holds the newest report of each appliance and resolves them into one verdict per
+// endpoint with Resolve. It is not safe for concurrent use.
+type View struct {
+	reports map[string]Report
+}
+
+// NewView returns an empty view.
+func NewView() *View { return &View{reports: map[string]Report{}} }
+
+// Merge keeps r when it is newer (higher generation) than the report held from r.Origin, and
+// reports whether it did. r.Down is normalised (sorted, unique) on the way in.
+func (v *View) Merge(r Report) bool {
+	if old, ok := v.reports[r.Origin]; ok && old.Generation >= r.Generation {
+		return false
+	}
+	r.Down = normalise(r.Down)
+	v.reports[r.Origin] = r
+	return true
+}
+
+// Forget drops origin's report (a member that died or left: a restarted member then counts
+// again from whatever generation it sends).
+func (v *View) Forget(origin string) { delete(v.reports, origin) }
+
+// Origins returns the origins of the reports held, sorted.
+func (v *View) Origins() []string {
+	out := make([]string, 0, len(v.reports))
+	for o := range v.reports {
+		out = append(out, o)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Resolve applies the resolution rule to the reports held, for the live appliances alive
+// (this node included). See Resolve.
+func (v *View) Resolve(alive []string) map[netip.AddrPort]bool {
+	return Resolve(v.reports, alive)
+}
+
+// Resolve is the resolution rule, the same on every appliance: the verdict for an endpoint is
+// that of its designated prober, the first of cluster.Rank(endpoint address, R) where R is the
+// set of live appliances (alive) that have a report in reports. The endpoint is down when the
+// designated prober's report lists it, up otherwise; with no report from any live appliance
+// every endpoint is up. Reports of origins not in alive (dead or departed members) are
+// ignored. The result holds only the endpoints that are down; it depends on the set of reports
+// and alive names, not on their order, so appliances that hold the same reports and see the
+// same members compute the same ready set (and so the same Maglev tables).
+func Resolve(reports map[string]Report, alive []string) map[netip.AddrPort]bool {
+	var reporters []string
+	for _, m := range alive {
+		if _, ok := reports[m]; ok {
+			reporters = append(reporters, m)
+		}
+	}
+	down := map[netip.AddrPort]bool{}
+	if len(reporters) == 0 {
+		return down
+	}
+	designated := map[netip.Addr]string{} // per endpoint address; Rank once per address
+	for _, m := range reporters {
+		for _, ep := range reports[m].Down {
+			d, ok := designated[ep.Addr()]
+			if !ok {
+				d = cluster.Rank(ep.Addr(), reporters)[0]
+				designated[ep.Addr()] = d
+			}
+			if d == m {
+				down[ep] = true
+			}
+		}
+	}
+	return down
+}
+
+// Designated returns the designated prober of addr among the live appliances that have a
+// report, or "" when none has (for logs and `get endpoints` explanations).
+func (v *View) Designated(addr netip.Addr, alive []string) string {
+	var reporters []string
+	for _, m := range alive {
+		if _, ok := v.reports[m]; ok {
+			reporters = append(reporters, m)
+		}
+	}
+	if len(reporters) == 0 {
+		return ""
+	}
+	return cluster.Rank(addr, reporters)[0]
+}

@@ -1,0 +1,138 @@
+package health
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/xdpsvc/lb/cluster"
+)
+
+func ep(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// firstOther returns a member name that cluster.Rank puts first for addr among {name, others...},
+// so the cases below do not depend on hash values written by hand.
+func designatedOf(addr string, members ...string) string {
+	return cluster.Rank(netip.MustParseAddr(addr), members)[0]
+}
+
+func TestResolve(t *testing.T) {
+	a, b, c := "lb-a", "lb-b", "lb-c"
+	e1 := ep("198.18.1.21:8080")
+	e2 := ep("198.18.1.22:8080")
+	d1 := designatedOf("198.18.1.21", a, b, c)
+	d1ab := designatedOf("198.18.1.21", a, b) // designated among a and b only
+	other := func(not string, from ...string) string {
+		for _, m := range from {
+			if m != not {
+				return m
+			}
+		}
+		return ""
+	}
+	rep := func(origin string, gen uint64, down ...netip.AddrPort) Report {
+		return Report{Origin: origin, Generation: gen, Down: down}
+	}
+	cases := []struct {
+		name    string
+		reports []Report
+		alive   []string
+		want    []netip.AddrPort
+	}{
+		{"no report from anyone: up", nil, []string{a, b, c}, nil},
+		{"designated prober says down", []Report{rep(a, 1), rep(b, 1), rep(c, 1), rep(d1, 2, e1)}, []string{a, b, c}, []netip.AddrPort{e1}},
+		{"non-designated prober's down is not the verdict",
+			[]Report{rep(a, 1), rep(b, 1), rep(c, 1), rep(other(d1, a, b, c), 2, e1)}, []string{a, b, c}, nil},
+		{"designated says up while others say down",
+			[]Report{rep(d1, 1), rep(other(d1, a, b, c), 1, e1), rep(other(d1, c, b, a), 1, e1)}, []string{a, b, c}, nil},
+		{"only reporters count: one report decides everything",
+			[]Report{rep(b, 1, e1, e2)}, []string{a, b, c}, []netip.AddrPort{e1, e2}},
+		{"dead member's report ignored",
+			[]Report{rep(b, 1, e1, e2)}, []string{a, c}, nil},
+		{"dead designated: the next one decides",
+			[]Report{rep(a, 1), rep(b, 1), rep(c, 1, e1)}, []string{a, b}, nil},
+		{"designated among alive reporters",
+			[]Report{rep(a, 1, e1), rep(b, 1, e1), rep(c, 1)}, []string{a, b}, []netip.AddrPort{e1}},
+		{"per address: port follows its address's prober",
+			[]Report{rep(d1ab, 1, e1, ep("198.18.1.21:7000")), rep(other(d1ab, a, b), 1)}, []string{a, b},
+			[]netip.AddrPort{ep("198.18.1.21:7000"), e1}},
+		{"alive order and duplicates do not matter",
+			[]Report{rep(a, 1), rep(b, 1), rep(c, 1), rep(d1, 2, e1)}, []string{c, a, b, a}, []netip.AddrPort{e1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := NewView()
+			for _, r := range tc.reports {
+				v.Merge(r)
+			}
+			got := slices.SortedFunc(maps.Keys(v.Resolve(tc.alive)), netip.AddrPort.Compare)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("down %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestResolveSameEverywhere: nodes that merged the same reports in different orders resolve
+// the same down set.
+func TestResolveSameEverywhere(t *testing.T) {
+	names := []string{"lb-a", "lb-b", "lb-c"}
+	var reports []Report
+	for i, n := range names {
+		var down []netip.AddrPort
+		for j := range 40 {
+			if (i+j)%3 != 0 {
+				down = append(down, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(j)}), 8080))
+			}
+		}
+		reports = append(reports, Report{Origin: n, Generation: uint64(i + 1), Down: down})
+	}
+	want := Resolve(map[string]Report{"lb-a": reports[0], "lb-b": reports[1], "lb-c": reports[2]}, names)
+	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}} {
+		v := NewView()
+		for _, i := range order {
+			v.Merge(reports[i])
+		}
+		if got := v.Resolve([]string{names[order[0]], names[order[1]], names[order[2]]}); !maps.Equal(got, want) {
+			t.Fatalf("order %v: %v, want %v", order, got, want)
+		}
+	}
+	if len(want) == 0 || len(want) == 40 {
+		t.Fatalf("degenerate case: %d down", len(want))
+	}
+}
+
+func TestMergeGenerations(t *testing.T) {
+	v := NewView()
+	e := ep("198.18.1.21:80")
+	cases := []struct {
+		name string
+		r    Report
+		want bool
+	}{
+		{"first", Report{Origin: "a", Generation: 5, Down: []netip.AddrPort{e}}, true},
+		{"older ignored", Report{Origin: "a", Generation: 4}, false},
+		{"same ignored", Report{Origin: "a", Generation: 5}, false},
+		{"newer replaces", Report{Origin: "a", Generation: 6}, true},
+		{"other origin", Report{Origin: "b", Generation: 1}, true},
+	}
+	for _, tc := range cases {
+		if got := v.Merge(tc.r); got != tc.want {
+			t.Fatalf("%s: Merge = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if d := v.Resolve([]string{"a"}); len(d) != 0 {
+		t.Fatalf("newest report of a says nothing down, got %v", d)
+	}
+	v.Forget("a")
+	if !v.Merge(Report{Origin: "a", Generation: 1, Down: []netip.AddrPort{e}}) {
+		t.Fatal("after Forget a restarted origin counts again from any generation")
+	}
+	if got := v.Origins(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("origins %v", got)
+	}
+	if d := v.Designated(e.Addr(), []string{"a", "b", "c"}); d != designatedOf("198.18.1.21", "a", "b") {
+		t.Fatalf("designated %q", d)
+	}
+}
