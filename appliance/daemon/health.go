@@ -18,7 +18,7 @@ import (
 )
 
 // msgHealth carries this node's health.Report (health.AppendReport's versioned format).
-// cluster.MsgUserMin+1 is flow sync; +2 is left for backend agents.
+// cluster.MsgUserMin+1 is flow sync (flowsync.go).
 const msgHealth = cluster.MsgUserMin + 3
 
 const (
