@@ -261,3 +261,29 @@ func agentSourceOf(t *testing.T, name string) *agentSource {
 	}
 	return out
 }
+
+func TestAgentsInErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"nil", nil, nil},
+		{"not a field list", fmt.Errorf("boom"), nil},
+		{"manifest only", config.ErrorList{{File: "svc.yaml", Line: 3, Message: "x"}}, nil},
+		{"agents named", config.ErrorList{{File: "agent:a1"}, {File: "svc.yaml"}, {File: "agent:a2"}, {File: "agent:a1"}}, []string{"a1", "a2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := agentsInErrors(tc.err)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for _, w := range tc.want {
+				if !got[w] {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
