@@ -24,6 +24,6 @@
 // and when ctx is cancelled (SIGINT).
 //
 // Goroutines: Run from one goroutine; it starts its own workers (attempt loop, long-lived connections)
-// and joins them before each kill ends. Analyze, Summarize, WriteOutputs, ReadResult and ParseMetric are
+// and joins them before each kill ends. Analyze, Summarize, WriteOutputs, ReadResult, DecodeResult and ParseMetric are
 // pure and safe for concurrent use.
 package failover

@@ -31,9 +31,18 @@ func ReadResult(path string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read results %s: %w", path, err)
 	}
+	res, err := DecodeResult(b)
+	if err != nil {
+		return nil, fmt.Errorf("read results %s: %w", path, err)
+	}
+	return res, nil
+}
+
+// DecodeResult decodes a results.json.
+func DecodeResult(b []byte) (*Result, error) {
 	var res Result
 	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("read results %s: %w", path, err)
+		return nil, fmt.Errorf("decode results: %w", err)
 	}
 	return &res, nil
 }
