@@ -107,7 +107,9 @@ type Node struct {
 	maxFailNs   atomic.Int64
 	counters    struct{ malMeta, malMsg, malState, unknown, stale, dropped, pruned, joins, failovers atomic.Uint64 }
 	leaving     bool
-	memberDirty bool // a member joined, changed state or metadata since OnMembers last ran
+	memberDirty bool                 // a member joined, changed state or metadata since OnMembers last ran
+	yields      map[netip.Addr]yield // VIPs given up after a conflict (conflict.go)
+	conflictEv  chan OwnershipEvent  // ownership changes from conflicts, for the event goroutine
 	kick        chan struct{}
 	leaveReq    chan chan struct{}
 	allocKick   chan struct{}
@@ -135,15 +137,17 @@ func New(cfg Config) (*Node, error) {
 		members: map[string]*memberRec{},
 		owner: NewVIPOwner(OwnerConfig{Self: cfg.Name, RequireQuorum: cfg.RequireQuorum, ForgetDeadAfter: cfg.ForgetDeadAfter,
 			ExpectedMembers: cfg.ExpectedMembers}),
-		allocs:    NewAllocationStore(),
-		resolved:  map[string]Allocation{},
-		handlers:  map[MsgType]func([]byte){},
-		lossAt:    map[string]time.Time{},
-		kick:      make(chan struct{}, 1),
-		leaveReq:  make(chan chan struct{}),
-		allocKick: make(chan struct{}, 1),
-		msgs:      make(chan inMsg, cfg.MessageQueueLen),
-		done:      make(chan struct{}),
+		allocs:     NewAllocationStore(),
+		resolved:   map[string]Allocation{},
+		handlers:   map[MsgType]func([]byte){},
+		lossAt:     map[string]time.Time{},
+		kick:       make(chan struct{}, 1),
+		leaveReq:   make(chan chan struct{}),
+		allocKick:  make(chan struct{}, 1),
+		yields:     map[netip.Addr]yield{},
+		conflictEv: make(chan OwnershipEvent, 64),
+		msgs:       make(chan inMsg, cfg.MessageQueueLen),
+		done:       make(chan struct{}),
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -357,7 +361,7 @@ func (n *Node) SetVIPs(vips []netip.Addr) {
 func (n *Node) Holds(vip netip.Addr) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.cfg.Meta.Role == RoleAppliance && n.owner.Holds(vip)
+	return n.cfg.Meta.Role == RoleAppliance && n.owner.Holds(vip) && !n.yieldingLocked(vip)
 }
 
 // Owner returns owner and standby of vip in this node's view.
@@ -374,7 +378,14 @@ func (n *Node) Held() []netip.Addr {
 	if n.cfg.Meta.Role != RoleAppliance {
 		return nil
 	}
-	return n.owner.Held()
+	held := n.owner.Held()
+	out := held[:0:0]
+	for _, v := range held {
+		if !n.yieldingLocked(v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // HasQuorum reports whether this node sees a majority of the last known
@@ -490,15 +501,23 @@ func (n *Node) SendTo(node string, t MsgType, payload []byte) error {
 	if t < MsgUserMin {
 		return fmt.Errorf("cluster send type %d: reserved (below %d)", t, MsgUserMin)
 	}
-	for _, m := range n.ml.Members() {
-		if m.Name == node {
-			if err := n.ml.SendReliable(m, EncodeMessage(t, payload)); err != nil {
-				return fmt.Errorf("cluster send to %s: %w", node, err)
-			}
-			return nil
-		}
+	// The target is built from this node's own member record, read under n.mu: the
+	// *memberlist.Node values Members() returns are rewritten by memberlist (address, port,
+	// metadata) under its own lock while we would read them.
+	n.mu.Lock()
+	r, ok := n.members[node]
+	var target memberlist.Node
+	if ok && r.state == StateAlive {
+		target = memberlist.Node{Name: node, Addr: r.addr.Addr().AsSlice(), Port: r.addr.Port()}
 	}
-	return fmt.Errorf("cluster send to %s: not a live member", node)
+	n.mu.Unlock()
+	if target.Name == "" {
+		return fmt.Errorf("cluster send to %s: not a live member", node)
+	}
+	if err := n.ml.SendReliable(&target, EncodeMessage(t, payload)); err != nil {
+		return fmt.Errorf("cluster send to %s: %w", node, err)
+	}
+	return nil
 }
 
 func (n *Node) queueBroadcast(msg []byte, key string) {
@@ -564,6 +583,11 @@ func (n *Node) eventLoop() {
 		case <-n.allocKick:
 			if n.cfg.OnAllocations != nil {
 				n.cfg.OnAllocations()
+			}
+		case e := <-n.conflictEv:
+			n.log.Info("vip ownership", "vip", e.VIP, "change", e.Change.String(), "owner", e.Owner, "previous", e.Previous, "cause", "conflict")
+			if n.cfg.OnOwnership != nil {
+				n.cfg.OnOwnership(e)
 			}
 		}
 	}

@@ -73,7 +73,14 @@ type Meta struct {
 	// Endpoints are the endpoints a backend agent announces (RoleBackend
 	// only; empty for appliances), sorted by Service and unique.
 	Endpoints []AgentEndpoint
+	// MACs are the hardware addresses of an appliance's ports, so that a
+	// node that sees another MAC answering ARP for its VIP knows which
+	// member answered (at most 16; optional at the end of the encoding).
+	MACs [][6]byte
 }
+
+// maxMetaMACs bounds Meta.MACs.
+const maxMetaMACs = 16
 
 // EndpointState is the state a backend agent announces for an endpoint.
 type EndpointState uint8
@@ -198,6 +205,15 @@ func EncodeMeta(m Meta) ([]byte, error) {
 			b = append(b, byte(p.Protocol))
 		}
 	}
+	if len(m.MACs) > maxMetaMACs {
+		return nil, fmt.Errorf("encode meta: MACs: %w: %d, limit %d", ErrInvalid, len(m.MACs), maxMetaMACs)
+	}
+	if len(m.MACs) > 0 {
+		b = append(b, byte(len(m.MACs)))
+		for _, mac := range m.MACs {
+			b = append(b, mac[:]...)
+		}
+	}
 	if len(b) > MetaMaxBytes {
 		return nil, fmt.Errorf("encode meta: %w: %d bytes, limit %d", ErrInvalid, len(b), MetaMaxBytes)
 	}
@@ -257,6 +273,17 @@ func DecodeMeta(b []byte) (Meta, error) {
 	m.ClusterIPs = r.addrList()
 	if r.err == nil && v >= 2 {
 		m.Endpoints = r.agentEndpoints()
+	}
+	if r.err == nil && v >= 2 && r.off < len(b) {
+		k := int(r.u8())
+		if k == 0 || k > maxMetaMACs {
+			r.err = fmt.Errorf("MAC count %d: %w", k, ErrInvalid)
+		}
+		for i := 0; i < k && r.err == nil; i++ {
+			var mac [6]byte
+			copy(mac[:], r.bytes(6))
+			m.MACs = append(m.MACs, mac)
+		}
 	}
 	if r.err == nil && m.Role != RoleAppliance && m.Role != RoleBackend {
 		r.err = fmt.Errorf("role %d: %w", m.Role, ErrInvalid)

@@ -16,6 +16,9 @@ var metaCases = []struct {
 		ExternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")},
 		ClusterIPs:  []netip.Addr{netip.MustParseAddr("198.18.1.11"), netip.MustParseAddr("2001:db8::1")}}},
 	{"backend bare", Meta{Role: RoleBackend}},
+	{"appliance with MACs", Meta{Role: RoleAppliance, Version: "dev",
+		ExternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")},
+		MACs:        [][6]byte{{2, 0, 0, 0, 0, 1}, {2, 0, 0, 0, 1, 1}}}},
 	{"leaving", Meta{Role: RoleAppliance, Leaving: true, Version: "x"}},
 	{"backend with endpoints", Meta{Role: RoleBackend, Version: "dev", ClusterIPs: []netip.Addr{netip.MustParseAddr("198.18.1.21")},
 		Endpoints: []AgentEndpoint{

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -52,6 +54,7 @@ func (n *node) startCluster() error {
 	}
 	ccfg.Meta = cluster.Meta{Role: cluster.RoleAppliance, Version: version}
 	for _, p := range n.ports {
+		ccfg.Meta.MACs = append(ccfg.Meta.MACs, p.MAC)
 		for _, pf := range p.Prefixes {
 			if p.Role != dataplane.RoleCluster {
 				ccfg.Meta.ExternalIPs = append(ccfg.Meta.ExternalIPs, pf.Addr())
@@ -121,6 +124,10 @@ func (n *node) clusterMetrics() []prometheus.Collector {
 		Help:    "From this node detecting a member's death to it announcing one of that member's VIPs.",
 		Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5},
 	})
+	n.vipConflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "appliance_vip_conflicts_total",
+		Help: "Another MAC seen answering ARP for a VIP this node held, by resolution (stepped_down: a member ranked above answered; kept: a member ranked below; unknown_mac: no member's MAC).",
+	}, []string{"resolution"})
 	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "appliance_vips_held", Help: "LoadBalancer VIPs this node announces.",
 	}, func() float64 { return float64(len(n.dp.Plan().HeldVIPs())) })
@@ -184,6 +191,16 @@ func (n *node) announceChanges(old, plan *dataplane.Plan) {
 // VIP is also the floating SNAT address backends reply to on the cluster side), while this node
 // still holds it.
 func (n *node) announceVIP(vip netip.Addr) {
+	// An ARP probe (RFC 5227) first: a node that still answers for the VIP replies, and the
+	// workers report the reply as a conflict that watchConflicts resolves by rank. The node does
+	// not wait for silence before serving: failover time counts.
+	if n.cl.Holds(vip) {
+		for _, p := range n.ports {
+			if err := sendARPProbe(p, vip); err != nil {
+				n.log.Warn("ARP probe", "vip", vip.String(), "iface", p.Name, "err", err)
+			}
+		}
+	}
 	send := func() {
 		if !n.cl.Holds(vip) {
 			return
@@ -197,6 +214,54 @@ func (n *node) announceVIP(vip netip.Addr) {
 	send()
 	for _, d := range garpRepeats {
 		time.AfterFunc(d, send)
+	}
+}
+
+// watchConflicts resolves the VIP conflicts the workers see (another MAC answering ARP for a
+// VIP this node holds) by the cluster's rule (cluster.Node.Conflict): step down when a live
+// member ranked above answers. When a live member ranked below answers, the views disagree for
+// a moment and its own view will release the VIP: nothing to do but count. When a member this
+// node sees dead answers (a partition: it is cut off and has not noticed its loss of quorum yet)
+// or a MAC of no member does, this node announces the VIP again at once (at most once a second
+// per VIP) so that hosts that learnt the other MAC come back.
+func (n *node) watchConflicts(ctx context.Context) {
+	lastAnnounce := map[netip.Addr]time.Time{}
+	for {
+		var c dataplane.VIPConflict
+		select {
+		case <-ctx.Done():
+			return
+		case c = <-n.dp.Conflicts():
+		}
+		res := n.cl.Conflict(c.VIP, c.MAC)
+		if !res.Held {
+			continue // already given up (a report from the same burst)
+		}
+		mac := net.HardwareAddr(c.MAC[:]).String()
+		switch {
+		case res.StepDown:
+			n.vipConflicts.WithLabelValues("stepped_down").Inc()
+			n.log.Warn("VIP conflict: a member ranked above answers; stepping down", "vip", c.VIP.String(), "member", res.Other, "mac", mac)
+			continue
+		case res.Other == "":
+			n.vipConflicts.WithLabelValues("unknown_mac").Inc()
+			n.log.Warn("VIP conflict: a MAC of no member answers for a held VIP; announcing it again", "vip", c.VIP.String(), "mac", mac)
+		case res.OtherAlive:
+			n.vipConflicts.WithLabelValues("kept").Inc()
+			n.log.Info("VIP conflict: a live member ranked below answers; its view will release the VIP", "vip", c.VIP.String(), "member", res.Other, "mac", mac)
+			continue
+		default:
+			n.vipConflicts.WithLabelValues("kept").Inc()
+			n.log.Warn("VIP conflict: a member this node sees dead answers (partition); keeping the VIP and announcing it again", "vip", c.VIP.String(), "member", res.Other, "mac", mac)
+		}
+		if now := time.Now(); now.Sub(lastAnnounce[c.VIP]) >= time.Second {
+			lastAnnounce[c.VIP] = now
+			for _, p := range n.ports {
+				if err := sendGratuitousARP(p, c.VIP); err != nil {
+					n.log.Warn("gratuitous ARP", "vip", c.VIP.String(), "iface", p.Name, "err", err)
+				}
+			}
+		}
 	}
 }
 

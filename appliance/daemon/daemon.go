@@ -94,6 +94,7 @@ type node struct {
 	leaveOnce        sync.Once
 	ownership        chan cluster.OwnershipEvent
 	ownershipChanges *prometheus.CounterVec
+	vipConflicts     *prometheus.CounterVec
 	published        []cluster.Allocation // last allocations proposed to the cluster
 	failover         prometheus.Histogram
 	health           *healthCheck // endpoint health probing and its gossip (health.go)
@@ -247,6 +248,7 @@ func Run(ctx context.Context, opts Options) error {
 		wg.Wait()
 	}()
 
+	go n.watchConflicts(wctx)
 	if err := fsync.start(wctx); err != nil {
 		return err
 	}

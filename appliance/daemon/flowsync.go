@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,10 @@ const (
 type flowSync struct {
 	n                            *node
 	sent, received, bad, skipped prometheus.Counter
+	// lagNs is how old the oldest change not yet sent to the peers may be (the start of the
+	// table walk in progress), in nanoseconds: about flowSyncInterval when the bandwidth bound
+	// lets every walk finish within its tick, more when it does not (the sync backlog).
+	lagNs atomic.Int64
 }
 
 func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
@@ -40,10 +45,18 @@ func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
 		bad:      c("malformed_messages_total", "Flow-sync messages refused as malformed."),
 		skipped:  c("send_errors_total", "Flow-sync messages that could not be sent to a member."),
 	}
-	return fs, []prometheus.Collector{fs.sent, fs.received, fs.bad, fs.skipped}
+	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "appliance_flow_sync_lag_seconds",
+		Help: "Age of the oldest flow change not yet sent to the other appliances (the sync backlog); about 0.25 s when the bandwidth bound keeps up.",
+	}, func() float64 { return float64(fs.lagNs.Load()) / 1e9 })
+	return fs, []prometheus.Collector{fs.sent, fs.received, fs.bad, fs.skipped, lag}
 }
 
 func (fs *flowSync) start(ctx context.Context) error {
+	if fs.n.cfg.Cluster.FlowSyncBytesPerSecond == 0 {
+		fs.n.log.Info("flow-state sync off (cluster.flowSyncBytesPerSecond: 0): established connections break on failover")
+		return nil
+	}
 	ct := fs.n.dp.Conntrack()
 	if err := fs.n.cl.Handle(msgFlows, func(p []byte) {
 		k, err := ct.Import(p, time.Now().UnixNano())
@@ -62,7 +75,13 @@ func (fs *flowSync) start(ctx context.Context) error {
 func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 	t := time.NewTicker(flowSyncInterval)
 	defer t.Stop()
+	// Each tick may send at most budget bytes to each peer (cluster.flowSyncBytesPerSecond); a
+	// table walk that does not finish within it goes on at the next tick from where it stopped,
+	// and the changes it has not reached wait (appliance_flow_sync_lag_seconds grows).
+	budget := max(int(float64(fs.n.cfg.Cluster.FlowSyncBytesPerSecond)*flowSyncInterval.Seconds()), flowSyncMaxBytes)
 	since := time.Now().UnixNano()
+	walkStart := since
+	var cur conntrack.ExportCursor
 	buf := make([]byte, 0, flowSyncMaxBytes+128)
 	for {
 		select {
@@ -70,11 +89,10 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 			return
 		case <-t.C:
 		}
-		start := time.Now().UnixNano()
 		peers := fs.peers()
-		var cur conntrack.ExportCursor
-		for !cur.Done() {
+		for sent := 0; !cur.Done() && sent < budget; {
 			buf = ct.AppendExportChanged(buf[:0], since, &cur, flowSyncMaxBytes/41)
+			sent += len(buf)
 			if len(buf) == 0 || len(peers) == 0 {
 				continue
 			}
@@ -86,8 +104,15 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 				fs.sent.Add(float64(len(buf)))
 			}
 		}
-		// Overlap one conntrack tick so that a change at the boundary is not missed.
-		since = start - int64(20*time.Millisecond)
+		now := time.Now().UnixNano()
+		if cur.Done() {
+			// Walk complete: the next one sends what changed since this one began, overlapping
+			// one conntrack tick so that a change at the boundary is not missed.
+			since = walkStart - int64(20*time.Millisecond)
+			walkStart = now
+			cur = conntrack.ExportCursor{}
+		}
+		fs.lagNs.Store(now - since)
 	}
 }
 

@@ -70,7 +70,22 @@ type DataPlane struct {
 
 	// capture is the armed packet capture, nil when none; workers load it once per batch.
 	capture atomic.Pointer[capture.Session]
+	// conflicts receives VIP conflicts seen by workers (non-blocking sends; see Conflicts).
+	conflicts chan VIPConflict
 }
+
+// VIPConflict is another MAC answering ARP for a VIP this node holds: an ARP reply whose sender
+// is the VIP, or a gratuitous ARP (request with sender = target = VIP), from a MAC that is not
+// one of this node's ports.
+type VIPConflict struct {
+	VIP  netip.Addr
+	MAC  [6]byte
+	Port int // index of the port it arrived on
+}
+
+// Conflicts returns the channel VIP conflicts are reported on. Workers never wait on it: when
+// it is full, conflicts are only counted (reason vip_conflict); the reader sees the next one.
+func (dp *DataPlane) Conflicts() <-chan VIPConflict { return dp.conflicts }
 
 // New creates a data plane with an empty plan.
 func New(cfg Config) (*DataPlane, error) {
@@ -102,7 +117,8 @@ func New(cfg Config) (*DataPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
-	dp := &DataPlane{cfg: cfg, ports: cfg.Ports, ct: ct, l2: newL2Table(cfg.Neighbors), log: cfg.Logger}
+	dp := &DataPlane{cfg: cfg, ports: cfg.Ports, ct: ct, l2: newL2Table(cfg.Neighbors), log: cfg.Logger,
+		conflicts: make(chan VIPConflict, 16)}
 	empty, err := compile(&service.Snapshot{}, dp.planInput())
 	if err != nil {
 		return nil, err
@@ -209,3 +225,13 @@ func (dp *DataPlane) StartCapture(cfg capture.Config) (*capture.Session, error) 
 
 // StopCapture disarms s if it is the armed capture; workers stop copying at their next batch.
 func (dp *DataPlane) StopCapture(s *capture.Session) { dp.capture.CompareAndSwap(s, nil) }
+
+// ownMAC reports whether mac is one of this node's ports' MACs.
+func (dp *DataPlane) ownMAC(mac [6]byte) bool {
+	for i := range dp.ports {
+		if dp.ports[i].MAC == mac {
+			return true
+		}
+	}
+	return false
+}

@@ -807,3 +807,55 @@ func TestNeighbourMACChangeReachesTheWorkerCache(t *testing.T) {
 		t.Fatalf("after the MAC change the packet went to %x, want %x", d.dstMAC, nb.mac)
 	}
 }
+
+// TestVIPConflictReported checks that another MAC answering for a held VIP (an ARP reply or a
+// gratuitous ARP in either form) is reported on Conflicts and not answered, that our own
+// gratuitous ARP and ARP about VIPs we don't hold are not conflicts, and that the report path
+// does not allocate.
+func TestVIPConflictReported(t *testing.T) {
+	r := newRig(t, testManifests)
+	other := [6]byte{2, 0xee, 0, 0, 0, 7}
+	vip, notHeld := [4]byte{198, 19, 1, 1}, [4]byte{198, 19, 1, 9}
+	var b [64]byte
+	push := func(mac [6]byte, ip [4]byte, reply bool) {
+		n, err := packet.BuildGratuitousARP(b[:], mac, ip, reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ext.push(append([]byte(nil), b[:n]...))
+	}
+	push(other, vip, true)     // conflict: reply form
+	push(other, vip, false)    // conflict: request form
+	push(extMAC, vip, false)   // our own announcement: not a conflict
+	push(other, notHeld, true) // a VIP we don't hold: not ours to judge
+	r.run(t)
+	if out := r.ext.take(); len(out) != 0 {
+		t.Fatalf("answered %d conflicting ARP frames", len(out))
+	}
+	var got []VIPConflict
+	for len(r.dp.Conflicts()) > 0 {
+		got = append(got, <-r.dp.Conflicts())
+	}
+	want := VIPConflict{VIP: netip.AddrFrom4(vip), MAC: other, Port: 0}
+	if len(got) != 2 || got[0] != want || got[1] != want {
+		t.Fatalf("conflicts %+v, want 2 × %+v", got, want)
+	}
+	if c := r.w.c.drops[ReasonVIPConflict].Load(); c != 2 {
+		t.Fatalf("vip_conflict drops %d, want 2", c)
+	}
+	n, _ := packet.BuildGratuitousARP(b[:], other, vip, true)
+	frame := append([]byte(nil), b[:n]...)
+	plan := r.dp.plan.Load()
+	buf := make([]byte, 2048)
+	allocs := testing.AllocsPerRun(200, func() {
+		k := copy(buf, frame)
+		r.w.process(plan, 0, buf[:k], r.now, 0)
+		select {
+		case <-r.dp.Conflicts():
+		default:
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("conflict path allocates %.1f per frame", allocs)
+	}
+}

@@ -38,6 +38,9 @@ const (
 	ReasonTXFull
 	// ReasonNoSNATAddr is a new flow whose egress port has no IPv4 address to SNAT to.
 	ReasonNoSNATAddr
+	// ReasonVIPConflict is an ARP reply or gratuitous ARP for a VIP this node holds from
+	// another MAC: another node answers for it (reported on DataPlane.Conflicts).
+	ReasonVIPConflict
 
 	// NumReasons sizes counter arrays.
 	NumReasons
@@ -58,6 +61,7 @@ var reasonNames = [...]string{
 	ReasonICMPIgnored - Reason(packet.NumDropReasons):    "icmp_ignored",
 	ReasonTXFull - Reason(packet.NumDropReasons):         "tx_full",
 	ReasonNoSNATAddr - Reason(packet.NumDropReasons):     "no_snat_address",
+	ReasonVIPConflict - Reason(packet.NumDropReasons):    "vip_conflict",
 }
 
 // String returns the reason's metric label.

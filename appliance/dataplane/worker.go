@@ -461,7 +461,16 @@ func (w *Worker) reject(plan *Plan, in int, fr []byte) (action, int, int) {
 // arp answers ARP requests for held VIPs from this port's MAC.
 func (w *Worker) arp(plan *Plan, in int, fr []byte) (action, int, int) {
 	a := &w.h.ARP
-	if a.Op != packet.ARPRequest || !plan.vips[a.TargetIP] {
+	if (a.Op == packet.ARPReply || a.Op == packet.ARPRequest && a.SenderIP == a.TargetIP) && plan.vips[a.SenderIP] &&
+		!w.dp.ownMAC(a.SenderHW) {
+		select {
+		case w.dp.conflicts <- VIPConflict{VIP: netip.AddrFrom4(a.SenderIP), MAC: a.SenderHW, Port: in}:
+		default:
+		}
+		return w.drop(ReasonVIPConflict)
+	}
+	// A gratuitous ARP (sender = target) asks nothing: not answered.
+	if a.Op != packet.ARPRequest || !plan.vips[a.TargetIP] || a.SenderIP == a.TargetIP {
 		return w.drop(ReasonARPIgnored)
 	}
 	req := *a
