@@ -4,8 +4,10 @@
 // lab, starts `bench backend` in every backend namespace as a detached process and records namespaces and
 // PIDs in /run/xdpsvc-lab/<prefix>.json; `lab down --prefix P | --all` stops exactly those PIDs and deletes
 // exactly those namespaces; `lab list` and `lab sweep` show and clean up recorded labs; `backend` runs the
-// servers of package bench/backend in the current namespace until SIGINT/SIGTERM. pktgen, compare and
-// failover are planned.
+// servers of package bench/backend in the current namespace until SIGINT/SIGTERM; `demo` is make demo;
+// `pktgen` sends AF_XDP traffic (bench/pktgen, bench/sink); `compare` runs the appliance, the kube-proxy
+// nftables path and the MAC-swap ceiling side by side (bench/compare); `failover` kills the VIP owner of a
+// three-node cluster N times and measures the time to serve again and the connections kept (bench/failover).
 //
 // Invariants: main stays thin (flag parsing and printing; the work is in bench/lab and bench/backend);
 // progress and errors go to stderr, tables to stdout; exit 0 on success, 1 on failure, 2 on bad usage.

@@ -36,7 +36,10 @@
 // memberlist's join/leave/update events and reports changes as
 // OwnershipEvents (Gained: announce it; Lost: stop answering at once; Moved:
 // someone else's change). ShouldStepDown is the same rule applied to a
-// conflict seen on the wire ("another MAC answers for my VIP").
+// conflict seen on the wire ("another MAC answers for my VIP"): Node.Conflict
+// maps the MAC to a member through Meta.MACs and steps down for ConflictYield
+// only when that member is alive in the local view and ranks above (see
+// conflict.go; a member seen dead is the partition case and does not count).
 //
 // On Node.Leave the node gives up all its VIPs first (Lost events delivered
 // before Leave continues), then announces Meta.Leaving so the others take the
@@ -47,7 +50,8 @@
 // With RequireQuorum (the default) a node claims VIPs only while it sees a
 // strict majority of the last known appliance membership: every appliance it
 // has seen alive, minus those that left gracefully, minus those dead for
-// longer than ForgetDeadAfter. In a partition the majority side (if there is
+// longer than ForgetDeadAfter, but never fewer than ExpectedMembers (so a node
+// that never saw the others, e.g. started with the wrong key, claims nothing). In a partition the majority side (if there is
 // one) re-ranks among itself and takes the VIPs of the members it lost; every
 // node of the minority side gives up all its VIPs as soon as it declares the
 // others dead. So apart from the detection window (under a second) at most
