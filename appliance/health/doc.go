@@ -25,14 +25,14 @@
 // report to every live appliance when its down set changes and again every few seconds so
 // that late joiners converge. A View keeps the newest report per origin.
 //
-// Resolution rule (Resolve), the same on every appliance: the verdict for an endpoint is that
-// of its designated prober, the first of cluster.Rank(endpoint address, live appliances that
-// have sent a report), this appliance's own report included. The endpoint is down when the
-// designated prober lists it, up otherwise; with no report from any live appliance it is up.
-// A dead or departed member's report is ignored. Because every appliance applies the same
-// rule to the same reports and members, all of them reach the same verdicts once the reports
-// have spread (a few seconds at most); probing stays cheap to reason about (one appliance
-// decides for an endpoint) and the decision moves, like a VIP, only when its prober goes.
+// Resolution rule (Resolve), the same on every appliance: an endpoint is down when a strict
+// majority of the live appliances that have sent a report (this appliance's own included) list
+// it as down, up otherwise; with no report from any live appliance it is up. A dead or
+// departed member's report is ignored. Because every appliance applies the same rule to the
+// same reports and members, all of them reach the same verdicts once the reports have spread
+// (a few seconds at most). A majority, not one designated appliance, so that an appliance whose
+// own link to the backends is broken (it sees every endpoint down) cannot take endpoints away
+// from the whole cluster.
 //
 // # Goroutines
 //

@@ -3,8 +3,6 @@ package health
 import (
 	"net/netip"
 	"slices"
-
-	"github.com/xdpsvc/lb/cluster"
 )
 
 // View holds the newest report of each appliance and resolves them into one verdict per
@@ -47,52 +45,36 @@ func (v *View) Resolve(alive []string) map[netip.AddrPort]bool {
 	return Resolve(v.reports, alive)
 }
 
-// Resolve is the resolution rule, the same on every appliance: the verdict for an endpoint is
-// that of its designated prober, the first of cluster.Rank(endpoint address, R) where R is the
-// set of live appliances (alive) that have a report in reports. The endpoint is down when the
-// designated prober's report lists it, up otherwise; with no report from any live appliance
+// Resolve is the resolution rule, the same on every appliance: an endpoint is down when a
+// strict majority of the live appliances that have a report in reports (R: the members of
+// alive with a report) list it as down, up otherwise; with no report from any live appliance
 // every endpoint is up. Reports of origins not in alive (dead or departed members) are
-// ignored. The result holds only the endpoints that are down; it depends on the set of reports
-// and alive names, not on their order, so appliances that hold the same reports and see the
-// same members compute the same ready set (and so the same Maglev tables).
+// ignored. A majority rather than one appliance's word, so that one appliance whose own path
+// to the backends is broken (it sees everything down) cannot take endpoints away from the
+// others; with one reporter its report decides, with two both must agree. The result holds
+// only the endpoints that are down; it depends on the set of reports and alive names, not on
+// their order, so appliances that hold the same reports and see the same members compute the
+// same ready set (and so the same Maglev tables).
 func Resolve(reports map[string]Report, alive []string) map[netip.AddrPort]bool {
+	seen := map[string]bool{}
 	var reporters []string
 	for _, m := range alive {
-		if _, ok := reports[m]; ok {
+		if _, ok := reports[m]; ok && !seen[m] {
+			seen[m] = true
 			reporters = append(reporters, m)
 		}
 	}
 	down := map[netip.AddrPort]bool{}
-	if len(reporters) == 0 {
-		return down
-	}
-	designated := map[netip.Addr]string{} // per endpoint address; Rank once per address
+	votes := map[netip.AddrPort]int{}
 	for _, m := range reporters {
 		for _, ep := range reports[m].Down {
-			d, ok := designated[ep.Addr()]
-			if !ok {
-				d = cluster.Rank(ep.Addr(), reporters)[0]
-				designated[ep.Addr()] = d
-			}
-			if d == m {
-				down[ep] = true
-			}
+			votes[ep]++
+		}
+	}
+	for ep, v := range votes {
+		if 2*v > len(reporters) {
+			down[ep] = true
 		}
 	}
 	return down
-}
-
-// Designated returns the designated prober of addr among the live appliances that have a
-// report, or "" when none has (for logs and `get endpoints` explanations).
-func (v *View) Designated(addr netip.Addr, alive []string) string {
-	var reporters []string
-	for _, m := range alive {
-		if _, ok := v.reports[m]; ok {
-			reporters = append(reporters, m)
-		}
-	}
-	if len(reporters) == 0 {
-		return ""
-	}
-	return cluster.Rank(addr, reporters)[0]
 }
