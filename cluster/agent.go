@@ -32,6 +32,7 @@ func (n *Node) SetMeta(m Meta, timeout time.Duration) error {
 	n.cfg.Meta = m
 	n.meta = enc
 	n.mu.Unlock()
+	n.signal(n.kick) // this node's own flags (Syncing) enter its ownership view at once
 	if err := n.ml.UpdateNode(timeout); err != nil {
 		return fmt.Errorf("cluster set meta %s: announce: %w", n.cfg.Name, err)
 	}

@@ -623,6 +623,18 @@ func (n *Node) reconcile() {
 			}
 		}
 	}
+	// Members still taking in the cluster's state (Meta.Syncing, this node's own flag included)
+	// count toward the quorum but hold nothing yet.
+	var syncing []string
+	for _, name := range alive {
+		if r := n.members[name]; r != nil && r.meta.Syncing {
+			syncing = append(syncing, name)
+		}
+	}
+	if n.cfg.Meta.Syncing {
+		syncing = append(syncing, n.cfg.Name)
+	}
+	n.owner.SetExcluded(syncing)
 	switch {
 	case n.leaving && len(n.owner.Held()) > 0:
 		evs = append(evs, n.owner.SetVIPs(nil)...)

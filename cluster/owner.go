@@ -64,14 +64,15 @@ type OwnerConfig struct {
 // Rank and returns the changes. It does no I/O and reads no clock; it is not
 // safe for concurrent use (Node serialises calls on its event loop).
 type VIPOwner struct {
-	cfg     OwnerConfig
-	vips    []netip.Addr
-	known   map[string]time.Time // member -> last time seen alive
-	alive   []string
-	now     time.Time
-	quorum  bool
-	view    map[netip.Addr]ownerView
-	changes uint64
+	cfg      OwnerConfig
+	excluded map[string]bool // alive but not placed (Meta.Syncing)
+	vips     []netip.Addr
+	known    map[string]time.Time // member -> last time seen alive
+	alive    []string
+	now      time.Time
+	quorum   bool
+	view     map[netip.Addr]ownerView
+	changes  uint64
 }
 
 type ownerView struct{ owner, standby string }
@@ -133,6 +134,15 @@ func (o *VIPOwner) Update(now time.Time, alive, left []string) []OwnershipEvent 
 	return o.recompute()
 }
 
+// SetExcluded names alive members that count toward the quorum but get no VIP (members still
+// taking in the cluster's state, Meta.Syncing); it takes effect at the next Update or SetVIPs.
+func (o *VIPOwner) SetExcluded(names []string) {
+	o.excluded = map[string]bool{}
+	for _, n := range names {
+		o.excluded[n] = true
+	}
+}
+
 func (o *VIPOwner) recompute() []OwnershipEvent {
 	o.quorum = !o.cfg.RequireQuorum || 2*len(o.alive) > max(len(o.known), o.cfg.ExpectedMembers)
 	if len(o.alive) == 0 { // before the first Update: only self
@@ -140,10 +150,11 @@ func (o *VIPOwner) recompute() []OwnershipEvent {
 	}
 	var events []OwnershipEvent
 	next := make(map[netip.Addr]ownerView, len(o.vips))
+	placeable := o.placeable()
 	for _, vip := range o.vips {
 		var v ownerView
-		r := Rank(vip, o.alive)
-		if o.quorum {
+		r := Rank(vip, placeable)
+		if o.quorum && len(r) > 0 {
 			v.owner = r[0]
 			if len(r) > 1 {
 				v.standby = r[1]
@@ -164,6 +175,20 @@ func (o *VIPOwner) recompute() []OwnershipEvent {
 	sort.Slice(events, func(i, j int) bool { return events[i].VIP.Less(events[j].VIP) })
 	o.view = next
 	return events
+}
+
+// placeable is the alive members that may hold VIPs (alive minus excluded).
+func (o *VIPOwner) placeable() []string {
+	if len(o.excluded) == 0 {
+		return o.alive
+	}
+	out := make([]string, 0, len(o.alive))
+	for _, n := range o.alive {
+		if !o.excluded[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (o *VIPOwner) event(vip netip.Addr, prev, v ownerView) OwnershipEvent {

@@ -250,3 +250,33 @@ func TestVIPOwnerQuorumMembershipMemory(t *testing.T) {
 		}
 	})
 }
+
+// TestVIPOwnerExcludedMembers: a member still syncing counts toward the quorum but holds no VIP;
+// once it is placeable again it takes its share back.
+func TestVIPOwnerExcludedMembers(t *testing.T) {
+	vips := testVIPs(20)
+	o := NewVIPOwner(OwnerConfig{Self: "lb-a", RequireQuorum: true, ExpectedMembers: 3})
+	o.SetVIPs(vips)
+	now := time.Unix(0, 0)
+	o.SetExcluded([]string{"lb-c"})
+	o.Update(now, []string{"lb-a", "lb-b", "lb-c"}, nil)
+	if !o.HasQuorum() {
+		t.Fatal("no quorum with 3 of 3 alive (one syncing)")
+	}
+	for _, v := range vips {
+		if owner, _ := o.Owner(v); owner == "lb-c" || owner == "" {
+			t.Fatalf("VIP %v placed on %q while lb-c syncs", v, owner)
+		}
+	}
+	o.SetExcluded(nil)
+	o.Update(now, []string{"lb-a", "lb-b", "lb-c"}, nil)
+	if len(o.HeldBy("lb-c")) == 0 {
+		t.Fatal("lb-c holds nothing after syncing")
+	}
+	// Everyone syncing (a cluster starting): nothing is placed, and nothing panics.
+	o.SetExcluded([]string{"lb-a", "lb-b", "lb-c"})
+	o.Update(now, []string{"lb-a", "lb-b", "lb-c"}, nil)
+	if len(o.Held()) != 0 || len(o.HeldBy("lb-b")) != 0 {
+		t.Fatal("VIPs placed while every member syncs")
+	}
+}

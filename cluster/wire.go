@@ -70,6 +70,10 @@ type Meta struct {
 	ExternalIPs []netip.Addr // addresses on external interfaces
 	ClusterIPs  []netip.Addr // addresses on cluster interfaces
 	Leaving     bool         // set by a node leaving gracefully, just before it goes
+	// Syncing is set by an appliance that has just started and is still taking in the
+	// others' state (flows): it counts toward the quorum but no VIP is placed on it until it
+	// clears the flag, so a VIP moving back to it finds the connections already there.
+	Syncing bool
 	// Endpoints are the endpoints a backend agent announces (RoleBackend
 	// only; empty for appliances), sorted by Service and unique.
 	Endpoints []AgentEndpoint
@@ -150,7 +154,10 @@ const (
 	maxPortNameBytes  = 63 // a DNS label, as Kubernetes port names
 )
 
-const metaFlagLeaving = 1
+const (
+	metaFlagLeaving = 1
+	metaFlagSyncing = 2
+)
 
 // EncodeMeta encodes m: version, role, flags (bit 0: leaving; unknown bits
 // are ignored by decoders), version string, two address lists
@@ -183,6 +190,9 @@ func EncodeMeta(m Meta) ([]byte, error) {
 	var flags byte
 	if m.Leaving {
 		flags |= metaFlagLeaving
+	}
+	if m.Syncing {
+		flags |= metaFlagSyncing
 	}
 	b := []byte{MetaVersion, byte(m.Role), flags, byte(len(m.Version))}
 	b = append(b, m.Version...)
@@ -267,7 +277,9 @@ func DecodeMeta(b []byte) (Meta, error) {
 		return m, fmt.Errorf("decode meta: %w %d", ErrVersion, v)
 	}
 	m.Role = Role(r.u8())
-	m.Leaving = r.u8()&metaFlagLeaving != 0
+	flags := r.u8()
+	m.Leaving = flags&metaFlagLeaving != 0
+	m.Syncing = flags&metaFlagSyncing != 0
 	m.Version = r.str()
 	m.ExternalIPs = r.addrList()
 	m.ClusterIPs = r.addrList()

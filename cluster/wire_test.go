@@ -286,3 +286,14 @@ func FuzzDecodeState(f *testing.F) {
 		st.Resolve()
 	})
 }
+
+func TestMetaSyncingFlag(t *testing.T) {
+	b, err := EncodeMeta(Meta{Role: RoleAppliance, Syncing: true, Leaving: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DecodeMeta(b)
+	if err != nil || !m.Syncing || !m.Leaving {
+		t.Fatalf("decoded %+v, %v", m, err)
+	}
+}

@@ -99,7 +99,17 @@ func (c *ExportCursor) Done() bool { return c.fam >= 2 }
 // walking the table from cur, and stops after maxRecords records or at the end (cur.Done). It is
 // for the sync goroutine, not for packet workers.
 func (t *Table) AppendExportChanged(buf []byte, since int64, cur *ExportCursor, maxRecords int) []byte {
-	st := toTick(since)
+	return t.appendExportWalk(buf, true, toTick(since), cur, maxRecords)
+}
+
+// AppendExportAll appends records of every live flow, walking the table from cur, and stops
+// after maxRecords records or at the end (cur.Done): the full state for a peer that just joined.
+// It is for the sync goroutine, not for packet workers.
+func (t *Table) AppendExportAll(buf []byte, cur *ExportCursor, maxRecords int) []byte {
+	return t.appendExportWalk(buf, false, 0, cur, maxRecords)
+}
+
+func (t *Table) appendExportWalk(buf []byte, onlyChanged bool, st uint32, cur *ExportCursor, maxRecords int) []byte {
 	for n := 0; cur.fam < 2 && n < maxRecords; {
 		var size int
 		if cur.fam == 0 && t.v4 != nil {
@@ -123,7 +133,7 @@ func (t *Table) AppendExportChanged(buf []byte, since int64, cur *ExportCursor, 
 			m, changed = t.v6.entries[i].meta.Load(), t.v6.entries[i].changed.Load()
 			fam = packet.FamilyIPv6
 		}
-		if !metaLive(m) || int32(changed-st) < 0 {
+		if !metaLive(m) || onlyChanged && int32(changed-st) < 0 {
 			continue
 		}
 		l := len(buf)

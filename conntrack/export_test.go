@@ -68,6 +68,15 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if b := src.AppendExportChanged(nil, 1000*sec, &cur, 100); len(b) != 0 || !cur.Done() {
 		t.Fatalf("nothing changed since 1000s, got %d bytes", len(b))
 	}
+	// The full export (for a peer that just joined) has every live flow, whenever it changed.
+	cur = ExportCursor{}
+	all = all[:0]
+	for !cur.Done() {
+		all = src.AppendExportAll(all, &cur, 3)
+	}
+	if len(all) != len(buf) {
+		t.Fatalf("AppendExportAll exported %d bytes, want %d", len(all), len(buf))
+	}
 }
 
 func TestImportRejects(t *testing.T) {

@@ -52,7 +52,9 @@ func (n *node) startCluster() error {
 		}
 		ccfg.SecretKey = []byte(strings.TrimSpace(string(key)))
 	}
-	ccfg.Meta = cluster.Meta{Role: cluster.RoleAppliance, Version: version}
+	// With peers to join, start Syncing: no VIP is placed on this node until it has the others'
+	// flows (flowsync.go's warmup clears the flag).
+	ccfg.Meta = cluster.Meta{Role: cluster.RoleAppliance, Version: version, Syncing: ccfg.ExpectedMembers > 1 && cc.FlowSyncBytesPerSecond > 0}
 	for _, p := range n.ports {
 		ccfg.Meta.MACs = append(ccfg.Meta.MACs, p.MAC)
 		for _, pf := range p.Prefixes {
@@ -90,6 +92,12 @@ func (n *node) startCluster() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	n.cl = node
+	if n.fsync != nil && n.cfg.Cluster.FlowSyncBytesPerSecond > 0 {
+		// Before joining: a peer sends this node its flows as soon as it sees it.
+		if err := n.fsync.handle(); err != nil {
+			return err
+		}
+	}
 	if len(n.cfg.Cluster.Join) > 0 {
 		if _, err := node.Join(n.cfg.Cluster.Join); err != nil {
 			n.log.Info("no cluster member answered yet; joining in the background", "err", err)
@@ -270,6 +278,9 @@ func (n *node) members() []admin.MemberStatus {
 	var out []admin.MemberStatus
 	for _, m := range n.cl.Members() {
 		st := admin.MemberStatus{Name: m.Name, Address: m.Addr.String(), State: m.State.String()}
+		if m.State == cluster.StateAlive && m.MetaValid && m.Meta.Syncing {
+			st.State = "syncing" // alive, taking in the others' flows; holds no VIP yet
+		}
 		for _, v := range m.VIPs {
 			st.VIPs = append(st.VIPs, v.String())
 		}

@@ -96,6 +96,7 @@ type node struct {
 	ownershipChanges *prometheus.CounterVec
 	vipConflicts     *prometheus.CounterVec
 	published        []cluster.Allocation // last allocations proposed to the cluster
+	fsync            *flowSync
 	failover         prometheus.Histogram
 	health           *healthCheck // endpoint health probing and its gossip (health.go)
 
@@ -161,6 +162,8 @@ func Run(ctx context.Context, opts Options) error {
 
 	n.ownership = make(chan cluster.OwnershipEvent, 64)
 	clusterCollectors := n.clusterMetrics()
+	fsync, fsyncCollectors := n.flowSyncMetrics()
+	n.fsync = fsync
 	if err := n.startCluster(); err != nil {
 		return err
 	}
@@ -183,6 +186,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	fsync.setTable(n.dp.Conntrack())
 	empty := n.dp.Plan()
 	served := n.overlay(snap)
 	plan, err := n.dp.Apply(served)
@@ -213,7 +217,6 @@ func Run(ctx context.Context, opts Options) error {
 		reg.MustRegister(c)
 	}
 	reg.MustRegister(clusterCollectors...)
-	fsync, fsyncCollectors := n.flowSyncMetrics()
 	reg.MustRegister(fsyncCollectors...)
 	reg.MustRegister(n.health.collectors()...)
 	captureDone := make(chan struct{})

@@ -14,6 +14,14 @@ import (
 // msgFlows carries conntrack export records (conntrack.AppendExport's versioned format).
 const msgFlows = cluster.MsgUserMin + 1
 
+// msgFlowsDone (empty payload) follows the last message of a full export: the receiver, if it
+// is still syncing (Meta.Syncing), now has the cluster's flows and may take VIPs.
+const msgFlowsDone = cluster.MsgUserMin + 4
+
+// syncWarmupMax bounds how long a starting node stays Syncing when no full export completes
+// (peers that do not answer, a huge table over a slow link): it then takes VIPs anyway.
+const syncWarmupMax = 5 * time.Second
+
 const (
 	// flowSyncInterval is how often new and changed flows are sent to the other appliances.
 	flowSyncInterval = 250 * time.Millisecond
@@ -32,6 +40,12 @@ type flowSync struct {
 	// table walk in progress), in nanoseconds: about flowSyncInterval when the bandwidth bound
 	// lets every walk finish within its tick, more when it does not (the sync backlog).
 	lagNs atomic.Int64
+	// ct is the flow table, set by setTable once the data plane exists; tableReady is closed
+	// then. Flows that arrive before (a peer's full export right after joining) wait for it.
+	ct         atomic.Pointer[conntrack.Table]
+	tableReady chan struct{}
+	// done receives a peer's msgFlowsDone (for warmup).
+	done chan struct{}
 }
 
 func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
@@ -39,11 +53,13 @@ func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "appliance_flow_sync_" + name, Help: help})
 	}
 	fs := &flowSync{
-		n:        n,
-		sent:     c("sent_bytes_total", "Bytes of flow records sent to other appliances."),
-		received: c("imported_flows_total", "Flows imported from other appliances."),
-		bad:      c("malformed_messages_total", "Flow-sync messages refused as malformed."),
-		skipped:  c("send_errors_total", "Flow-sync messages that could not be sent to a member."),
+		n:          n,
+		tableReady: make(chan struct{}),
+		done:       make(chan struct{}, 1),
+		sent:       c("sent_bytes_total", "Bytes of flow records sent to other appliances."),
+		received:   c("imported_flows_total", "Flows imported from other appliances."),
+		bad:        c("malformed_messages_total", "Flow-sync messages refused as malformed."),
+		skipped:    c("send_errors_total", "Flow-sync messages that could not be sent to a member."),
 	}
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "appliance_flow_sync_lag_seconds",
@@ -52,14 +68,19 @@ func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
 	return fs, []prometheus.Collector{fs.sent, fs.received, fs.bad, fs.skipped, lag}
 }
 
-func (fs *flowSync) start(ctx context.Context) error {
-	if fs.n.cfg.Cluster.FlowSyncBytesPerSecond == 0 {
-		fs.n.log.Info("flow-state sync off (cluster.flowSyncBytesPerSecond: 0): established connections break on failover")
-		return nil
-	}
-	ct := fs.n.dp.Conntrack()
+// handle registers the flow-sync message handlers. It runs right after the cluster node is
+// created and before it joins, so that a peer's full export, sent as soon as this node joins,
+// is not dropped for want of a handler while the data plane is still being set up.
+func (fs *flowSync) handle() error {
 	if err := fs.n.cl.Handle(msgFlows, func(p []byte) {
-		k, err := ct.Import(p, time.Now().UnixNano())
+		select {
+		case <-fs.tableReady:
+		case <-time.After(30 * time.Second):
+			fs.bad.Inc()
+			fs.n.log.Warn("flow sync: no flow table to import into; message dropped")
+			return
+		}
+		k, err := fs.ct.Load().Import(p, time.Now().UnixNano())
 		fs.received.Add(float64(k))
 		if err != nil {
 			fs.bad.Inc()
@@ -68,21 +89,102 @@ func (fs *flowSync) start(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	go fs.loop(ctx, ct)
+	return fs.n.cl.Handle(msgFlowsDone, func([]byte) {
+		select {
+		case fs.done <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// setTable hands flow sync the data plane's flow table.
+func (fs *flowSync) setTable(ct *conntrack.Table) {
+	fs.ct.Store(ct)
+	close(fs.tableReady)
+}
+
+// start runs the sender and the warm-up (after handle and setTable).
+func (fs *flowSync) start(ctx context.Context) error {
+	if fs.n.cfg.Cluster.FlowSyncBytesPerSecond == 0 {
+		fs.n.log.Info("flow-state sync off (cluster.flowSyncBytesPerSecond: 0): established connections break on failover")
+		return nil
+	}
+	go fs.warmup(ctx, fs.done)
+	go fs.loop(ctx, fs.ct.Load())
 	return nil
+}
+
+// warmup clears this node's Syncing flag (set at start when it has peers to join) once a peer
+// has sent it the full flow export, or when there is nobody to sync from, or after
+// syncWarmupMax: until then the others keep the VIPs that rank this node first, so a VIP that
+// moves (back) to a restarted node finds its connections' state already there.
+func (fs *flowSync) warmup(ctx context.Context, done <-chan struct{}) {
+	cl := fs.n.cl
+	if !cl.Meta().Syncing {
+		return
+	}
+	start := time.Now()
+	why := "timeout"
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			why = "full flow export received"
+			break wait
+		case <-tick.C:
+			// Nobody alive to sync from a second after start (a lone node, or the first of a
+			// cluster coming up): nothing to wait for.
+			if time.Since(start) >= time.Second && len(fs.peers()) == 0 {
+				why = "no other appliance"
+				break wait
+			}
+			if time.Since(start) >= syncWarmupMax {
+				break wait
+			}
+		}
+	}
+	m := cl.Meta()
+	m.Syncing = false
+	if err := cl.SetMeta(m, 2*time.Second); err != nil {
+		fs.n.log.Warn("clear syncing flag", "err", err)
+		return
+	}
+	fs.n.log.Info("flow state synced; taking VIPs", "why", why, "took", time.Since(start).Round(time.Millisecond).String())
 }
 
 func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 	t := time.NewTicker(flowSyncInterval)
 	defer t.Stop()
-	// Each tick may send at most budget bytes to each peer (cluster.flowSyncBytesPerSecond); a
-	// table walk that does not finish within it goes on at the next tick from where it stopped,
-	// and the changes it has not reached wait (appliance_flow_sync_lag_seconds grows).
+	// Each tick may send at most budget bytes to each peer (cluster.flowSyncBytesPerSecond). The
+	// incremental walk (flows new or changed since the last walk began) goes first; a walk that
+	// does not finish within the budget goes on at the next tick from where it stopped, and the
+	// changes it has not reached wait (appliance_flow_sync_lag_seconds grows). What is left of
+	// the budget goes to full exports for peers seen for the first time (a node that joined or
+	// restarted gets the flows that were established before and have not changed since, so a
+	// VIP that moves back to it keeps them).
 	budget := max(int(float64(fs.n.cfg.Cluster.FlowSyncBytesPerSecond)*flowSyncInterval.Seconds()), flowSyncMaxBytes)
 	since := time.Now().UnixNano()
 	walkStart := since
 	var cur conntrack.ExportCursor
+	synced := map[string]bool{} // peers that have had (or are getting) the full export
+	var full struct {
+		cur conntrack.ExportCursor
+		to  []string
+	}
 	buf := make([]byte, 0, flowSyncMaxBytes+128)
+	send := func(to []string, b []byte) {
+		for _, p := range to {
+			if err := fs.n.cl.SendTo(p, msgFlows, b); err != nil {
+				fs.skipped.Inc()
+				continue
+			}
+			fs.sent.Add(float64(len(b)))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,27 +192,61 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 		case <-t.C:
 		}
 		peers := fs.peers()
-		for sent := 0; !cur.Done() && sent < budget; {
-			buf = ct.AppendExportChanged(buf[:0], since, &cur, flowSyncMaxBytes/41)
-			sent += len(buf)
-			if len(buf) == 0 || len(peers) == 0 {
-				continue
-			}
-			for _, p := range peers {
-				if err := fs.n.cl.SendTo(p, msgFlows, buf); err != nil {
-					fs.skipped.Inc()
-					continue
-				}
-				fs.sent.Add(float64(len(buf)))
+		now := time.Now().UnixNano()
+		if len(peers) == 0 {
+			// Nobody to tell: no walk (a lone node spends nothing on sync). A peer that appears
+			// later gets the full export.
+			since, walkStart, cur = now-int64(20*time.Millisecond), now, conntrack.ExportCursor{}
+			clear(synced)
+			full.to = nil
+			fs.lagNs.Store(0)
+			continue
+		}
+		live := map[string]bool{}
+		for _, p := range peers {
+			live[p] = true
+			if !synced[p] {
+				// A new target restarts a full export in progress from the top for all its
+				// targets (Import skips the flows a peer already has).
+				synced[p] = true
+				full.to = append(full.to, p)
+				full.cur = conntrack.ExportCursor{}
 			}
 		}
-		now := time.Now().UnixNano()
+		for p := range synced {
+			if !live[p] {
+				delete(synced, p) // gone: a full export again when it comes back
+			}
+		}
+		sent := 0
+		for sent < budget && !cur.Done() {
+			buf = ct.AppendExportChanged(buf[:0], since, &cur, flowSyncMaxBytes/41)
+			sent += len(buf)
+			if len(buf) > 0 {
+				send(peers, buf)
+			}
+		}
 		if cur.Done() {
 			// Walk complete: the next one sends what changed since this one began, overlapping
 			// one conntrack tick so that a change at the boundary is not missed.
 			since = walkStart - int64(20*time.Millisecond)
 			walkStart = now
 			cur = conntrack.ExportCursor{}
+		}
+		for sent < budget && len(full.to) > 0 {
+			buf = ct.AppendExportAll(buf[:0], &full.cur, flowSyncMaxBytes/41)
+			sent += len(buf)
+			if len(buf) > 0 {
+				send(full.to, buf)
+			}
+			if full.cur.Done() {
+				for _, p := range full.to {
+					if err := fs.n.cl.SendTo(p, msgFlowsDone, nil); err != nil {
+						fs.skipped.Inc()
+					}
+				}
+				full.to = nil
+			}
 		}
 		fs.lagNs.Store(now - since)
 	}

@@ -53,7 +53,23 @@ func TestPartitionAndHeal(t *testing.T) {
 		return "", nil
 	}
 	var owner string
-	waitFor(t, 15*time.Second, "one owner agreed by all", func() (err error) { owner, err = agreed(); return err })
+	waitFor(t, 15*time.Second, "three alive members (none still syncing) and one owner agreed by all", func() (err error) {
+		for _, n := range nodes {
+			var ms []admin.MemberStatus
+			n.api("/api/v1/members", &ms)
+			alive := 0
+			for _, mm := range ms {
+				if mm.State == "alive" {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return fmt.Errorf("%s sees %d alive members", n.name(), alive)
+			}
+		}
+		owner, err = agreed()
+		return err
+	})
 
 	var cut *node
 	for _, n := range nodes {
