@@ -12,7 +12,7 @@ import (
 )
 
 // BatchSize is the most frames a worker takes from one queue per Poll.
-const BatchSize = 64
+const BatchSize = 256
 
 // floatingSNATPortMin is the lowest SNAT port on a floating SNAT address (a VIP).
 const floatingSNATPortMin = 1024
