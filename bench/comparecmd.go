@@ -30,7 +30,8 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", def.OutDir, "folder for results.json, results.md and the plots")
 	quick := fs.Bool("quick", false, "tiny counts for a smoke test (one round, 0.3 s, 20k packets, flows ÷100)")
 	replot := fs.Bool("replot", false, "only rewrite results.md and the plots from --out's results.json (no lab, no root)")
-	profile := fs.Bool("profile", false, "perf record the appliance core during round 1's udp64-1flow (perf-appliance.txt)")
+	nice := fs.Int("nice", def.Nice, "niceness of the appliance and the ceiling forwarder (both), e.g. -10; 0: unchanged")
+	profile := fs.Bool("profile", false, "perf record the system-under-test core during round 1 of each UDP scenario (perf-<system>-<scenario>.txt)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -53,7 +54,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	cfg.ApplianceBin, cfg.OutDir, cfg.Profile = *bin, *out, *profile
+	cfg.ApplianceBin, cfg.OutDir, cfg.Profile, cfg.Nice = *bin, *out, *profile, *nice
 	if set["rounds"] || !*quick {
 		cfg.Rounds = *rounds
 	}

@@ -99,6 +99,12 @@ type Config struct {
 	// GeneratorCPU is the core the generator runs on; ApplianceCPU the core of the system under test (its
 	// process and the NAPI threads of the node's interfaces).
 	GeneratorCPU, ApplianceCPU int
+	// Nice is the niceness the user-space systems (the appliance and the ceiling forwarder) run
+	// at; 0 leaves them at the default. Their core also runs the ingress NAPI thread (nice 0),
+	// which at saturation keeps feeding frames the process has no time to take (they are
+	// dropped at the full AF_XDP ring): a negative value gives the process the larger share.
+	// The same value applies to both, so their ratio stays a like-for-like comparison.
+	Nice int
 	// OutDir receives results.json, results.md and the PNG plots.
 	OutDir string
 	// Progress receives one line per phase with the time left (nil: none).
@@ -107,8 +113,8 @@ type Config struct {
 	StartTimeout time.Duration
 	// Command is the command line recorded in the results (informational).
 	Command string
-	// Profile, when set, records `perf record -e cpu-clock -g` of the appliance during the first round's first
-	// UDP scenario and writes the top symbols to OutDir/perf-appliance.txt.
+	// Profile, when set, records `perf record -e cpu-clock -g` of the system-under-test core during the first round of each
+	// UDP scenario of every system and writes the top symbols to OutDir/perf-<system>-<scenario>.txt.
 	Profile bool
 }
 
@@ -124,6 +130,7 @@ func DefaultConfig() Config {
 		LatencySamples: 2000,
 		GeneratorCPU:   0,
 		ApplianceCPU:   1,
+		Nice:           -10,
 		OutDir:         "bench/results",
 		StartTimeout:   20 * time.Second,
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,8 +28,9 @@ type ForwarderConfig struct {
 	In string
 	// Out is the transmitting interface (queue 0).
 	Out string
-	// DstMAC is the destination MAC written into every frame (the backend's).
-	DstMAC net.HardwareAddr
+	// DstMACs are the backends' MACs; each frame gets one, chosen by a hash of its source
+	// address and port (pickMAC).
+	DstMACs []net.HardwareAddr
 	// Frames is the number of 2048-byte UMEM frames per socket (a power of two); the rings have Frames/2 entries.
 	Frames int
 	// TxSkbBudget raises the frames per sendto in copy mode (XDP_MAX_TX_SKB_BUDGET; 0 keeps the kernel's 32).
@@ -56,7 +58,7 @@ func ForwarderMain(args []string, stdout, stderr io.Writer) int {
 	cfg := ForwarderConfig{}
 	fs.StringVar(&cfg.In, "in", "ext0", "receiving interface")
 	fs.StringVar(&cfg.Out, "out", "int0", "transmitting interface")
-	mac := fs.String("dst-mac", "", "destination MAC of the forwarded frames")
+	mac := fs.String("dst-mac", "", "destination MACs of the forwarded frames, comma-separated: a frame goes to one chosen by a hash of its IPv4 source address and port (the same fan-out over the backends as a load balancer)")
 	fs.IntVar(&cfg.Frames, "frames", 4096, "UMEM frames per socket")
 	fs.IntVar(&cfg.TxSkbBudget, "tx-skb-budget", 256, "XDP_MAX_TX_SKB_BUDGET (0: kernel default)")
 	fs.DurationVar(&cfg.MaxDuration, "max-duration", 30*time.Minute, "stop after this long")
@@ -64,10 +66,13 @@ func ForwarderMain(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var err error
-	if cfg.DstMAC, err = net.ParseMAC(*mac); err != nil {
-		fmt.Fprintf(stderr, "compare-forwarder: --dst-mac %q: %v\n", *mac, err)
-		return 2
+	for _, m := range strings.Split(*mac, ",") {
+		hw, err := net.ParseMAC(strings.TrimSpace(m))
+		if err != nil {
+			fmt.Fprintf(stderr, "compare-forwarder: --dst-mac %q: %v\n", *mac, err)
+			return 2
+		}
+		cfg.DstMACs = append(cfg.DstMACs, hw)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -85,6 +90,9 @@ func ForwarderMain(args []string, stdout, stderr io.Writer) int {
 // RunForwarder forwards until ctx ends. ready is called once the data path is up.
 func RunForwarder(ctx context.Context, cfg ForwarderConfig, ready func()) (ForwarderStats, error) {
 	var st ForwarderStats
+	if len(cfg.DstMACs) == 0 {
+		return st, errors.New("no destination MAC")
+	}
 	if cfg.Frames < 64 || cfg.Frames&(cfg.Frames-1) != 0 {
 		return st, fmt.Errorf("frames: %d is not a power of two ≥ 64", cfg.Frames)
 	}
@@ -170,7 +178,7 @@ func RunForwarder(ctx context.Context, cfg ForwarderConfig, ready func()) (Forwa
 			txProd++
 			dst := tx.GetFrame(xdp.Desc{Addr: addr, Len: d.Len})
 			copy(dst, rx.GetFrame(d))
-			copy(dst[0:6], cfg.DstMAC)
+			copy(dst[0:6], pickMAC(cfg.DstMACs, dst))
 			copy(dst[6:12], srcMAC)
 			txDescs = append(txDescs, xdp.Desc{Addr: addr, Len: d.Len})
 		}
@@ -195,4 +203,22 @@ func submit(tx *xdp.Socket, descs []xdp.Desc) (n int) {
 	n = min(len(descs), tx.NumFreeTxSlots())
 	defer func() { _ = recover() }()
 	return tx.Transmit(descs)
+}
+
+// pickMAC chooses the destination MAC of frame among macs by a hash of its IPv4 source address
+// and L4 source port (untagged Ethernet, IHL 5: bytes 26-29 and 34-35), so that many flows
+// spread over the backends as they do through a load balancer; one MAC, or a frame too short,
+// takes the first.
+func pickMAC(macs []net.HardwareAddr, frame []byte) net.HardwareAddr {
+	if len(macs) == 1 || len(frame) < 36 {
+		return macs[0]
+	}
+	h := uint32(2166136261)
+	for _, b := range frame[26:30] {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	for _, b := range frame[34:36] {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	return macs[h%uint32(len(macs))]
 }

@@ -324,7 +324,12 @@ func latencyPlot(res *Result, path string) error {
 		names = append(names, string(sys))
 	}
 	if len(names) == 0 {
-		p.Title.Text += " (no samples)"
+		// No latency scenario in this run: a linear, empty axis (a log scale with no data panics).
+		p.Title.Text += " (not measured in this run)"
+		p.Y.Scale = plot.LinearScale{}
+		p.Y.Tick.Marker = plot.DefaultTicks{}
+		p.Y.Label.Text = "µs"
+		p.Y.Min, p.Y.Max = 0, 1
 		names = []string{"none"}
 	}
 	p.NominalX(names...)

@@ -233,7 +233,8 @@ func Compare(ctx context.Context, cfg Config) (*Result, error) {
 	r.res = &Result{
 		Command: cfg.Command, Machine: describeMachine(), Started: time.Now(), Rounds: cfg.Rounds, DurationSeconds: cfg.Duration.Seconds(),
 		MaxPackets: cfg.MaxPackets, Systems: systems, Modes: map[System]string{},
-		Pinning: fmt.Sprintf("generator thread on cpu%d; system under test (its process, the node's threaded NAPI kthreads) on cpu%d", cfg.GeneratorCPU, cfg.ApplianceCPU),
+		Pinning: fmt.Sprintf("generator thread on cpu%d; system under test (its process, the node's threaded NAPI kthreads) on cpu%d", cfg.GeneratorCPU, cfg.ApplianceCPU) +
+			niceNote(cfg.Nice),
 	}
 	for _, s := range scens {
 		s.Flows = max(1, s.Flows/cfg.FlowsScale)
@@ -423,7 +424,8 @@ func (r *runner) start(ctx context.Context, sys System) (*system, error) {
 
 func (r *runner) startAppliance(ctx context.Context) (*system, error) {
 	_ = os.Remove(filepath.Join(r.dir, "state.json"))
-	p, err := r.node.Start("taskset", "-c", strconv.Itoa(r.cfg.ApplianceCPU), r.cfg.ApplianceBin, "run", "--config", filepath.Join(r.dir, "lb.yaml"))
+	argv := append(r.pinned(), r.cfg.ApplianceBin, "run", "--config", filepath.Join(r.dir, "lb.yaml"))
+	p, err := r.node.Start(argv...)
 	if err != nil {
 		return nil, err
 	}
@@ -552,6 +554,23 @@ func (r *runner) startNFTables(ctx context.Context) (*system, error) {
 	return &system{stop: stop}, nil
 }
 
+func niceNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; appliance and ceiling processes at nice %d (NAPI threads at 0)", n)
+}
+
+// pinned is the command prefix of a user-space system under test: pinned to its core and, with
+// Config.Nice, reniced.
+func (r *runner) pinned() []string {
+	argv := []string{"taskset", "-c", strconv.Itoa(r.cfg.ApplianceCPU)}
+	if r.cfg.Nice != 0 {
+		argv = append(argv, "nice", "-n", strconv.Itoa(r.cfg.Nice))
+	}
+	return argv
+}
+
 func nftVersion(ctx context.Context, n *lab.NS) string {
 	out, err := n.Run(ctx, "nft", "--version")
 	if err != nil {
@@ -561,9 +580,14 @@ func nftVersion(ctx context.Context, n *lab.NS) string {
 }
 
 func (r *runner) startCeiling(ctx context.Context) (*system, error) {
-	b1 := r.lab.Backends[0].Ifaces[0].MAC
-	argv := append([]string{"taskset", "-c", strconv.Itoa(r.cfg.ApplianceCPU)}, r.cfg.ForwarderArgv...)
-	argv = append(argv, "--in", lab.NodeExternalIface, "--out", lab.NodeClusterIface, "--dst-mac", b1.String())
+	// Every backend of the Service, so that the ceiling's frames fan out over the same backend
+	// links and sinks as the appliance's and the kernel's (1 flow: one backend; many: all).
+	var macs []string
+	for _, b := range r.lab.Backends {
+		macs = append(macs, b.Ifaces[0].MAC.String())
+	}
+	argv := append(r.pinned(), r.cfg.ForwarderArgv...)
+	argv = append(argv, "--in", lab.NodeExternalIface, "--out", lab.NodeClusterIface, "--dst-mac", strings.Join(macs, ","))
 	p, err := r.node.Start(argv...)
 	if err != nil {
 		return nil, err
@@ -685,7 +709,7 @@ func (r *runner) packets(ctx context.Context, s *system, sc Scenario, run *Run, 
 	}
 
 	var prof chan string
-	if r.cfg.Profile && run.System == SystemAppliance && run.Round == 1 && sc.Kind == KindUDP && sc.Flows == 1 {
+	if r.cfg.Profile && run.Round == 1 && sc.Kind == KindUDP {
 		prof = make(chan string, 1)
 		go func() {
 			time.Sleep(200 * time.Millisecond)
@@ -710,8 +734,9 @@ func (r *runner) packets(ctx context.Context, s *system, sc Scenario, run *Run, 
 	after = r.sample(s)
 	if prof != nil {
 		out := <-prof
-		_ = os.WriteFile(filepath.Join(r.cfg.OutDir, "perf-appliance.txt"), []byte(out), 0o644)
-		r.res.Notes = append(r.res.Notes, "perf record -e cpu-clock -g -C "+strconv.Itoa(r.cfg.ApplianceCPU)+" during round 1 appliance "+sc.Name+": perf-appliance.txt")
+		name := "perf-" + string(run.System) + "-" + sc.Name + ".txt"
+		_ = os.WriteFile(filepath.Join(r.cfg.OutDir, name), []byte(out), 0o644)
+		r.res.Notes = append(r.res.Notes, "perf record -e cpu-clock -g -C "+strconv.Itoa(r.cfg.ApplianceCPU)+" during round 1 "+string(run.System)+" "+sc.Name+": "+name)
 	}
 	if err != nil {
 		run.Error = err.Error()
@@ -769,7 +794,8 @@ func (r *runner) applianceCounters() map[string]float64 {
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, "appliance_received_packets_total") && !strings.HasPrefix(line, "appliance_transmitted_packets_total") &&
-			!strings.HasPrefix(line, "appliance_dropped_packets_total") {
+			!strings.HasPrefix(line, "appliance_dropped_packets_total") && !strings.HasPrefix(line, "appliance_xsk_ring_events_total") &&
+			!strings.HasPrefix(line, "appliance_steering_frames_total") && !strings.HasPrefix(line, "appliance_conntrack_events_total") {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
@@ -871,7 +897,8 @@ func percentile(xs []float64, p float64) float64 {
 }
 
 // Profile records `perf record -e cpu-clock -g` of everything on one core (the appliance process, its NAPI
-// threads and the softirqs there) for d and returns perf report's top symbols.
+// threads and the softirqs there) for d and returns perf report's top symbols: by program, by symbol (self
+// time) and by symbol with callees included.
 func Profile(ctx context.Context, cpu int, d time.Duration, dir string) (string, error) {
 	data := filepath.Join(dir, "perf.data")
 	rec := exec.CommandContext(ctx, "perf", "record", "-e", "cpu-clock", "-g", "-C", strconv.Itoa(cpu), "-o", data, "--", "sleep", fmt.Sprint(d.Seconds()))
@@ -888,8 +915,15 @@ func Profile(ctx context.Context, cpu int, d time.Duration, dir string) (string,
 	if err != nil {
 		return "", fmt.Errorf("perf report: %w", err)
 	}
+	// Inclusive time (callees counted in their callers): which syscalls and kernel paths the
+	// process's time goes to.
+	rep = exec.CommandContext(ctx, "perf", "report", "-i", data, "--children", "--sort", "comm,symbol", "--stdio", "-g", "none", "--percent-limit", "2")
+	inclusive, err := rep.Output()
+	if err != nil {
+		return "", fmt.Errorf("perf report: %w", err)
+	}
 	var b strings.Builder
-	for _, part := range [][]byte{byDSO, bySym} {
+	for _, part := range [][]byte{byDSO, bySym, inclusive} {
 		for _, line := range strings.Split(string(part), "\n") {
 			if line = strings.TrimRight(line, " -"); line != "" && !strings.HasPrefix(line, "# (Tip") {
 				b.WriteString(line + "\n")
