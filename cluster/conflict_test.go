@@ -90,3 +90,57 @@ func TestNodeConflict(t *testing.T) {
 		t.Fatal("VIP not held again after the yield")
 	}
 }
+
+// TestNodeConflictYieldEndsWhenTheOtherDies: a node that stepped aside for a member ranked above
+// takes the VIP back as soon as that member dies, not after ConflictYield (here an hour).
+func TestNodeConflictYieldEndsWhenTheOtherDies(t *testing.T) {
+	old := ConflictYield
+	ConflictYield = time.Hour
+	t.Cleanup(func() { ConflictYield = old })
+	var mu sync.Mutex
+	var got []OwnershipEvent
+	cfg := testConfig(t, "lb-a", nil)
+	cfg.RequireQuorum = false
+	cfg.OnOwnership = func(e OwnershipEvent) {
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+	}
+	a := startNode(t, cfg)
+	vips := testVIPs(16)
+	a.SetVIPs(vips)
+	zMAC := [6]byte{2, 0, 0, 0, 0, 0x2b}
+	meta, err := EncodeMeta(Meta{Role: RoleAppliance, MACs: [][6]byte{zMAC}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := (*events)(a)
+	z := mlNode("lb-z", netip.MustParseAddrPort("127.0.0.1:1"), meta)
+	ev.NotifyJoin(z)
+	ev.NotifyLeave(z)
+	eventually(t, 2*time.Second, "lb-a holds every VIP with lb-z dead", func() bool { return len(a.Held()) == len(vips) })
+	var above netip.Addr
+	for _, v := range vips {
+		if ShouldStepDown(v, "lb-a", "lb-z") {
+			above = v
+		}
+	}
+	a.mu.Lock()
+	a.members["lb-z"].state = StateAlive // seen alive, the ownership view not yet recomputed
+	a.mu.Unlock()
+	if res := a.Conflict(above, zMAC); !res.StepDown {
+		t.Fatalf("no step-down: %+v", res)
+	}
+	ev.NotifyLeave(z) // lb-z dies: reconcile runs
+	eventually(t, 2*time.Second, "the VIP is held again at once", func() bool { return a.Holds(above) })
+	eventually(t, 2*time.Second, "a Gained event for it", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range got {
+			if e.VIP == above && e.Change == Gained && e.Owner == "lb-a" {
+				return true
+			}
+		}
+		return false
+	})
+}

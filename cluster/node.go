@@ -641,6 +641,34 @@ func (n *Node) reconcile() {
 	case !n.leaving && n.cfg.Meta.Role == RoleAppliance:
 		evs = append(evs, n.owner.Update(now, alive, left)...)
 	}
+	// A conflict's yield ends as soon as the member it yielded to is no longer alive, or this
+	// node's view hands it the VIP anew (the member died, the views changed): otherwise a node
+	// that stepped aside for a returning member would keep off the VIP for the rest of
+	// ConflictYield after that member died again.
+	if len(n.yields) > 0 {
+		aliveSet := make(map[string]bool, len(alive))
+		for _, name := range alive {
+			aliveSet[name] = true
+		}
+		gained := map[netip.Addr]bool{}
+		for _, e := range evs {
+			if e.Change == Gained {
+				gained[e.VIP] = true
+				delete(n.yields, e.VIP)
+			}
+		}
+		for vip, y := range n.yields {
+			if aliveSet[y.other] {
+				continue
+			}
+			delete(n.yields, vip)
+			if n.owner.Holds(vip) && !gained[vip] {
+				// Held all along in the view, hidden by the yield: announce it now.
+				_, standby := n.owner.Owner(vip)
+				evs = append(evs, OwnershipEvent{VIP: vip, Owner: n.cfg.Name, Standby: standby, Previous: y.other, Change: Gained})
+			}
+		}
+	}
 	// A batch from SetVIPs then Update may mention a VIP twice; both are real transitions.
 	for _, e := range evs {
 		if e.Change != Gained || e.Previous == "" {
