@@ -31,7 +31,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 	quick := fs.Bool("quick", false, "tiny counts for a smoke test (one round, 0.3 s, 20k packets, flows ÷100)")
 	replot := fs.Bool("replot", false, "only rewrite results.md and the plots from --out's results.json (no lab, no root)")
 	nice := fs.Int("nice", def.Nice, "niceness of the appliance and the ceiling forwarder (both), e.g. -10; 0: unchanged")
-	profile := fs.Bool("profile", false, "perf record the system-under-test core during round 1 of each UDP scenario (perf-<system>-<scenario>.txt)")
+	profile := fs.Bool("profile", false, "perf record the system-under-test core during round 1 of each UDP and SYN scenario (perf-<system>-<scenario>.txt)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

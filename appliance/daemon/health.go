@@ -53,7 +53,22 @@ type healthCheck struct {
 	own  []netip.AddrPort        // own down set last published
 
 	malformed, sendErrors, received prometheus.Counter
+
+	// routes caches onOwnInterface's answer per address for routeCacheFor (probes run every
+	// interval for every endpoint; one netlink route lookup each would dominate their cost).
+	routeMu sync.Mutex
+	routes  map[netip.Addr]routeVerdict
 }
+
+// routeVerdict is a cached onOwnInterface answer.
+type routeVerdict struct {
+	own     bool
+	expires time.Time
+}
+
+// routeCacheFor bounds how long a route decision is reused (routes rarely change; a changed one
+// is noticed within this time).
+const routeCacheFor = 30 * time.Second
 
 func newHealthCheck(n *node) (*healthCheck, error) {
 	c := n.cfg.HealthChecks
@@ -264,19 +279,35 @@ func (h *healthCheck) dial(ctx context.Context, ep netip.AddrPort) error {
 	return c.Close()
 }
 
+// onOwnInterface reports whether the kernel routes a to one of the appliance's interfaces
+// (cached for routeCacheFor).
 func (h *healthCheck) onOwnInterface(a netip.Addr) bool {
-	routes, err := netlink.RouteGet(net.IP(a.AsSlice()))
-	if err != nil {
-		return false
+	now := time.Now()
+	h.routeMu.Lock()
+	v, ok := h.routes[a]
+	h.routeMu.Unlock()
+	if ok && now.Before(v.expires) {
+		return v.own
 	}
-	for _, r := range routes {
-		for _, p := range h.n.ports {
-			if p.Ifindex == r.LinkIndex {
-				return true
+	own := false
+	if routes, err := netlink.RouteGet(net.IP(a.AsSlice())); err == nil {
+	found:
+		for _, r := range routes {
+			for _, p := range h.n.ports {
+				if p.Ifindex == r.LinkIndex {
+					own = true
+					break found
+				}
 			}
 		}
 	}
-	return false
+	h.routeMu.Lock()
+	if h.routes == nil || len(h.routes) > 1<<16 {
+		h.routes = map[netip.Addr]routeVerdict{} // bounded: endpoints come and go
+	}
+	h.routes[a] = routeVerdict{own: own, expires: now.Add(routeCacheFor)}
+	h.routeMu.Unlock()
+	return own
 }
 
 // setTargets gives the prober every distinct TCP endpoint of raw's load-balanced Services.

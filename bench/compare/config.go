@@ -114,7 +114,7 @@ type Config struct {
 	// Command is the command line recorded in the results (informational).
 	Command string
 	// Profile, when set, records `perf record -e cpu-clock -g` of the system-under-test core during the first round of each
-	// UDP scenario of every system and writes the top symbols to OutDir/perf-<system>-<scenario>.txt.
+	// UDP and SYN scenario of every system and writes the top symbols to OutDir/perf-<system>-<scenario>.txt.
 	Profile bool
 }
 

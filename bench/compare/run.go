@@ -709,7 +709,7 @@ func (r *runner) packets(ctx context.Context, s *system, sc Scenario, run *Run, 
 	}
 
 	var prof chan string
-	if r.cfg.Profile && run.Round == 1 && sc.Kind == KindUDP {
+	if r.cfg.Profile && run.Round == 1 && (sc.Kind == KindUDP || sc.Kind == KindSYN) {
 		prof = make(chan string, 1)
 		go func() {
 			time.Sleep(200 * time.Millisecond)
