@@ -26,7 +26,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", def.Duration, "time bound of each measurement")
 	packets := fs.Uint64("packets", def.MaxPackets, "packet bound of each measurement")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios (default all: "+scenarioNames()+")")
-	systems := fs.String("systems", "", "comma-separated systems besides the appliance (default all: appliance,nftables,ceiling)")
+	systems := fs.String("systems", "", "comma-separated systems besides the appliance (default all: appliance,nftables,ceiling,xdp-redirect)")
 	out := fs.String("out", def.OutDir, "folder for results.json, results.md and the plots")
 	quick := fs.Bool("quick", false, "tiny counts for a smoke test (one round, 0.3 s, 20k packets, flows ÷100)")
 	replot := fs.Bool("replot", false, "only rewrite results.md and the plots from --out's results.json (no lab, no root)")

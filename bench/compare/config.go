@@ -19,10 +19,13 @@ const (
 	SystemNFTables System = "nftables"
 	// SystemCeiling is a minimal AF_XDP forwarder that only rewrites MACs (ext0 → int0, copy between UMEMs).
 	SystemCeiling System = "ceiling"
+	// SystemXDPRedirect is an in-kernel XDP program that rewrites the MACs and bpf_redirects
+	// ext0 → int0: the rate of the kernel's own fast path on this link (no AF_XDP, no NAT).
+	SystemXDPRedirect System = "xdp-redirect"
 )
 
 // AllSystems lists every system in run order.
-var AllSystems = []System{SystemAppliance, SystemNFTables, SystemCeiling}
+var AllSystems = []System{SystemAppliance, SystemNFTables, SystemCeiling, SystemXDPRedirect}
 
 // Kind is what a scenario sends and measures.
 type Kind string

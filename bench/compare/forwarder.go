@@ -63,6 +63,7 @@ func ForwarderMain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.TxSkbBudget, "tx-skb-budget", 256, "XDP_MAX_TX_SKB_BUDGET (0: kernel default)")
 	fs.DurationVar(&cfg.MaxDuration, "max-duration", 30*time.Minute, "stop after this long")
 	fs.BoolVar(&cfg.Native, "native", true, "attach in driver mode (false: generic)")
+	mode := fs.String("mode", "afxdp", "afxdp: the MAC-swap AF_XDP forwarder; xdp: the in-kernel XDP redirect program")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -78,6 +79,19 @@ func ForwarderMain(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
 	defer cancel()
+	switch *mode {
+	case "afxdp":
+	case "xdp":
+		if err := RunXDPRedirect(ctx, cfg, func() { fmt.Fprintln(stderr, "ready") }); err != nil {
+			fmt.Fprintf(stderr, "compare-forwarder: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, `{"Forwarded":"in the kernel (counted at the backends)"}`)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "compare-forwarder: --mode %q: want afxdp or xdp\n", *mode)
+		return 2
+	}
 	st, err := RunForwarder(ctx, cfg, func() { fmt.Fprintln(stderr, "ready") })
 	if err != nil {
 		fmt.Fprintf(stderr, "compare-forwarder: %v\n", err)

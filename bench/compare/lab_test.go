@@ -46,7 +46,7 @@ func TestCompareQuick(t *testing.T) {
 	cfg.OutDir = t.TempDir()
 	var progress strings.Builder
 	cfg.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
 	res, err := Compare(ctx, cfg)

@@ -249,9 +249,10 @@ func WriteMarkdown(w io.Writer, res *Result) error {
 }
 
 var systemColors = map[System]color.Color{
-	SystemAppliance: color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-	SystemNFTables:  color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
-	SystemCeiling:   color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	SystemAppliance:   color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+	SystemNFTables:    color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	SystemCeiling:     color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	SystemXDPRedirect: color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 }
 
 // throughputPlot draws grouped bars: one group per packet scenario, one bar per system, in Mpps (median).

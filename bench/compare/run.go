@@ -368,8 +368,8 @@ func (r *runner) runSystem(ctx context.Context, round int, sys System) error {
 			return err
 		}
 		run := Run{Round: round, System: sys, Scenario: sc.Name, Kind: sc.Kind}
-		if sc.Kind == KindLatency && sys == SystemCeiling {
-			run.Skipped = "no NAT: the MAC-swap forwarder cannot carry a TCP connection to a backend"
+		if sc.Kind == KindLatency && (sys == SystemCeiling || sys == SystemXDPRedirect) {
+			run.Skipped = "no NAT: a MAC-swap forwarder cannot carry a TCP connection to a backend"
 			r.res.Runs = append(r.res.Runs, run)
 			r.done++
 			continue
@@ -418,6 +418,8 @@ func (r *runner) start(ctx context.Context, sys System) (*system, error) {
 		return r.startNFTables(ctx)
 	case SystemCeiling:
 		return r.startCeiling(ctx)
+	case SystemXDPRedirect:
+		return r.startXDPRedirect(ctx)
 	}
 	return nil, fmt.Errorf("unknown system %q", sys)
 }
@@ -624,6 +626,60 @@ func (r *runner) startCeiling(ctx context.Context) (*system, error) {
 		_, _ = r.node.Run(context.Background(), "ip", "link", "set", "dev", lab.NodeExternalIface, "xdp", "off")
 		if out := p.Output(); !strings.Contains(out, "Forwarded") {
 			return fmt.Errorf("forwarder ended without stats: %s", out)
+		}
+		return nil
+	}
+	return &system{pid: p.PID, stop: stop}, nil
+}
+
+// startXDPRedirect attaches the in-kernel XDP redirect program (the forwarder helper in --mode xdp,
+// in the node namespace) on ext0 toward int0. Frames XDP-redirected into a veth are dropped unless
+// the peer has XDP or GRO on (PLATFORM.md): GRO goes on for int0's peer in the switch namespace
+// while this system runs, and back off after.
+func (r *runner) startXDPRedirect(ctx context.Context) (*system, error) {
+	var macs []string
+	for _, b := range r.lab.Backends {
+		macs = append(macs, b.Ifaces[0].MAC.String())
+	}
+	peer := r.node.Cluster().SwitchPort
+	if _, err := r.lab.Switch.Run(ctx, "ethtool", "-K", peer, "gro", "on"); err != nil {
+		return nil, fmt.Errorf("GRO on %s (int0's peer): %w", peer, err)
+	}
+	groOff := func() { _, _ = r.lab.Switch.Run(context.Background(), "ethtool", "-K", peer, "gro", "off") }
+	argv := append(r.pinned(), r.cfg.ForwarderArgv...)
+	argv = append(argv, "--mode", "xdp", "--in", lab.NodeExternalIface, "--out", lab.NodeClusterIface, "--dst-mac", strings.Join(macs, ","))
+	p, err := r.node.Start(argv...)
+	if err != nil {
+		groOff()
+		return nil, err
+	}
+	deadline := time.Now().Add(r.cfg.StartTimeout)
+	for !strings.Contains(p.Output(), "ready") {
+		select {
+		case <-p.Done():
+			groOff()
+			return nil, fmt.Errorf("xdp redirect program exited: %v\n%s", p.Err(), p.Output())
+		case <-ctx.Done():
+			p.Stop()
+			groOff()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			groOff()
+			return nil, fmt.Errorf("xdp redirect program not ready after %v:\n%s", r.cfg.StartTimeout, p.Output())
+		}
+	}
+	if _, ok := r.res.Modes[SystemXDPRedirect]; !ok {
+		r.res.Modes[SystemXDPRedirect] = "cilium/ebpf XDP program, native (driver) mode on ext0 via bpf_link: MAC rewrite + bpf_redirect to int0 (GRO on int0's peer)"
+	}
+	stop := func() error {
+		p.Stop()
+		_, _ = r.node.Run(context.Background(), "ip", "link", "set", "dev", lab.NodeExternalIface, "xdp", "off")
+		groOff()
+		if out := p.Output(); !strings.Contains(out, "Forwarded") {
+			return fmt.Errorf("xdp redirect program ended without its final line: %s", out)
 		}
 		return nil
 	}
