@@ -31,7 +31,7 @@ func xdpRedirectInstructions(macs *ebpf.Map, n int, outIfindex int) asm.Instruct
 		asm.Add.Imm(asm.R2, 36),
 		asm.JGT.Reg(asm.R2, end, "pass"),
 		asm.LoadMem(asm.R3, data, 12, asm.Half),
-		asm.JNE.Imm(asm.R3, 0x0008, "pass"), // EtherType IPv4 (0x0800, little-endian load)
+		asm.JNE.Imm(asm.R3, 0x0008, "pass"),     // EtherType IPv4 (0x0800, little-endian load)
 		asm.LoadMem(asm.R3, data, 35, asm.Byte), // low byte of the L4 source port (IHL 5)
 		asm.Mod.Imm(asm.R3, int32(n)),
 		asm.StoreMem(asm.RFP, -4, asm.R3, asm.Word),
