@@ -6,7 +6,7 @@
 // exactly those namespaces; `lab list` and `lab sweep` show and clean up recorded labs; `backend` runs the
 // servers of package bench/backend in the current namespace until SIGINT/SIGTERM; `demo` is make demo;
 // `pktgen` sends AF_XDP traffic (bench/pktgen, bench/sink); `compare` runs the appliance, the kube-proxy
-// nftables path and the MAC-swap ceiling side by side (bench/compare); `failover` kills the VIP owner of a
+// nftables path, the MAC-swap AF_XDP ceiling and an in-kernel XDP redirect side by side (bench/compare); `failover` kills the VIP owner of a
 // three-node cluster N times and measures the time to serve again and the connections kept (bench/failover).
 //
 // Invariants: main stays thin (flag parsing and printing; the work is in bench/lab and bench/backend);

@@ -34,8 +34,8 @@ Usage:
         --sink the frames an XDP program counted and dropped in that namespace (received pps, loss)
 
   bench compare [--appliance bin/appliance] [--rounds 3] [--duration 5s] [--scenarios a,b] [--systems s,t]
-        [--out DIR] [--quick] [--profile]
-        the appliance vs. the kube-proxy nftables path vs. a MAC-swap AF_XDP ceiling, same lab and traffic,
+        [--out DIR] [--quick] [--profile] [--nice N]
+        the appliance vs. the kube-proxy nftables path vs. a MAC-swap AF_XDP ceiling vs. in-kernel XDP redirect, same lab and traffic,
         rounds alternating; writes results.json, results.md and PNG plots
 
   bench failover [--appliance bin/appliance] [--kills 10] [--conns 5] [--out bench/results/failover] [--quick]
@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return pktgenCommand(args[1:], stdout, stderr)
 	case "compare":
 		return compareCommand(args[1:], stdout, stderr)
-	case "compare-forwarder": // the ceiling forwarder that compare starts in the node namespace
+	case "compare-forwarder": // the ceiling forwarder (and, --mode xdp, the XDP redirect) that compare starts in the node namespace
 		return compare.ForwarderMain(args[1:], stdout, stderr)
 	case "failover":
 		return failoverCommand(args[1:], stdout, stderr)
