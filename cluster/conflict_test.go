@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // TestNodeConflict: lb-a believes lb-z is dead (as in a partition, where lb-a's side took the
@@ -14,30 +16,8 @@ import (
 // above, lb-a steps down at once (Lost event, Holds false) and takes it back after
 // ConflictYield (Gained) since its view still gives it the VIP; where lb-a ranks above, it keeps.
 func TestNodeConflict(t *testing.T) {
-	old := ConflictYield
-	ConflictYield = 300 * time.Millisecond
-	t.Cleanup(func() { ConflictYield = old })
-	var mu sync.Mutex
-	var got []OwnershipEvent
-	cfg := testConfig(t, "lb-a", nil)
-	cfg.RequireQuorum = false
-	cfg.OnOwnership = func(e OwnershipEvent) {
-		mu.Lock()
-		got = append(got, e)
-		mu.Unlock()
-	}
-	a := startNode(t, cfg)
-	vips := testVIPs(16)
-	a.SetVIPs(vips)
-	zMAC := [6]byte{2, 0, 0, 0, 0, 0x2a}
-	meta, err := EncodeMeta(Meta{Role: RoleAppliance, MACs: [][6]byte{zMAC}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := (*events)(a)
-	ev.NotifyJoin(mlNode("lb-z", netip.MustParseAddrPort("127.0.0.1:1"), meta))
-	ev.NotifyLeave(mlNode("lb-z", netip.MustParseAddrPort("127.0.0.1:1"), meta))
-	eventually(t, 2*time.Second, "lb-a holds every VIP with lb-z dead", func() bool { return len(a.Held()) == len(vips) })
+	w := newConflictWorld(t, 300*time.Millisecond)
+	a, vips, zMAC := w.a, w.vips, w.zMAC
 
 	var above, below netip.Addr
 	for _, v := range vips {
@@ -64,9 +44,7 @@ func TestNodeConflict(t *testing.T) {
 	if res := a.Conflict(below, zMAC); res.StepDown || res.Other != "lb-z" || !res.Held {
 		t.Fatalf("lower-ranked lb-z: %+v", res)
 	}
-	mu.Lock()
-	got = nil
-	mu.Unlock()
+	w.reset()
 	res := a.Conflict(above, zMAC)
 	a.mu.Lock()
 	a.members["lb-z"].state = StateDead // before the event loop's next reconcile (every second) sees it
@@ -81,8 +59,7 @@ func TestNodeConflict(t *testing.T) {
 		t.Fatalf("second report while yielding: %+v", again)
 	}
 	eventually(t, 2*time.Second, "Lost then Gained again after the yield", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		got := w.events()
 		return len(got) == 2 && got[0].VIP == above && got[0].Change == Lost && got[0].Owner == "lb-z" &&
 			got[1].VIP == above && got[1].Change == Gained && got[1].Owner == "lb-a"
 	})
@@ -94,31 +71,8 @@ func TestNodeConflict(t *testing.T) {
 // TestNodeConflictYieldEndsWhenTheOtherDies: a node that stepped aside for a member ranked above
 // takes the VIP back as soon as that member dies, not after ConflictYield (here an hour).
 func TestNodeConflictYieldEndsWhenTheOtherDies(t *testing.T) {
-	old := ConflictYield
-	ConflictYield = time.Hour
-	t.Cleanup(func() { ConflictYield = old })
-	var mu sync.Mutex
-	var got []OwnershipEvent
-	cfg := testConfig(t, "lb-a", nil)
-	cfg.RequireQuorum = false
-	cfg.OnOwnership = func(e OwnershipEvent) {
-		mu.Lock()
-		got = append(got, e)
-		mu.Unlock()
-	}
-	a := startNode(t, cfg)
-	vips := testVIPs(16)
-	a.SetVIPs(vips)
-	zMAC := [6]byte{2, 0, 0, 0, 0, 0x2b}
-	meta, err := EncodeMeta(Meta{Role: RoleAppliance, MACs: [][6]byte{zMAC}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := (*events)(a)
-	z := mlNode("lb-z", netip.MustParseAddrPort("127.0.0.1:1"), meta)
-	ev.NotifyJoin(z)
-	ev.NotifyLeave(z)
-	eventually(t, 2*time.Second, "lb-a holds every VIP with lb-z dead", func() bool { return len(a.Held()) == len(vips) })
+	w := newConflictWorld(t, time.Hour)
+	a, vips, zMAC, ev, z := w.a, w.vips, w.zMAC, w.ev, w.z
 	var above netip.Addr
 	for _, v := range vips {
 		if ShouldStepDown(v, "lb-a", "lb-z") {
@@ -134,13 +88,64 @@ func TestNodeConflictYieldEndsWhenTheOtherDies(t *testing.T) {
 	ev.NotifyLeave(z) // lb-z dies: reconcile runs
 	eventually(t, 2*time.Second, "the VIP is held again at once", func() bool { return a.Holds(above) })
 	eventually(t, 2*time.Second, "a Gained event for it", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range got {
+		for _, e := range w.events() {
 			if e.VIP == above && e.Change == Gained && e.Owner == "lb-a" {
 				return true
 			}
 		}
 		return false
 	})
+}
+
+// conflictWorld is lb-a (no quorum, 16 VIPs, every ownership event recorded) that once saw lb-z,
+// an appliance with MAC zMAC, alive and now sees it dead, so lb-a holds every VIP.
+type conflictWorld struct {
+	a    *Node
+	vips []netip.Addr
+	zMAC [6]byte
+	ev   *events
+	z    *memberlist.Node
+	mu   sync.Mutex
+	got  []OwnershipEvent
+}
+
+func newConflictWorld(t *testing.T, yield time.Duration) *conflictWorld {
+	t.Helper()
+	old := ConflictYield
+	ConflictYield = yield
+	t.Cleanup(func() { ConflictYield = old })
+	w := &conflictWorld{vips: testVIPs(16), zMAC: [6]byte{2, 0, 0, 0, 0, 0x2a}}
+	cfg := testConfig(t, "lb-a", nil)
+	cfg.RequireQuorum = false
+	cfg.OnOwnership = func(e OwnershipEvent) {
+		w.mu.Lock()
+		w.got = append(w.got, e)
+		w.mu.Unlock()
+	}
+	w.a = startNode(t, cfg)
+	w.a.SetVIPs(w.vips)
+	meta, err := EncodeMeta(Meta{Role: RoleAppliance, MACs: [][6]byte{w.zMAC}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ev = (*events)(w.a)
+	w.z = mlNode("lb-z", netip.MustParseAddrPort("127.0.0.1:1"), meta)
+	w.ev.NotifyJoin(w.z)
+	w.ev.NotifyLeave(w.z)
+	eventually(t, 2*time.Second, "lb-a holds every VIP with lb-z dead", func() bool { return len(w.a.Held()) == len(w.vips) })
+	return w
+}
+
+// events returns the ownership events recorded so far.
+func (w *conflictWorld) events() []OwnershipEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]OwnershipEvent(nil), w.got...)
+}
+
+// reset forgets the events recorded so far.
+func (w *conflictWorld) reset() {
+	w.mu.Lock()
+	w.got = nil
+	w.mu.Unlock()
 }

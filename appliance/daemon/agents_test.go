@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,7 +15,6 @@ import (
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/agent"
 	"github.com/xdpsvc/lb/appliance/config"
-	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/cluster"
 )
 
@@ -126,47 +123,7 @@ spec:
 	if err := os.WriteFile(filepath.Join(dir, "svc.yaml"), []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rio := &recordingIO{}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var runErr error
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		runErr = Run(ctx, Options{
-			ConfigPath: cfgPath,
-			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ports: []dataplane.Port{{Name: "test0", Ifindex: 1 << 20, MAC: [6]byte{2, 0, 0, 0, 0, 1},
-				Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24")}}},
-			Ready: ready,
-			OpenIO: func(ports []dataplane.Port, dp *dataplane.DataPlane, _ *slog.Logger) (IOLayer, error) {
-				io := make([]dataplane.FrameIO, len(ports))
-				for i := range io {
-					io[i] = idleIO{}
-				}
-				rio.queues = []Queue{{IO: io, Wait: idleIO{}.wait}}
-				return rio, nil
-			},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-finished:
-			if runErr != nil {
-				t.Errorf("Run: %v", runErr)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
-	select {
-	case <-ready:
-	case <-finished:
-		t.Fatalf("Run ended early: %v", runErr)
-	case <-time.After(15 * time.Second):
-		t.Fatal("daemon not ready")
-	}
+	runTestDaemon(t, "agents-test", cfgPath, nil)
 
 	startAgent := func(name, addr string) *agent.Agent {
 		c := agent.DefaultConfig()

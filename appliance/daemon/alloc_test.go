@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
-	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/appliance/service"
 )
 
@@ -53,44 +50,7 @@ state:
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, finished := make(chan struct{}), make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(finished)
-		runErr = Run(ctx, Options{
-			ConfigPath: filepath.Join(dir, "lb.yaml"),
-			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ports: []dataplane.Port{{Name: "test0", Ifindex: 1 << 20, MAC: [6]byte{2, 0, 0, 0, 0, 1},
-				Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24")}}},
-			Ready: ready,
-			OpenIO: func(ports []dataplane.Port, dp *dataplane.DataPlane, _ *slog.Logger) (IOLayer, error) {
-				q := Queue{Wait: idleIO{}.wait}
-				for range ports {
-					q.IO = append(q.IO, idleIO{})
-				}
-				return &recordingIO{queues: []Queue{q}}, nil
-			},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-finished:
-			if runErr != nil {
-				t.Errorf("%s: Run: %v", name, runErr)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s: Run did not return after cancel", name)
-		}
-	})
-	select {
-	case <-ready:
-	case <-finished:
-		t.Fatalf("%s: Run ended early: %v", name, runErr)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("%s: not ready", name)
-	}
+	runTestDaemon(t, name, filepath.Join(dir, "lb.yaml"), nil)
 	return &allocNode{dir: dir, admin: &admin.Client{Base: fmt.Sprintf("127.0.0.1:%d", adminPort)}}
 }
 

@@ -3,10 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,48 +89,7 @@ state:
 		t.Fatal(err)
 	}
 	client := fake.NewClientset()
-	rio := &recordingIO{}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var runErr error
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		runErr = Run(ctx, Options{
-			ConfigPath: cfgPath,
-			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-			KubeClient: client,
-			Ports: []dataplane.Port{{Name: "test0", Ifindex: 1 << 20, MAC: [6]byte{2, 0, 0, 0, 0, 1},
-				Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24")}}},
-			Ready: ready,
-			OpenIO: func(ports []dataplane.Port, dp *dataplane.DataPlane, _ *slog.Logger) (IOLayer, error) {
-				io := make([]dataplane.FrameIO, len(ports))
-				for i := range io {
-					io[i] = idleIO{}
-				}
-				rio.queues = []Queue{{IO: io, Wait: idleIO{}.wait}}
-				return rio, nil
-			},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-finished:
-			if runErr != nil {
-				t.Errorf("Run: %v", runErr)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
-	select {
-	case <-ready:
-	case <-finished:
-		t.Fatalf("Run ended early: %v", runErr)
-	case <-time.After(15 * time.Second):
-		t.Fatal("daemon not ready")
-	}
+	rio := runTestDaemon(t, "api-test", cfgPath, client)
 
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
-	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/appliance/service"
 )
 
@@ -137,45 +135,7 @@ healthChecks: {interval: 200ms, timeout: 200ms, healthyThreshold: 2, unhealthyTh
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var runErr error
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		runErr = Run(ctx, Options{
-			ConfigPath: cfgPath,
-			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ports: []dataplane.Port{{Name: "test0", Ifindex: 1 << 20, MAC: [6]byte{2, 0, 0, 0, 0, 1},
-				Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24")}}},
-			Ready: ready,
-			OpenIO: func(ports []dataplane.Port, dp *dataplane.DataPlane, _ *slog.Logger) (IOLayer, error) {
-				io := make([]dataplane.FrameIO, len(ports))
-				for i := range io {
-					io[i] = idleIO{}
-				}
-				return &recordingIO{queues: []Queue{{IO: io, Wait: idleIO{}.wait}}}, nil
-			},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-finished:
-			if runErr != nil {
-				t.Errorf("%s: Run: %v", name, runErr)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s: Run did not return after cancel", name)
-		}
-	})
-	select {
-	case <-ready:
-	case <-finished:
-		t.Fatalf("%s: Run ended early: %v", name, runErr)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("%s: daemon not ready", name)
-	}
+	runTestDaemon(t, name, cfgPath, nil)
 	return &healthNode{name: name, admin: &admin.Client{Base: fmt.Sprintf("127.0.0.1:%d", adminPort)}}
 }
 

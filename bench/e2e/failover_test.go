@@ -79,37 +79,7 @@ func TestVIPFailover(t *testing.T) {
 			t.Fatalf("owner %q unknown", owner)
 		}
 		// Long-lived connections through the VIP, exchanging data every 50 ms.
-		var broken atomic.Int64
-		stop := make(chan struct{})
-		var lw sync.WaitGroup
-		for range 5 {
-			c, err := lab.Dial(client, "tcp", "198.19.1.1:7000")
-			if err != nil {
-				t.Fatal(err)
-			}
-			lw.Add(1)
-			go func() {
-				defer lw.Done()
-				defer c.Close()
-				buf := make([]byte, 16)
-				for {
-					select {
-					case <-stop:
-						return
-					case <-time.After(50 * time.Millisecond):
-					}
-					_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-					if _, err := c.Write([]byte("x\n")); err != nil {
-						broken.Add(1)
-						return
-					}
-					if _, err := c.Read(buf); err != nil {
-						broken.Add(1)
-						return
-					}
-				}
-			}()
-		}
+		ll := holdConnections(t, client, 5)
 		time.Sleep(300 * time.Millisecond)
 		killed := time.Now()
 		if err := syscall.Kill(victim.proc.PID, syscall.SIGKILL); err != nil {
@@ -127,8 +97,7 @@ func TestVIPFailover(t *testing.T) {
 				break
 			}
 		}
-		close(stop)
-		lw.Wait()
+		ll.stop()
 		if back == 0 {
 			t.Fatalf("kill %d: the VIP did not serve again within 20 s after %s died", k+1, owner)
 		}
@@ -140,12 +109,12 @@ func TestVIPFailover(t *testing.T) {
 		}
 		newOwner := vipOwner(survivor)
 		t.Logf("kill %d: %s killed, VIP served again after %v by %s; long-lived connections broken: %d of 5",
-			k+1, owner, back.Round(time.Millisecond), newOwner, broken.Load())
+			k+1, owner, back.Round(time.Millisecond), newOwner, ll.broken.Load())
 		if newOwner == owner || newOwner == "" {
 			t.Fatalf("VIP owner after the kill is %q", newOwner)
 		}
 		// Flow-state sync and the floating SNAT address (the VIP) keep established connections.
-		if b := broken.Load(); b != 0 {
+		if b := ll.broken.Load(); b != 0 {
 			t.Errorf("kill %d: %d of 5 long-lived connections broke", k+1, b)
 		}
 		<-victim.proc.Done()
@@ -168,39 +137,7 @@ func TestVIPFailover(t *testing.T) {
 	// node comes back and, ranked first again, takes the VIP back. It never saw these flows
 	// being set up: it gets them in the full export the others send to a member they see
 	// join.
-	var broken atomic.Int64
-	var exchanged atomic.Int64
-	stop := make(chan struct{})
-	var lw sync.WaitGroup
-	for range 5 {
-		c, err := lab.Dial(client, "tcp", "198.19.1.1:7000")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lw.Add(1)
-		go func() {
-			defer lw.Done()
-			defer c.Close()
-			buf := make([]byte, 16)
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-				if _, err := c.Write([]byte("x\n")); err != nil {
-					broken.Add(1)
-					return
-				}
-				if _, err := c.Read(buf); err != nil {
-					broken.Add(1)
-					return
-				}
-				exchanged.Add(1)
-			}
-		}()
-	}
+	ll := holdConnections(t, client, 5)
 	time.Sleep(500 * time.Millisecond)
 	victim.start(m)
 	back := time.Now()
@@ -211,13 +148,12 @@ func TestVIPFailover(t *testing.T) {
 		return nil
 	})
 	took := time.Since(back)
-	before := exchanged.Load()
+	before := ll.exchanged.Load()
 	time.Sleep(2 * time.Second)
-	close(stop)
-	lw.Wait()
+	ll.stop()
 	t.Logf("failback: %s took the VIP back %v after its restart began; %d of 5 connections opened through %s broke, %d exchanges after the failback",
-		victim.name(), took.Round(time.Millisecond), broken.Load(), survivor.name(), exchanged.Load()-before)
-	if b := broken.Load(); b != 0 {
+		victim.name(), took.Round(time.Millisecond), ll.broken.Load(), survivor.name(), ll.exchanged.Load()-before)
+	if b := ll.broken.Load(); b != 0 {
 		for _, n := range nodes {
 			for _, line := range strings.Split(n.metrics(), "\n") {
 				if strings.HasPrefix(line, "appliance_flow_sync") || strings.HasPrefix(line, "appliance_dropped_packets_total") ||
@@ -228,7 +164,58 @@ func TestVIPFailover(t *testing.T) {
 		}
 		t.Errorf("failback: %d of 5 long-lived connections broke", b)
 	}
-	if exchanged.Load()-before < 5 {
-		t.Errorf("failback: only %d exchanges in the 2 s after the VIP moved back", exchanged.Load()-before)
+	if n := ll.exchanged.Load() - before; n < 5 {
+		t.Errorf("failback: only %d exchanges in the 2 s after the VIP moved back", n)
 	}
+}
+
+// heldConnections are long-lived TCP connections through the VIP, each exchanging a line with the
+// backend's echo server every 50 ms.
+type heldConnections struct {
+	broken, exchanged atomic.Int64 // connections that failed; exchanges that completed
+	done              chan struct{}
+	wg                sync.WaitGroup
+}
+
+// holdConnections opens n connections from client to the VIP's echo port and keeps them
+// exchanging until stop; a write or read that fails, or takes more than 3 s, counts as broken.
+func holdConnections(t *testing.T, client *lab.NS, n int) *heldConnections {
+	t.Helper()
+	h := &heldConnections{done: make(chan struct{})}
+	for range n {
+		c, err := lab.Dial(client, "tcp", "198.19.1.1:7000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			defer c.Close()
+			buf := make([]byte, 16)
+			for {
+				select {
+				case <-h.done:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+				if _, err := c.Write([]byte("x\n")); err != nil {
+					h.broken.Add(1)
+					return
+				}
+				if _, err := c.Read(buf); err != nil {
+					h.broken.Add(1)
+					return
+				}
+				h.exchanged.Add(1)
+			}
+		}()
+	}
+	return h
+}
+
+// stop ends the exchanges and waits for the connections to close.
+func (h *heldConnections) stop() {
+	close(h.done)
+	h.wg.Wait()
 }
