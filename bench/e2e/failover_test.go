@@ -151,8 +151,8 @@ func TestVIPFailover(t *testing.T) {
 	before := ll.exchanged.Load()
 	time.Sleep(2 * time.Second)
 	ll.stop()
-	t.Logf("failback: %s took the VIP back %v after its restart began; %d of 5 connections opened through %s broke, %d exchanges after the failback",
-		victim.name(), took.Round(time.Millisecond), ll.broken.Load(), survivor.name(), ll.exchanged.Load()-before)
+	t.Logf("failback: %s took the VIP back %v after its restart began; %d of 5 connections opened through the survivors broke, %d exchanges after the failback",
+		victim.name(), took.Round(time.Millisecond), ll.broken.Load(), ll.exchanged.Load()-before)
 	if b := ll.broken.Load(); b != 0 {
 		for _, n := range nodes {
 			for _, line := range strings.Split(n.metrics(), "\n") {
