@@ -18,6 +18,10 @@ const msgFlows = cluster.MsgUserMin + 1
 // is still syncing (Meta.Syncing), now has the cluster's flows and may take VIPs.
 const msgFlowsDone = cluster.MsgUserMin + 4
 
+// msgFlowsRequest (payload: the sender's node name) asks a peer for the full export: a node that
+// restarted faster than the others noticed its death is still "synced" in their view.
+const msgFlowsRequest = cluster.MsgUserMin + 5
+
 // syncWarmupMax bounds how long a starting node stays Syncing when no full export completes
 // (peers that do not answer, a huge table over a slow link): it then takes VIPs anyway.
 const syncWarmupMax = 5 * time.Second
@@ -46,6 +50,8 @@ type flowSync struct {
 	tableReady chan struct{}
 	// done receives a peer's msgFlowsDone (for warmup).
 	done chan struct{}
+	// resync receives the names of peers that asked for the full export (msgFlowsRequest).
+	resync chan string
 }
 
 func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
@@ -56,6 +62,7 @@ func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
 		n:          n,
 		tableReady: make(chan struct{}),
 		done:       make(chan struct{}, 1),
+		resync:     make(chan string, 64),
 		sent:       c("sent_bytes_total", "Bytes of flow records sent to other appliances."),
 		received:   c("imported_flows_total", "Flows imported from other appliances."),
 		bad:        c("malformed_messages_total", "Flow-sync messages refused as malformed."),
@@ -85,6 +92,18 @@ func (fs *flowSync) handle() error {
 		if err != nil {
 			fs.bad.Inc()
 			fs.n.log.Debug("flow sync: malformed message", "err", err)
+		}
+	}); err != nil {
+		return err
+	}
+	if err := fs.n.cl.Handle(msgFlowsRequest, func(p []byte) {
+		if len(p) == 0 || len(p) > 255 {
+			fs.bad.Inc()
+			return
+		}
+		select {
+		case fs.resync <- string(p):
+		default: // a burst of requests: the next one gets through
 		}
 	}); err != nil {
 		return err
@@ -127,6 +146,7 @@ func (fs *flowSync) warmup(ctx context.Context, done <-chan struct{}) {
 	why := "timeout"
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var asked time.Time
 wait:
 	for {
 		select {
@@ -136,6 +156,14 @@ wait:
 			why = "full flow export received"
 			break wait
 		case <-tick.C:
+			// Ask the peers for their flows too (at start and then every second): one that
+			// has not noticed this node's restart would not send them on its own.
+			if time.Since(asked) >= time.Second {
+				asked = time.Now()
+				for _, p := range fs.peers() {
+					_ = cl.SendTo(p, msgFlowsRequest, []byte(fs.n.cfg.Node.Name))
+				}
+			}
 			// Nobody alive to sync from a second after start (a lone node, or the first of a
 			// cluster coming up): nothing to wait for.
 			if time.Since(start) >= time.Second && len(fs.peers()) == 0 {
@@ -201,6 +229,15 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 			full.to = nil
 			fs.lagNs.Store(0)
 			continue
+		}
+	drain:
+		for {
+			select {
+			case name := <-fs.resync:
+				delete(synced, name) // asked for the full export: it gets one below if it is a peer
+			default:
+				break drain
+			}
 		}
 		live := map[string]bool{}
 		for _, p := range peers {
