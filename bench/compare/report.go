@@ -15,6 +15,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // Output file names inside the output folder.
@@ -151,25 +153,7 @@ func ReadResult(path string) (*Result, error) {
 
 // WriteOutputs writes results.json, results.md, throughput.png and latency.png into dir.
 func WriteOutputs(res *Result, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write outputs %s: %w", dir, err)
-	}
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode results: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, JSONFile), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write outputs %s: %w", dir, err)
-	}
-	f, err := os.Create(filepath.Join(dir, MarkdownFile))
-	if err != nil {
-		return fmt.Errorf("write outputs %s: %w", dir, err)
-	}
-	if err := WriteMarkdown(f, res); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := outputs.Write(dir, res, JSONFile, MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, res) }); err != nil {
 		return err
 	}
 	if err := throughputPlot(res, filepath.Join(dir, ThroughputPlot)); err != nil {

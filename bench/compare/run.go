@@ -70,29 +70,6 @@ endpoints:
 	return []byte(b.String())
 }
 
-const applianceConfig = `node:
-  name: bench-lb
-interfaces:
-  - name: ext0
-    role: external
-  - name: int0
-    role: cluster
-network:
-  clusterCIDRs: [198.18.1.0/24]
-  serviceCIDR: 198.19.0.0/24
-  loadBalancerPools:
-    - name: default
-      cidrs: [198.19.1.0/28]
-cluster:
-  bind: %s:7946
-services:
-  manifests: [services.yaml]
-admin:
-  listen: ` + adminAt + `
-state:
-  path: state.json
-`
-
 // Run is one measurement: one system, one scenario, one round.
 type Run struct {
 	// Round is 1-based.
@@ -313,7 +290,7 @@ func (r *runner) setUp(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(r.dir, "nft.conf"), rs.Bytes(), 0o644); err != nil {
 		return err
 	}
-	cfgText := fmt.Sprintf(applianceConfig, r.node.External().Addr.Addr())
+	cfgText := lab.ApplianceConfig("bench-lb", r.node, nil, adminAt, "")
 	if err := os.WriteFile(filepath.Join(r.dir, "lb.yaml"), []byte(cfgText), 0o644); err != nil {
 		return err
 	}

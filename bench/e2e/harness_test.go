@@ -59,30 +59,6 @@ type node struct {
 	key string
 }
 
-const nodeConfig = `node:
-  name: %s
-interfaces:
-  - name: ext0
-    role: external
-  - name: int0
-    role: cluster
-network:
-  clusterCIDRs: [198.18.1.0/24]
-  serviceCIDR: 198.19.0.0/24
-  loadBalancerPools:
-    - name: default
-      cidrs: [198.19.1.0/28]
-cluster:
-  bind: %s:7946
-  join: [%s]
-services:
-  manifests: [services.yaml]
-admin:
-  listen: 127.0.0.1:9100
-state:
-  path: state.json
-`
-
 // startLab builds a lab with one appliance node, an external and an in-cluster client, and real
 // backends.
 func startLab(t *testing.T, backends int) *lab.Lab {
@@ -145,19 +121,14 @@ func (n *node) start(manifests string) {
 	n.cfgPath = filepath.Join(n.dir, "lb.yaml")
 	n.svcPath = filepath.Join(n.dir, "services.yaml")
 	name := n.name()
-	var join []string
-	for _, other := range l.Nodes {
-		if other != n.ns {
-			join = append(join, other.External().Addr.Addr().String()+":7946")
-		}
-	}
-	cfg := fmt.Sprintf(nodeConfig, name, n.ns.External().Addr.Addr(), strings.Join(join, ", "))
+	keyFile := ""
 	if n.key != "" {
-		if err := os.WriteFile(filepath.Join(n.dir, "gossip.key"), []byte(n.key+"\n"), 0o600); err != nil {
+		keyFile = "gossip.key"
+		if err := os.WriteFile(filepath.Join(n.dir, keyFile), []byte(n.key+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg = strings.Replace(cfg, "\nservices:", "\n  secretKeyFile: gossip.key\nservices:", 1)
 	}
+	cfg := lab.ApplianceConfig(name, n.ns, l.Nodes, "", keyFile)
 	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

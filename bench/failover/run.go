@@ -66,31 +66,6 @@ endpoints:
 	return []byte(b.String())
 }
 
-// nodeConfig is the appliance config of one node of the three-node cluster.
-const nodeConfig = `node:
-  name: %s
-interfaces:
-  - name: ext0
-    role: external
-  - name: int0
-    role: cluster
-network:
-  clusterCIDRs: [198.18.1.0/24]
-  serviceCIDR: 198.19.0.0/24
-  loadBalancerPools:
-    - name: default
-      cidrs: [198.19.1.0/28]
-cluster:
-  bind: %s:7946
-  join: [%s]
-services:
-  manifests: [services.yaml]
-admin:
-  listen: 127.0.0.1:9100
-state:
-  path: state.json
-`
-
 // applianceNode is the appliance program in one lab node namespace.
 type applianceNode struct {
 	name    string
@@ -216,14 +191,8 @@ func (r *runner) setUp(ctx context.Context) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("config folder: %w", err)
 		}
-		var join []string
-		for _, other := range l.Nodes {
-			if other != ns {
-				join = append(join, other.External().Addr.Addr().String()+":7946")
-			}
-		}
 		n.cfgPath = filepath.Join(dir, "lb.yaml")
-		text := fmt.Sprintf(nodeConfig, n.name, ns.External().Addr.Addr(), strings.Join(join, ", "))
+		text := lab.ApplianceConfig(n.name, ns, l.Nodes, "", "")
 		if err := os.WriteFile(n.cfgPath, []byte(text), 0o644); err != nil {
 			return fmt.Errorf("write config %s: %w", n.cfgPath, err)
 		}

@@ -1,0 +1,39 @@
+// Package outputs writes the result files the bench commands share: an indented JSON file with
+// every raw figure and a markdown summary, into one folder (plots are each command's own).
+package outputs
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Write creates dir if needed and writes v as indented JSON to dir/jsonName and, through
+// markdown, dir/mdName. It returns the first error, naming the file.
+func Write(dir string, v any, jsonName, mdName string, markdown func(io.Writer) error) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write outputs %s: %w", dir, err)
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, jsonName), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write outputs %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, mdName)
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write outputs %s: %w", dir, err)
+	}
+	if err := markdown(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
