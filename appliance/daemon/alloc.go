@@ -136,17 +136,14 @@ func (n *node) publishAllocations(snap *service.Snapshot, st *service.State) {
 		}
 		items = append(items, a)
 	}
-	if slices.EqualFunc(items, n.published, func(a, b cluster.Allocation) bool {
+	if n.publishedOnce && slices.EqualFunc(items, n.published, func(a, b cluster.Allocation) bool {
 		return sameAllocation(a, b) && a.Service == b.Service && a.CreatedUnixMilli == b.CreatedUnixMilli
-	}) && n.published != nil {
-		return
+	}) {
+		return // unchanged: no new generation to gossip
 	}
 	if err := n.cl.SetAllocations(items); err != nil {
 		n.log.Error("propose allocations to the cluster", "err", err)
 		return
 	}
-	if items == nil {
-		items = []cluster.Allocation{}
-	}
-	n.published = items
+	n.published, n.publishedOnce = items, true
 }

@@ -96,6 +96,7 @@ type node struct {
 	ownershipChanges *prometheus.CounterVec
 	vipConflicts     *prometheus.CounterVec
 	published        []cluster.Allocation // last allocations proposed to the cluster
+	publishedOnce    bool                 // published holds a proposal (an empty one included)
 	fsync            *flowSync
 	failover         prometheus.Histogram
 	health           *healthCheck // endpoint health probing and its gossip (health.go)
