@@ -204,9 +204,9 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 		to  []string
 	}
 	buf := make([]byte, 0, flowSyncMaxBytes+128)
-	send := func(to []string, b []byte) {
+	send := func(to []string, t cluster.MsgType, b []byte) {
 		for _, p := range to {
-			if err := fs.n.cl.SendTo(p, msgFlows, b); err != nil {
+			if err := fs.n.cl.SendTo(p, t, b); err != nil {
 				fs.skipped.Inc()
 				continue
 			}
@@ -260,7 +260,7 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 			buf = ct.AppendExportChanged(buf[:0], since, &cur, flowSyncMaxBytes/41)
 			sent += len(buf)
 			if len(buf) > 0 {
-				send(peers, buf)
+				send(peers, msgFlows, buf)
 			}
 		}
 		if cur.Done() {
@@ -274,14 +274,10 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 			buf = ct.AppendExportAll(buf[:0], &full.cur, flowSyncMaxBytes/41)
 			sent += len(buf)
 			if len(buf) > 0 {
-				send(full.to, buf)
+				send(full.to, msgFlows, buf)
 			}
 			if full.cur.Done() {
-				for _, p := range full.to {
-					if err := fs.n.cl.SendTo(p, msgFlowsDone, nil); err != nil {
-						fs.skipped.Inc()
-					}
-				}
+				send(full.to, msgFlowsDone, nil)
 				full.to = nil
 			}
 		}
