@@ -50,15 +50,7 @@ func TestVIPFailover(t *testing.T) {
 	waitFor(t, 15*time.Second, "three members and one VIP owner agreed by all", func() error {
 		owners := map[string]bool{}
 		for _, n := range nodes {
-			var ms []admin.MemberStatus
-			n.api("/api/v1/members", &ms)
-			alive := 0
-			for _, mm := range ms {
-				if mm.State == "alive" {
-					alive++
-				}
-			}
-			if alive != 3 {
+			if alive := aliveMembers(n); alive != 3 {
 				return fmt.Errorf("%s sees %d alive members", n.ns.Name, alive)
 			}
 			owners[vipOwner(n)] = true

@@ -5,8 +5,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/xdpsvc/lb/appliance/admin"
 )
 
 // TestFastRestartKeepsConnections kills the VIP owner with SIGKILL and starts it again at once,
@@ -66,17 +64,4 @@ func TestFastRestartKeepsConnections(t *testing.T) {
 	if n := ll.exchanged.Load() - before; n < 5 {
 		t.Errorf("only %d exchanges in the 2 s after the VIP came back", n)
 	}
-}
-
-// aliveMembers counts the members a node reports alive (synced, not syncing).
-func aliveMembers(n *node) int {
-	var ms []admin.MemberStatus
-	n.api("/api/v1/members", &ms)
-	alive := 0
-	for _, mm := range ms {
-		if mm.State == "alive" {
-			alive++
-		}
-	}
-	return alive
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/backend"
 	"github.com/xdpsvc/lb/bench/lab"
 )
@@ -230,4 +231,17 @@ func get(ns *lab.NS, url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return strings.TrimSpace(string(b)), err
+}
+
+// aliveMembers counts the members a node reports alive (synced, not syncing).
+func aliveMembers(n *node) int {
+	var ms []admin.MemberStatus
+	n.api("/api/v1/members", &ms)
+	alive := 0
+	for _, mm := range ms {
+		if mm.State == "alive" {
+			alive++
+		}
+	}
+	return alive
 }

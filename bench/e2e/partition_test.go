@@ -55,15 +55,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	var owner string
 	waitFor(t, 15*time.Second, "three alive members (none still syncing) and one owner agreed by all", func() (err error) {
 		for _, n := range nodes {
-			var ms []admin.MemberStatus
-			n.api("/api/v1/members", &ms)
-			alive := 0
-			for _, mm := range ms {
-				if mm.State == "alive" {
-					alive++
-				}
-			}
-			if alive != 3 {
+			if alive := aliveMembers(n); alive != 3 {
 				return fmt.Errorf("%s sees %d alive members", n.name(), alive)
 			}
 		}
@@ -115,15 +107,7 @@ func TestPartitionAndHeal(t *testing.T) {
 			return err
 		}
 		for _, n := range nodes {
-			var ms []admin.MemberStatus
-			n.api("/api/v1/members", &ms)
-			alive := 0
-			for _, mm := range ms {
-				if mm.State == "alive" {
-					alive++
-				}
-			}
-			if alive != 3 {
+			if alive := aliveMembers(n); alive != 3 {
 				return fmt.Errorf("%s sees %d alive", n.ns.Name, alive)
 			}
 		}
