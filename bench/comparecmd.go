@@ -31,6 +31,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 	quick := fs.Bool("quick", false, "tiny counts for a smoke test (one round, 0.3 s, 20k packets, flows ÷100)")
 	replot := fs.Bool("replot", false, "only rewrite results.md and the plots from --out's results.json (no lab, no root)")
 	nice := fs.Int("nice", def.Nice, "niceness of the appliance and the ceiling forwarder (both), e.g. -10; 0: unchanged")
+	napiNice := fs.Int("napi-nice", def.NAPINice, "niceness of the node's NAPI threads while the appliance or the ceiling forwarder runs (0 for the kernel systems)")
 	profile := fs.Bool("profile", false, "perf record the system-under-test core during round 1 of each UDP and SYN scenario (perf-<system>-<scenario>.txt)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -54,7 +55,7 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	cfg.ApplianceBin, cfg.OutDir, cfg.Profile, cfg.Nice = *bin, *out, *profile, *nice
+	cfg.ApplianceBin, cfg.OutDir, cfg.Profile, cfg.Nice, cfg.NAPINice = *bin, *out, *profile, *nice, *napiNice
 	if set["rounds"] || !*quick {
 		cfg.Rounds = *rounds
 	}

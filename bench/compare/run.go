@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpsvc/lb/bench/backend"
 	"github.com/xdpsvc/lb/bench/lab"
@@ -211,7 +212,7 @@ func Compare(ctx context.Context, cfg Config) (*Result, error) {
 		Command: cfg.Command, Machine: describeMachine(), Started: time.Now(), Rounds: cfg.Rounds, DurationSeconds: cfg.Duration.Seconds(),
 		MaxPackets: cfg.MaxPackets, Systems: systems, Modes: map[System]string{},
 		Pinning: fmt.Sprintf("generator thread on cpu%d; system under test (its process, the node's threaded NAPI kthreads) on cpu%d", cfg.GeneratorCPU, cfg.ApplianceCPU) +
-			niceNote(cfg.Nice),
+			niceNote(cfg.Nice, cfg.NAPINice),
 	}
 	for _, s := range scens {
 		s.Flows = max(1, s.Flows/cfg.FlowsScale)
@@ -316,16 +317,24 @@ func (r *runner) setUp(ctx context.Context) error {
 	}
 	r.res.Notes = append(r.res.Notes,
 		"CPU per packet is the busy time of the system-under-test core (/proc/stat) over the generator's run divided by the packets the sinks counted; it includes the veth/bridge path to the backends and the sinks' XDP programs, which run in softirq on that core for every system alike.",
-		"The in-kernel XDP redirect rate is not measured by this tool (optional in issue 6); PLATFORM.md lists ≥1.16 Mpps, generator-bound.",
-		"The ceiling forwarder does no NAT, so it has no TCP round trip (latency scenario skipped) and its frames reach one backend.")
+		"The ceiling forwarder and the XDP redirect program do no NAT, so they have no TCP round trip (latency scenario skipped); their frames fan out over the backends (ceiling: a hash of the source address and port; XDP program: the source port).",
+		"The in-kernel XDP redirect reaches close to what the generator offers: its figures are near, not exactly at, its saturation rate.")
 	return nil
 }
 
-// pinNAPI pins this lab's NAPI threads (they come and go with XDP attach/detach) to the system's core.
-func (r *runner) pinNAPI() {
+// pinNAPI pins this lab's NAPI threads (they come and go with XDP attach/detach) to the system's core
+// and sets their niceness: Config.NAPINice for the user-space systems, 0 for the kernel's.
+func (r *runner) pinNAPI(sys System) {
+	nice := 0
+	if sys == SystemAppliance || sys == SystemCeiling {
+		nice = r.cfg.NAPINice
+	}
 	r.napi = napiThreads([]string{lab.NodeExternalIface, lab.NodeClusterIface}, r.baseline)
 	for _, t := range r.napi {
 		_ = pinTask(t, r.cfg.ApplianceCPU)
+		if err := unix.Setpriority(unix.PRIO_PROCESS, t, nice); err != nil {
+			r.progress("nice of NAPI thread %d: %v", t, err)
+		}
 	}
 }
 
@@ -375,7 +384,7 @@ func (r *runner) runOne(ctx context.Context, sys System, sc Scenario, run *Run) 
 			r.progress("stopping %s: %v", sys, err)
 		}
 	}()
-	r.pinNAPI()
+	r.pinNAPI(sys)
 	if sc.Kind == KindLatency {
 		r.latency(ctx, run)
 		return nil
@@ -533,11 +542,8 @@ func (r *runner) startNFTables(ctx context.Context) (*system, error) {
 	return &system{stop: stop}, nil
 }
 
-func niceNote(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; appliance and ceiling processes at nice %d (NAPI threads at 0)", n)
+func niceNote(n, napi int) string {
+	return fmt.Sprintf("; appliance and ceiling processes at nice %d, the NAPI threads at nice %d while they run (0 for nftables and xdp-redirect)", n, napi)
 }
 
 // pinned is the command prefix of a user-space system under test: pinned to its core and, with
