@@ -29,7 +29,7 @@ bench:
 # compare: the side-by-side benchmark of BENCHMARKS.md (appliance vs kube-proxy-style nftables vs the
 # AF_XDP ceiling), as root; writes bench/results/.
 compare: deps build
-	./bin/bench compare --appliance bin/appliance --rounds 3 --duration 3s --profile --out bench/results
+	./bin/bench compare --appliance bin/appliance --rounds 5 --duration 3s --profile --out bench/results
 
 # fuzz: run every fuzz target for FUZZTIME each (default 60s).
 fuzz:

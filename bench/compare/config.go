@@ -83,7 +83,7 @@ type Config struct {
 	// ForwarderArgv is the command that runs the ceiling forwarder: ForwarderMain behind a (hidden)
 	// subcommand, e.g. [/path/to/bench compare-forwarder]; the flags are appended.
 	ForwarderArgv []string
-	// Rounds is how many times every system runs every scenario (A B C A B C ...).
+	// Rounds is how many times every system runs every scenario (per scenario: A B C D A B C D ...).
 	Rounds int
 	// Duration bounds each packet measurement in time.
 	Duration time.Duration

@@ -1,7 +1,8 @@
 // Package compare is `bench compare`: it runs the appliance, the kernel path kube-proxy's nftables mode uses,
-// and a MAC-swap AF_XDP ceiling in turn over the same namespace lab and the same traffic, several rounds
-// alternating (A B C A B C ...), and reports medians and the ratio of each system to the appliance, paired
-// within each round so that noise common to a round cancels (issue 6).
+// a MAC-swap AF_XDP ceiling and an in-kernel XDP redirect in turn over the same namespace lab and the same
+// traffic, several rounds alternating (A B C D A B C D ... for each scenario of a round), and reports medians
+// and the ratio of each system to the appliance, paired within each round and scenario (runs seconds apart)
+// so that noise common to both cancels (issue 6).
 //
 // The lab: one appliance node (ext0 198.18.0.11, int0 198.18.1.11), one client c1, nine backends (the appliance
 // hands out 4,536 SNAT ports per backend and protocol, so nine hold 40k flows). One

@@ -234,13 +234,17 @@ func Compare(ctx context.Context, cfg Config) (*Result, error) {
 			fmt.Fprintf(cfg.Progress, "compare: lab down: %v\n", err)
 		}
 	}()
+	// Scenario by scenario within a round, every system in turn: the runs a ratio pairs are seconds
+	// apart, not minutes, so more of the shared machine's drifting load cancels.
 	for round := 1; round <= cfg.Rounds; round++ {
-		for _, sys := range systems {
-			if err := ctx.Err(); err != nil {
-				return r.res, err
-			}
-			if err := r.runSystem(ctx, round, sys); err != nil {
-				return r.res, fmt.Errorf("round %d %s: %w", round, sys, err)
+		for _, sc := range r.res.Scenarios {
+			for _, sys := range systems {
+				if err := ctx.Err(); err != nil {
+					return r.res, err
+				}
+				if err := r.runScenario(ctx, round, sys, sc); err != nil {
+					return r.res, fmt.Errorf("round %d %s %s: %w", round, sys, sc.Name, err)
+				}
 			}
 		}
 	}
@@ -345,31 +349,26 @@ type system struct {
 	stop      func() error // undo everything it set up
 }
 
-// runSystem runs every scenario through one system. The system is started afresh for each scenario (empty
-// flow tables and SNAT port space for every system alike: the kernel's conntrack table is flushed too), then
-// warmed up, measured and stopped.
-func (r *runner) runSystem(ctx context.Context, round int, sys System) error {
-	for _, sc := range r.res.Scenarios {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		run := Run{Round: round, System: sys, Scenario: sc.Name, Kind: sc.Kind}
-		if sc.Kind == KindLatency && (sys == SystemCeiling || sys == SystemXDPRedirect) {
-			run.Skipped = "no NAT: a MAC-swap forwarder cannot carry a TCP connection to a backend"
-			r.res.Runs = append(r.res.Runs, run)
-			r.done++
-			continue
-		}
-		r.progress("round %d/%d: %s %s", round, r.cfg.Rounds, sys, sc.Name)
-		if err := r.runOne(ctx, sys, sc, &run); err != nil {
-			return err
-		}
-		if run.Error != "" {
-			r.progress("round %d %s %s: %s", round, sys, sc.Name, run.Error)
-		}
+// runScenario runs one scenario through one system. The system is started afresh (empty flow tables
+// and SNAT port space for every system alike: the kernel's conntrack table is flushed too), then warmed
+// up, measured and stopped.
+func (r *runner) runScenario(ctx context.Context, round int, sys System, sc Scenario) error {
+	run := Run{Round: round, System: sys, Scenario: sc.Name, Kind: sc.Kind}
+	if sc.Kind == KindLatency && (sys == SystemCeiling || sys == SystemXDPRedirect) {
+		run.Skipped = "no NAT: a MAC-swap forwarder cannot carry a TCP connection to a backend"
 		r.res.Runs = append(r.res.Runs, run)
 		r.done++
+		return nil
 	}
+	r.progress("round %d/%d: %s %s", round, r.cfg.Rounds, sc.Name, sys)
+	if err := r.runOne(ctx, sys, sc, &run); err != nil {
+		return err
+	}
+	if run.Error != "" {
+		r.progress("round %d %s %s: %s", round, sys, sc.Name, run.Error)
+	}
+	r.res.Runs = append(r.res.Runs, run)
+	r.done++
 	return nil
 }
 
