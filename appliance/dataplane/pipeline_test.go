@@ -154,7 +154,7 @@ type rig struct {
 	now      int64
 }
 
-func newRig(t testing.TB, manifests string) *rig {
+func newRig(t testing.TB, manifests string, opts ...func(*Config)) *rig {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Conntrack.MaxEntries = 1 << 12
@@ -166,6 +166,9 @@ func newRig(t testing.TB, manifests string) *rig {
 	cfg.Ports = []Port{
 		{Name: "ext0", Ifindex: 2, MAC: extMAC, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.0.11/24")}, Role: RoleExternal},
 		{Name: "int0", Ifindex: 3, MAC: intMAC, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24")}, Role: RoleCluster},
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	dp, err := New(cfg)
 	if err != nil {
