@@ -91,6 +91,8 @@ func newFlowTable[K keyWords](n int, seed uint64, timeouts [numStates]uint32) *f
 	adviseHugePages(t.entries)
 	adviseHugePages(t.freeNext)
 	adviseHugePages(t.slots)
+	populate(t.entries)
+	populate(t.slots)
 	t.slotMask = 1<<t.slotBits - 1
 	t.shardMask = 1<<shardBits - 1
 	perShard := int32(1) << t.slotBits

@@ -3,3 +3,5 @@
 package conntrack
 
 func adviseHugePages[T any](s []T) {}
+
+func populate[T any](s []T) {}
