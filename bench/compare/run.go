@@ -751,7 +751,12 @@ func (r *runner) packets(ctx context.Context, s *system, sc Scenario, run *Run, 
 		prof = make(chan string, 1)
 		go func() {
 			time.Sleep(200 * time.Millisecond)
-			out, err := Profile(ctx, r.cfg.ApplianceCPU, r.cfg.Duration*7/10, r.dir)
+			d := r.cfg.Duration * 7 / 10
+			if sc.Kind == KindSYN {
+				// A flood lasts as long as its SYNs: 0.4 s and more for 100k at the generator's rate.
+				d = min(d, 200*time.Millisecond)
+			}
+			out, err := Profile(ctx, r.cfg.ApplianceCPU, d, r.dir)
 			if err != nil {
 				out = err.Error()
 			}
