@@ -149,7 +149,9 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// A closed listener is a stop, as for the echo listener: the lab closes the sockets it
+			// handed out before it stops the servers.
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				errc <- fmt.Errorf("backend %s http: %w", s.cfg.Name, err)
 			}
 		}()
