@@ -17,9 +17,8 @@ func resident(t *testing.T, s []uint64) (in, all int) {
 	lo := start &^ (page - 1)
 	n := int((start + uintptr(len(s))*8 - lo + page - 1) / page)
 	vec := make([]byte, n)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*8)
-	// mincore wants a page-aligned start: pass the slice from its page's start.
-	if _, _, e := unix.Syscall(unix.SYS_MINCORE, lo, uintptr(len(b))+start-lo, uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+	// mincore wants a page-aligned start: from the page the slice starts in.
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, lo, start+uintptr(len(s))*8-lo, uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
 		t.Skipf("mincore: %v", e)
 	}
 	for _, v := range vec {

@@ -102,8 +102,9 @@ func benchScaling(b *testing.B, kind string, workers int) {
 	b.ReportMetric(1e9/ns, "pkt/s")
 }
 
-// scaleIO is a loopIO whose churn mode gives every frame of every batch a new 5-tuple: the
-// client address's low 16 bits and the source port come from a per-worker counter.
+// scaleIO is a loopIO whose churn mode gives every frame of every batch a new 5-tuple from a
+// per-worker counter: client address 198.18.w.x (w the worker, x the counter's bits 16-23) and
+// source port (its low 16 bits), so 16M frames per worker before a tuple comes back.
 type scaleIO struct {
 	*loopIO
 	churn  bool
@@ -119,8 +120,6 @@ func (s *scaleIO) Receive(frames []Frame) int {
 	for i := range n {
 		s.seq++
 		d := frames[i].Data
-		// 198.18.w.x with w the worker (client subnet 198.18.0.0/15 spans 198.18-19.*.*), then
-		// 64k ports per address.
 		binary.BigEndian.PutUint32(d[26:], 0xc6120000|s.worker<<8|(s.seq>>16)&0xff)
 		binary.BigEndian.PutUint16(d[34:], uint16(s.seq))
 	}

@@ -4,8 +4,8 @@
 // and the ratio of each system to the appliance, paired within each round and scenario (runs seconds apart)
 // so that noise common to both cancels (issue 6).
 //
-// The lab: one appliance node (ext0 198.18.0.11, int0 198.18.1.11), one client c1, nine backends (the appliance
-// hands out 4,536 SNAT ports per backend and protocol, so nine hold 40k flows). One
+// The lab: one appliance node (ext0 198.18.0.11, int0 198.18.1.11), one client c1, nine backends (LoadBalancer
+// flows SNAT to the VIP with ports 1024-65535 per backend, so nine hold about 580k flows). One
 // LoadBalancer Service (VIP 198.19.1.1: UDP 9000, TCP 9001, TCP echo 7000; service port = target port) is
 // written as v1 Service + EndpointSlice manifests; the appliance reads them, and NFTRuleset turns the very same
 // manifests (decoded with the upstream Kubernetes types by ParseManifests) into a ruleset of kube-proxy's
