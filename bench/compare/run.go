@@ -564,40 +564,9 @@ func nftVersion(ctx context.Context, n *lab.NS) string {
 }
 
 func (r *runner) startCeiling(ctx context.Context) (*system, error) {
-	// Every backend of the Service, so that the ceiling's frames fan out over the same backend
-	// links and sinks as the appliance's and the kernel's (1 flow: one backend; many: all).
-	var macs []string
-	for _, b := range r.lab.Backends {
-		macs = append(macs, b.Ifaces[0].MAC.String())
-	}
-	argv := append(r.pinned(), r.cfg.ForwarderArgv...)
-	argv = append(argv, "--in", lab.NodeExternalIface, "--out", lab.NodeClusterIface, "--dst-mac", strings.Join(macs, ","))
-	p, err := r.node.Start(argv...)
+	p, err := r.startForwarder(ctx, "ceiling forwarder")
 	if err != nil {
 		return nil, err
-	}
-	deadline := time.Now().Add(r.cfg.StartTimeout)
-	for !strings.Contains(p.Output(), "ready") {
-		select {
-		case <-p.Done():
-			// The kernel releases the previous forwarder's queue binding shortly after it exits: retry.
-			if strings.Contains(p.Output(), "busy") && time.Now().Before(deadline) {
-				time.Sleep(200 * time.Millisecond)
-				if p, err = r.node.Start(argv...); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			return nil, fmt.Errorf("ceiling forwarder exited: %v\n%s", p.Err(), p.Output())
-		case <-ctx.Done():
-			p.Stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			return nil, fmt.Errorf("ceiling forwarder not ready after %v:\n%s", r.cfg.StartTimeout, p.Output())
-		}
 	}
 	if _, ok := r.res.Modes[SystemCeiling]; !ok {
 		r.res.Modes[SystemCeiling] = "asavie/xdp redirect-all program, native (driver) XDP on ext0 via bpf_link; AF_XDP copy mode, two UMEMs (ext0 q0 → int0 q0)"
@@ -619,39 +588,15 @@ func (r *runner) startCeiling(ctx context.Context) (*system, error) {
 // the peer has XDP or GRO on (PLATFORM.md): GRO goes on for int0's peer in the switch namespace
 // while this system runs, and back off after.
 func (r *runner) startXDPRedirect(ctx context.Context) (*system, error) {
-	var macs []string
-	for _, b := range r.lab.Backends {
-		macs = append(macs, b.Ifaces[0].MAC.String())
-	}
 	peer := r.node.Cluster().SwitchPort
 	if _, err := r.lab.Switch.Run(ctx, "ethtool", "-K", peer, "gro", "on"); err != nil {
 		return nil, fmt.Errorf("GRO on %s (int0's peer): %w", peer, err)
 	}
 	groOff := func() { _, _ = r.lab.Switch.Run(context.Background(), "ethtool", "-K", peer, "gro", "off") }
-	argv := append(r.pinned(), r.cfg.ForwarderArgv...)
-	argv = append(argv, "--mode", "xdp", "--in", lab.NodeExternalIface, "--out", lab.NodeClusterIface, "--dst-mac", strings.Join(macs, ","))
-	p, err := r.node.Start(argv...)
+	p, err := r.startForwarder(ctx, "xdp redirect program", "--mode", "xdp")
 	if err != nil {
 		groOff()
 		return nil, err
-	}
-	deadline := time.Now().Add(r.cfg.StartTimeout)
-	for !strings.Contains(p.Output(), "ready") {
-		select {
-		case <-p.Done():
-			groOff()
-			return nil, fmt.Errorf("xdp redirect program exited: %v\n%s", p.Err(), p.Output())
-		case <-ctx.Done():
-			p.Stop()
-			groOff()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			groOff()
-			return nil, fmt.Errorf("xdp redirect program not ready after %v:\n%s", r.cfg.StartTimeout, p.Output())
-		}
 	}
 	if _, ok := r.res.Modes[SystemXDPRedirect]; !ok {
 		r.res.Modes[SystemXDPRedirect] = "cilium/ebpf XDP program, native (driver) mode on ext0 via bpf_link: MAC rewrite + bpf_redirect to int0 (GRO on int0's peer)"
@@ -666,6 +611,48 @@ func (r *runner) startXDPRedirect(ctx context.Context) (*system, error) {
 		return nil
 	}
 	return &system{pid: p.PID, stop: stop}, nil
+}
+
+// startForwarder starts the forwarder helper (the ceiling, or with --mode xdp the XDP redirect) in
+// the node namespace, pinned, from ext0 to int0, and waits until it says "ready". Its frames go to
+// every backend of the Service, so that they fan out over the same backend links and sinks as the
+// appliance's and the kernel's (1 flow: one backend; many: all).
+func (r *runner) startForwarder(ctx context.Context, what string, args ...string) (*lab.Process, error) {
+	var macs []string
+	for _, b := range r.lab.Backends {
+		macs = append(macs, b.Ifaces[0].MAC.String())
+	}
+	argv := append(r.pinned(), r.cfg.ForwarderArgv...)
+	argv = append(argv, args...)
+	argv = append(argv, "--in", lab.NodeExternalIface, "--out", lab.NodeClusterIface, "--dst-mac", strings.Join(macs, ","))
+	p, err := r.node.Start(argv...)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(r.cfg.StartTimeout)
+	for !strings.Contains(p.Output(), "ready") {
+		select {
+		case <-p.Done():
+			// The kernel releases the previous forwarder's queue binding shortly after it exits: retry.
+			if strings.Contains(p.Output(), "busy") && time.Now().Before(deadline) {
+				time.Sleep(200 * time.Millisecond)
+				if p, err = r.node.Start(argv...); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return nil, fmt.Errorf("%s exited: %v\n%s", what, p.Err(), p.Output())
+		case <-ctx.Done():
+			p.Stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, fmt.Errorf("%s not ready after %v:\n%s", what, r.cfg.StartTimeout, p.Output())
+		}
+	}
+	return p, nil
 }
 
 // warmUp sends short UDP bursts (not recorded) until the backends' sinks count some, bounded by
