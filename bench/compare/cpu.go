@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/stat and /proc/PID/stat times (100 on every Linux ABI Go supports).
@@ -125,23 +127,10 @@ type Machine struct {
 }
 
 func describeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: outputs.CPUModel(), Product: outputs.Product()}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		m.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
-	}
-	for _, f := range []string{"/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name"} {
-		if b, err := os.ReadFile(f); err == nil {
-			m.Product = strings.TrimSpace(m.Product + " " + strings.TrimSpace(string(b)))
-		}
 	}
 	return m
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/xdpsvc/lb/bench/backend"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // The lab and the Service under test.
@@ -844,24 +845,11 @@ func (h *heldConns) close() {
 
 // DescribeMachine records the kernel (uname -r), cores, CPU model, Go version and the git commit.
 func DescribeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: outputs.CPUModel(), Product: outputs.Product()}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		m.Kernel = unix.ByteSliceToString(u.Release[:])
 		m.KernelVersion = unix.ByteSliceToString(u.Version[:])
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	for _, f := range []string{"/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name"} {
-		if b, err := os.ReadFile(f); err == nil {
-			m.Product = strings.TrimSpace(m.Product + " " + strings.TrimSpace(string(b)))
-		}
 	}
 	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil {
 		m.Nice = 20 - prio // the raw syscall returns 20 - nice
