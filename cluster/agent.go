@@ -32,7 +32,7 @@ func (n *Node) SetMeta(m Meta, timeout time.Duration) error {
 	n.cfg.Meta = m
 	n.meta = enc
 	n.mu.Unlock()
-	n.signal(n.kick) // this node's own flags (Syncing) enter its ownership view at once
+	n.signal(n.reconcileKick) // this node's own flags (Syncing) enter its ownership view at once
 	if err := n.ml.UpdateNode(timeout); err != nil {
 		return fmt.Errorf("cluster set meta %s: announce: %w", n.cfg.Name, err)
 	}
@@ -79,16 +79,4 @@ func (n *Node) Backends() []BackendMember {
 		return 0
 	})
 	return out
-}
-
-// notifyMembers runs Config.OnMembers once if the member set changed since
-// the last call; event goroutine only.
-func (n *Node) notifyMembers() {
-	n.mu.Lock()
-	dirty := n.memberDirty
-	n.memberDirty = false
-	n.mu.Unlock()
-	if dirty && n.cfg.OnMembers != nil {
-		n.cfg.OnMembers()
-	}
 }

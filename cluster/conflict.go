@@ -101,7 +101,7 @@ func (n *Node) yieldingLocked(vip netip.Addr) bool {
 
 func (n *Node) queueConflictEvent(e OwnershipEvent) {
 	select {
-	case n.conflictEv <- e:
+	case n.conflictEvents <- e:
 	case <-n.done:
 	}
 }

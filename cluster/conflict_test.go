@@ -103,7 +103,7 @@ type conflictWorld struct {
 	a    *Node
 	vips []netip.Addr
 	zMAC [6]byte
-	ev   *events
+	ev   *eventDelegate
 	z    *memberlist.Node
 	mu   sync.Mutex
 	got  []OwnershipEvent
@@ -128,7 +128,7 @@ func newConflictWorld(t *testing.T, yield time.Duration) *conflictWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.ev = (*events)(w.a)
+	w.ev = (*eventDelegate)(w.a)
 	w.z = mlNode("lb-z", netip.MustParseAddrPort("127.0.0.1:1"), meta)
 	w.ev.NotifyJoin(w.z)
 	w.ev.NotifyLeave(w.z)

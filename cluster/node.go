@@ -2,11 +2,9 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"sort"
 	"sync"
@@ -15,6 +13,12 @@ import (
 
 	"github.com/hashicorp/memberlist"
 )
+
+// This file holds the Node's lifecycle (New, Join, Leave, Shutdown) and its
+// queries. The memberlist delegates are in delegate.go and event_delegate.go,
+// the ownership state machine's driver in reconcile.go, allocation gossip in
+// allocation_gossip.go, the typed message channel in messages.go and the
+// broadcast queue in broadcast.go.
 
 // MemberState is a member's state in the local view.
 type MemberState uint8
@@ -68,7 +72,26 @@ type Stats struct {
 	JoinAttempts      uint64        // join attempts made by the background joiner
 }
 
-type memberRec struct {
+// nodeCounters are the atomics behind Stats (all but OwnershipChanges, which
+// VIPOwner counts under Node.mu). Any goroutine adds to them without a lock.
+type nodeCounters struct {
+	malformedMeta          atomic.Uint64 // Stats.MalformedMeta
+	malformedMessages      atomic.Uint64 // Stats.MalformedMessages
+	malformedState         atomic.Uint64 // Stats.MalformedState
+	unknownMessages        atomic.Uint64 // Stats.UnknownMessages
+	allocationSetsRejected atomic.Uint64 // Stats.StaleAllocations
+	messagesDropped        atomic.Uint64 // Stats.MessagesDropped
+	broadcastsPruned       atomic.Uint64 // Stats.BroadcastsPruned
+	joinAttempts           atomic.Uint64 // Stats.JoinAttempts
+	failovers              atomic.Uint64 // Stats.Failovers
+	lastFailoverNanos      atomic.Int64  // Stats.LastFailover
+	maxFailoverNanos       atomic.Int64  // Stats.MaxFailover (written by the event goroutine only)
+}
+
+// memberRecord is one member in the local view, kept from memberlist's
+// events (memberlist's own *Node values are rewritten in place under its
+// lock, so the node never reads them outside the event delegate).
+type memberRecord struct {
 	addr      netip.AddrPort
 	state     MemberState
 	meta      Meta
@@ -77,46 +100,44 @@ type memberRec struct {
 	metaRaw   string // the metadata bytes last seen, to notice changes
 }
 
-type inMsg struct {
-	t       MsgType
-	payload []byte
-}
-
 // Node is one member of the cluster: memberlist plus VIP ownership and
 // allocation gossip. Create it with New; its methods are safe for concurrent
 // use. Callbacks from Config run on the node's event goroutine.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
-	meta  []byte
-	ml    *memberlist.Memberlist
-	queue *memberlist.TransmitLimitedQueue
+	cfg   Config                           // cfg.Meta is guarded by mu (SetMeta); the rest is read-only after New
+	log   *slog.Logger                     // with the node's name
+	now   func() time.Time                 // cfg.Now or time.Now
+	ml    *memberlist.Memberlist           // set once in New
+	queue *memberlist.TransmitLimitedQueue // outgoing broadcasts; has its own lock
 
-	mu          sync.Mutex
-	members     map[string]*memberRec
-	owner       *VIPOwner
-	vips        []netip.Addr
-	vipsDirty   bool
-	allocs      *AllocationStore
-	localGen    uint64
-	resolved    map[string]Allocation
-	handlers    map[MsgType]func([]byte)
-	lossAt      map[string]time.Time
-	lastFailNs  atomic.Int64
-	maxFailNs   atomic.Int64
-	counters    struct{ malMeta, malMsg, malState, unknown, stale, dropped, pruned, joins, failovers atomic.Uint64 }
-	leaving     bool
-	memberDirty bool                 // a member joined, changed state or metadata since OnMembers last ran
-	yields      map[netip.Addr]yield // VIPs given up after a conflict (conflict.go)
-	conflictEv  chan OwnershipEvent  // ownership changes from conflicts, for the event goroutine
-	kick        chan struct{}
-	leaveReq    chan chan struct{}
-	allocKick   chan struct{}
-	msgs        chan inMsg
-	done        chan struct{}
-	wg          sync.WaitGroup
-	shutdownOne sync.Once
+	// mu guards every field below up to the channels. It is held only for
+	// short, non-blocking sections: never across a callback, a memberlist
+	// call or a channel send that can block.
+	mu              sync.Mutex
+	meta            []byte                   // this node's encoded metadata (NodeMeta)
+	members         map[string]*memberRecord // the local view, by member name
+	owner           *VIPOwner                // the ownership state machine
+	vips            []netip.Addr             // the VIPs to place (SetVIPs)
+	vipsChanged     bool                     // vips changed since the last reconcile
+	allocations     *AllocationStore         // every origin's latest allocation set
+	localGeneration uint64                   // the generation of this node's own set
+	resolved        map[string]Allocation    // allocations resolved from the store
+	handlers        map[MsgType]func([]byte) // user message handlers (Handle)
+	deathDetectedAt map[string]time.Time     // when an alive appliance was seen dead, for failover times
+	leaving         bool                     // Leave began: hold nothing from now on
+	membersChanged  bool                     // a member joined, changed state or metadata since OnMembers last ran
+	yields          map[netip.Addr]yield     // VIPs given up after a conflict (conflict.go)
+
+	counters nodeCounters
+
+	reconcileKick      chan struct{}       // wakes the event goroutine to reconcile (coalescing)
+	allocationsChanged chan struct{}       // wakes the event goroutine to call OnAllocations (coalescing)
+	conflictEvents     chan OwnershipEvent // ownership changes from conflicts, for the event goroutine
+	leaveRequests      chan chan struct{}  // Leave asks the event goroutine to give up every VIP
+	userMessages       chan userMessage    // received user messages, for the dispatch goroutine
+	done               chan struct{}       // closed by Shutdown
+	wg                 sync.WaitGroup      // the node's goroutines
+	shutdownOnce       sync.Once
 }
 
 // New validates cfg, starts memberlist (listening at once) and the node's
@@ -134,20 +155,20 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		meta:    meta,
-		members: map[string]*memberRec{},
+		members: map[string]*memberRecord{},
 		owner: NewVIPOwner(OwnerConfig{Self: cfg.Name, RequireQuorum: cfg.RequireQuorum, ForgetDeadAfter: cfg.ForgetDeadAfter,
 			ExpectedMembers: cfg.ExpectedMembers}),
-		allocs:     NewAllocationStore(),
-		resolved:   map[string]Allocation{},
-		handlers:   map[MsgType]func([]byte){},
-		lossAt:     map[string]time.Time{},
-		kick:       make(chan struct{}, 1),
-		leaveReq:   make(chan chan struct{}),
-		allocKick:  make(chan struct{}, 1),
-		yields:     map[netip.Addr]yield{},
-		conflictEv: make(chan OwnershipEvent, 64),
-		msgs:       make(chan inMsg, cfg.MessageQueueLen),
-		done:       make(chan struct{}),
+		allocations:        NewAllocationStore(),
+		resolved:           map[string]Allocation{},
+		handlers:           map[MsgType]func([]byte){},
+		deathDetectedAt:    map[string]time.Time{},
+		yields:             map[netip.Addr]yield{},
+		reconcileKick:      make(chan struct{}, 1),
+		allocationsChanged: make(chan struct{}, 1),
+		conflictEvents:     make(chan OwnershipEvent, 64),
+		leaveRequests:      make(chan chan struct{}),
+		userMessages:       make(chan userMessage, cfg.MessageQueueLen),
+		done:               make(chan struct{}),
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -156,8 +177,31 @@ func New(cfg Config) (*Node, error) {
 		n.now = time.Now
 	}
 	n.log = n.log.With("node", cfg.Name)
-	n.localGen = uint64(n.now().UnixNano())
+	n.localGeneration = uint64(n.now().UnixNano())
 
+	mc := n.memberlistConfig()
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster node %s: start memberlist on %s: %w", cfg.Name, cfg.BindAddr, err)
+	}
+	n.ml = ml
+	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
+
+	n.wg.Add(2)
+	go n.eventLoop()
+	go n.dispatchLoop()
+	if len(cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.joinLoop(cfg.Join)
+	}
+	n.signal(n.reconcileKick)
+	return n, nil
+}
+
+// memberlistConfig translates n.cfg into memberlist's LAN configuration with
+// n's delegates.
+func (n *Node) memberlistConfig() *memberlist.Config {
+	cfg := n.cfg
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Name
 	if cfg.Transport != nil {
@@ -182,26 +226,10 @@ func New(cfg Config) (*Node, error) {
 		mc.GossipVerifyOutgoing = true
 	}
 	mc.Delegate = (*delegate)(n)
-	mc.Events = (*events)(n)
+	mc.Events = (*eventDelegate)(n)
 	mc.LogOutput = nil
 	mc.Logger = log.New(slogWriter{n.log}, "", 0)
-
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		return nil, fmt.Errorf("cluster node %s: start memberlist on %s: %w", cfg.Name, cfg.BindAddr, err)
-	}
-	n.ml = ml
-	n.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
-
-	n.wg.Add(2)
-	go n.eventLoop()
-	go n.dispatchLoop()
-	if len(cfg.Join) > 0 {
-		n.wg.Add(1)
-		go n.joinLoop(cfg.Join)
-	}
-	n.signal(n.kick)
-	return n, nil
+	return mc
 }
 
 // Name returns the node's name.
@@ -227,12 +255,15 @@ func (n *Node) Join(addrs []string) (int, error) {
 	return c, nil
 }
 
+// joinLoop is the background joiner New starts for Config.Join: it retries
+// every JoinRetryInterval until one member answers, then heals partitions
+// (rejoinLoop) until Shutdown.
 func (n *Node) joinLoop(addrs []string) {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.JoinRetryInterval)
 	defer t.Stop()
 	for {
-		n.counters.joins.Add(1)
+		n.counters.joinAttempts.Add(1)
 		c, err := n.Join(addrs)
 		if err == nil {
 			n.log.Info("joined cluster", "members", c)
@@ -264,30 +295,37 @@ func (n *Node) rejoinLoop(addrs []string) {
 			return
 		case <-t.C:
 		}
-		// From the node's own records: the *Node values memberlist's Members returns are
-		// rewritten in place by its alive handling (a member's metadata update), a data race.
-		alive := map[string]bool{}
-		n.mu.Lock()
-		for _, r := range n.members {
-			if r.state == StateAlive {
-				alive[r.addr.String()] = true
-			}
-		}
-		n.mu.Unlock()
-		var missing []string
-		for _, a := range addrs {
-			if !alive[a] {
-				missing = append(missing, a)
-			}
-		}
+		missing := n.addressesNotAlive(addrs)
 		if len(missing) == 0 {
 			continue
 		}
 		if c, err := n.ml.Join(missing); err == nil && c > 0 {
-			n.counters.joins.Add(1)
+			n.counters.joinAttempts.Add(1)
 			n.log.Info("rejoined members", "addrs", missing)
 		}
 	}
+}
+
+// addressesNotAlive returns those of addrs that no alive member has. It reads
+// the node's own records: the *Node values memberlist's Members returns are
+// rewritten in place by its alive handling (a member's metadata update), a
+// data race.
+func (n *Node) addressesNotAlive(addrs []string) []string {
+	alive := map[string]bool{}
+	n.mu.Lock()
+	for _, r := range n.members {
+		if r.state == StateAlive {
+			alive[r.addr.String()] = true
+		}
+	}
+	n.mu.Unlock()
+	var missing []string
+	for _, a := range addrs {
+		if !alive[a] {
+			missing = append(missing, a)
+		}
+	}
+	return missing
 }
 
 // Leave hands over gracefully: this node first gives up its VIPs (Lost
@@ -297,7 +335,7 @@ func (n *Node) rejoinLoop(addrs []string) {
 func (n *Node) Leave(timeout time.Duration) error {
 	ack := make(chan struct{})
 	select {
-	case n.leaveReq <- ack:
+	case n.leaveRequests <- ack:
 		<-ack
 	case <-n.done:
 		return fmt.Errorf("cluster leave %s: node shut down", n.cfg.Name)
@@ -326,7 +364,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 // message: to the others it looks like a crash. Safe to call twice.
 func (n *Node) Shutdown() error {
 	var err error
-	n.shutdownOne.Do(func() {
+	n.shutdownOnce.Do(func() {
 		close(n.done)
 		err = n.ml.Shutdown()
 		n.wg.Wait()
@@ -339,12 +377,12 @@ func (n *Node) Shutdown() error {
 
 // Close leaves gracefully (waiting up to timeout) and shuts down.
 func (n *Node) Close(timeout time.Duration) error {
-	lerr := n.Leave(timeout)
-	serr := n.Shutdown()
-	if lerr != nil {
-		return lerr
+	leaveErr := n.Leave(timeout)
+	shutdownErr := n.Shutdown()
+	if leaveErr != nil {
+		return leaveErr
 	}
-	return serr
+	return shutdownErr
 }
 
 // SetVIPs sets the VIPs to place across the appliances. Ownership changes
@@ -352,9 +390,9 @@ func (n *Node) Close(timeout time.Duration) error {
 func (n *Node) SetVIPs(vips []netip.Addr) {
 	n.mu.Lock()
 	n.vips = append([]netip.Addr(nil), vips...)
-	n.vipsDirty = true
+	n.vipsChanged = true
 	n.mu.Unlock()
-	n.signal(n.kick)
+	n.signal(n.reconcileKick)
 }
 
 // Holds reports whether this node holds vip now.
@@ -416,468 +454,31 @@ func (n *Node) Stats() Stats {
 	n.mu.Lock()
 	changes := n.owner.OwnerChanges()
 	n.mu.Unlock()
+	c := &n.counters
 	return Stats{
 		OwnershipChanges:  changes,
-		Failovers:         n.counters.failovers.Load(),
-		LastFailover:      time.Duration(n.lastFailNs.Load()),
-		MaxFailover:       time.Duration(n.maxFailNs.Load()),
-		MalformedMeta:     n.counters.malMeta.Load(),
-		MalformedMessages: n.counters.malMsg.Load(),
-		MalformedState:    n.counters.malState.Load(),
-		UnknownMessages:   n.counters.unknown.Load(),
-		StaleAllocations:  n.counters.stale.Load(),
-		MessagesDropped:   n.counters.dropped.Load(),
-		BroadcastsPruned:  n.counters.pruned.Load(),
-		JoinAttempts:      n.counters.joins.Load(),
+		Failovers:         c.failovers.Load(),
+		LastFailover:      time.Duration(c.lastFailoverNanos.Load()),
+		MaxFailover:       time.Duration(c.maxFailoverNanos.Load()),
+		MalformedMeta:     c.malformedMeta.Load(),
+		MalformedMessages: c.malformedMessages.Load(),
+		MalformedState:    c.malformedState.Load(),
+		UnknownMessages:   c.unknownMessages.Load(),
+		StaleAllocations:  c.allocationSetsRejected.Load(),
+		MessagesDropped:   c.messagesDropped.Load(),
+		BroadcastsPruned:  c.broadcastsPruned.Load(),
+		JoinAttempts:      c.joinAttempts.Load(),
 	}
 }
 
-// SetAllocations replaces the allocations this node proposes and gossips
-// them. Items must have unique, non-empty Service keys.
-func (n *Node) SetAllocations(items []Allocation) error {
-	norm, ok := normaliseItems(items)
-	if !ok {
-		return fmt.Errorf("cluster set allocations: duplicate service")
-	}
-	n.mu.Lock()
-	n.localGen++
-	set := AllocationSet{Origin: n.cfg.Name, Generation: n.localGen, Items: norm}
-	enc, err := EncodeAllocationSet(set)
-	if err != nil {
-		n.mu.Unlock()
-		return fmt.Errorf("cluster set allocations: %w", err)
-	}
-	n.allocs.Merge(set)
-	changed := n.resolveLocked()
-	n.mu.Unlock()
-	n.queueBroadcast(EncodeMessage(MsgAllocations, enc), "alloc")
-	if changed {
-		n.signal(n.allocKick)
-	}
-	return nil
-}
-
-// Allocations returns the resolved allocations (see AllocationStore for the
-// rule), keyed by Service.
-func (n *Node) Allocations() map[string]Allocation {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make(map[string]Allocation, len(n.resolved))
-	for k, a := range n.resolved {
-		a.NodePorts = append([]uint16(nil), a.NodePorts...)
-		out[k] = a
-	}
-	return out
-}
-
-// Handle registers fn for messages of type t (t >= MsgUserMin). fn runs on
-// the node's dispatch goroutine with a payload it may keep.
-func (n *Node) Handle(t MsgType, fn func(payload []byte)) error {
-	if t < MsgUserMin {
-		return fmt.Errorf("cluster handle type %d: reserved (below %d)", t, MsgUserMin)
-	}
-	n.mu.Lock()
-	n.handlers[t] = fn
-	n.mu.Unlock()
-	return nil
-}
-
-// Broadcast gossips a message of type t to all members (best effort,
-// retransmitted a few times). A non-empty key replaces a queued broadcast
-// with the same key (only the newest state of that key is sent).
-func (n *Node) Broadcast(t MsgType, key string, payload []byte) error {
-	if t < MsgUserMin {
-		return fmt.Errorf("cluster broadcast type %d: reserved (below %d)", t, MsgUserMin)
-	}
-	if key != "" {
-		key = fmt.Sprintf("u%d/%s", t, key)
-	}
-	n.queueBroadcast(EncodeMessage(t, payload), key)
-	return nil
-}
-
-// SendTo sends a message of type t reliably (over TCP) to member node.
-func (n *Node) SendTo(node string, t MsgType, payload []byte) error {
-	if t < MsgUserMin {
-		return fmt.Errorf("cluster send type %d: reserved (below %d)", t, MsgUserMin)
-	}
-	// The target is built from this node's own member record, read under n.mu: the
-	// *memberlist.Node values Members() returns are rewritten by memberlist (address, port,
-	// metadata) under its own lock while we would read them.
-	n.mu.Lock()
-	r, ok := n.members[node]
-	var target memberlist.Node
-	if ok && r.state == StateAlive {
-		target = memberlist.Node{Name: node, Addr: r.addr.Addr().AsSlice(), Port: r.addr.Port()}
-	}
-	n.mu.Unlock()
-	if target.Name == "" {
-		return fmt.Errorf("cluster send to %s: not a live member", node)
-	}
-	if err := n.ml.SendReliable(&target, EncodeMessage(t, payload)); err != nil {
-		return fmt.Errorf("cluster send to %s: %w", node, err)
-	}
-	return nil
-}
-
-func (n *Node) queueBroadcast(msg []byte, key string) {
-	n.queue.QueueBroadcast(&broadcast{msg: msg, key: key})
-	if q := n.queue.NumQueued(); q > n.cfg.MaxQueuedBroadcasts {
-		n.queue.Prune(n.cfg.MaxQueuedBroadcasts)
-		n.counters.pruned.Add(uint64(q - n.cfg.MaxQueuedBroadcasts))
-	}
-}
-
-// resolveLocked recomputes the resolved allocations; reports a change.
-func (n *Node) resolveLocked() bool {
-	r := n.allocs.Resolve()
-	if maps.EqualFunc(r, n.resolved, allocEqual) {
-		return false
-	}
-	n.resolved = r
-	return true
-}
-
-func allocEqual(a, b Allocation) bool {
-	if a.Service != b.Service || a.ClusterIP != b.ClusterIP || a.ExternalIP != b.ExternalIP ||
-		a.CreatedUnixMilli != b.CreatedUnixMilli || len(a.NodePorts) != len(b.NodePorts) {
-		return false
-	}
-	for i := range a.NodePorts {
-		if a.NodePorts[i] != b.NodePorts[i] {
-			return false
-		}
-	}
-	return true
-}
-
+// signal wakes the goroutine waiting on ch without blocking: a wake-up
+// already pending covers this one.
 func (n *Node) signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
 	}
 }
-
-// eventLoop is the one goroutine that runs the ownership state machine and
-// the OnOwnership/OnAllocations callbacks.
-func (n *Node) eventLoop() {
-	defer n.wg.Done()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-n.kick:
-			n.reconcile()
-			n.notifyMembers()
-		case <-tick.C:
-			n.reconcile()
-			n.notifyMembers()
-		case ack := <-n.leaveReq:
-			n.mu.Lock()
-			n.leaving = true
-			n.mu.Unlock()
-			n.reconcile()
-			close(ack)
-		case <-n.allocKick:
-			if n.cfg.OnAllocations != nil {
-				n.cfg.OnAllocations()
-			}
-		case e := <-n.conflictEv:
-			n.log.Info("vip ownership", "vip", e.VIP, "change", e.Change.String(), "owner", e.Owner, "previous", e.Previous, "cause", "conflict")
-			if n.cfg.OnOwnership != nil {
-				n.cfg.OnOwnership(e)
-			}
-		}
-	}
-}
-
-func (n *Node) reconcile() {
-	now := n.now()
-	n.mu.Lock()
-	var evs []OwnershipEvent
-	if n.vipsDirty && !n.leaving {
-		evs = append(evs, n.owner.SetVIPs(n.vips)...)
-		n.vipsDirty = false
-	}
-	type failover struct {
-		vip  netip.Addr
-		from string
-		d    time.Duration
-	}
-	var fos []failover
-	var alive, left []string
-	for name, r := range n.members {
-		switch {
-		case r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance && !r.meta.Leaving:
-			alive = append(alive, name)
-		case r.state == StateLeft || (r.metaValid && r.meta.Leaving):
-			left = append(left, name)
-		}
-		if r.state != StateAlive && n.cfg.ForgetDeadAfter > 0 && now.Sub(r.since) >= n.cfg.ForgetDeadAfter {
-			delete(n.members, name)
-			delete(n.lossAt, name)
-			if n.allocs.Forget(name) && n.resolveLocked() {
-				n.signal(n.allocKick)
-			}
-		}
-	}
-	// Members still taking in the cluster's state (Meta.Syncing, this node's own flag included)
-	// count toward the quorum but hold nothing yet.
-	var syncing []string
-	for _, name := range alive {
-		if r := n.members[name]; r != nil && r.meta.Syncing {
-			syncing = append(syncing, name)
-		}
-	}
-	if n.cfg.Meta.Syncing {
-		syncing = append(syncing, n.cfg.Name)
-	}
-	n.owner.SetExcluded(syncing)
-	switch {
-	case n.leaving && len(n.owner.Held()) > 0:
-		evs = append(evs, n.owner.SetVIPs(nil)...)
-	case !n.leaving && n.cfg.Meta.Role == RoleAppliance:
-		evs = append(evs, n.owner.Update(now, alive, left)...)
-	}
-	// A conflict's yield ends as soon as the member it yielded to is no longer alive, or this
-	// node's view hands it the VIP anew (the member died, the views changed): otherwise a node
-	// that stepped aside for a returning member would keep off the VIP for the rest of
-	// ConflictYield after that member died again.
-	if len(n.yields) > 0 {
-		aliveSet := make(map[string]bool, len(alive))
-		for _, name := range alive {
-			aliveSet[name] = true
-		}
-		gained := map[netip.Addr]bool{}
-		for _, e := range evs {
-			if e.Change == Gained {
-				gained[e.VIP] = true
-				delete(n.yields, e.VIP)
-			}
-		}
-		for vip, y := range n.yields {
-			if aliveSet[y.other] {
-				continue
-			}
-			delete(n.yields, vip)
-			if n.owner.Holds(vip) && !gained[vip] {
-				// Held all along in the view, hidden by the yield: announce it now.
-				_, standby := n.owner.Owner(vip)
-				evs = append(evs, OwnershipEvent{VIP: vip, Owner: n.cfg.Name, Standby: standby, Previous: y.other, Change: Gained})
-			}
-		}
-	}
-	// A batch from SetVIPs then Update may mention a VIP twice; both are real transitions.
-	for _, e := range evs {
-		if e.Change != Gained || e.Previous == "" {
-			continue
-		}
-		if at, ok := n.lossAt[e.Previous]; ok {
-			d := now.Sub(at)
-			n.counters.failovers.Add(1)
-			n.lastFailNs.Store(int64(d))
-			if int64(d) > n.maxFailNs.Load() {
-				n.maxFailNs.Store(int64(d))
-			}
-			fos = append(fos, failover{e.VIP, e.Previous, d})
-		}
-	}
-	n.mu.Unlock()
-	if n.cfg.OnFailover != nil {
-		for _, f := range fos {
-			n.cfg.OnFailover(f.vip, f.from, f.d)
-		}
-	}
-	for _, e := range evs {
-		lvl := slog.LevelDebug
-		if e.Change != Moved {
-			lvl = slog.LevelInfo
-		}
-		n.log.Log(context.Background(), lvl, "vip ownership", "vip", e.VIP, "change", e.Change.String(), "owner", e.Owner, "standby", e.Standby, "previous", e.Previous)
-		if n.cfg.OnOwnership != nil {
-			n.cfg.OnOwnership(e)
-		}
-	}
-}
-
-func (n *Node) dispatchLoop() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.done:
-			return
-		case m := <-n.msgs:
-			n.mu.Lock()
-			fn := n.handlers[m.t]
-			n.mu.Unlock()
-			if fn != nil {
-				fn(m.payload)
-			}
-		}
-	}
-}
-
-// setMember records a memberlist event; called under memberlist's lock, so
-// it only touches n.mu and signals the event loop.
-func (n *Node) setMember(node *memberlist.Node, state MemberState) {
-	now := n.now()
-	addr, _ := netip.AddrFromSlice(node.Addr)
-	meta, err := DecodeMeta(node.Meta)
-	if err != nil {
-		n.counters.malMeta.Add(1)
-		n.log.Debug("member metadata", "member", node.Name, "err", err)
-	}
-	n.mu.Lock()
-	r := n.members[node.Name]
-	if r == nil {
-		r = &memberRec{}
-		n.members[node.Name] = r
-	}
-	// memberlist's Node.State is not maintained for delegates, so a graceful
-	// leave is recognised by the Leaving flag the node announced first.
-	if state == StateDead && r.metaValid && r.meta.Leaving {
-		state = StateLeft
-	}
-	if r.state != state {
-		r.since = now
-		n.memberDirty = true
-	}
-	if state == StateDead && r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance && !r.meta.Leaving {
-		n.lossAt[node.Name] = now
-	}
-	if state == StateAlive {
-		delete(n.lossAt, node.Name)
-	}
-	r.state = state
-	r.addr = netip.AddrPortFrom(addr.Unmap(), node.Port)
-	if state == StateAlive {
-		r.meta, r.metaValid = meta, err == nil
-		if r.metaRaw != string(node.Meta) {
-			r.metaRaw = string(node.Meta)
-			n.memberDirty = true
-		}
-	}
-	n.mu.Unlock()
-	n.signal(n.kick)
-}
-
-func (n *Node) mergeAllocationSet(b []byte) {
-	s, err := DecodeAllocationSet(b)
-	if err != nil {
-		n.counters.malMsg.Add(1)
-		return
-	}
-	n.mergeSet(s)
-}
-
-func (n *Node) mergeSet(s AllocationSet) {
-	if s.Origin == n.cfg.Name { // this node is the authority on its own set
-		return
-	}
-	n.mu.Lock()
-	if !n.allocs.Merge(s) {
-		n.mu.Unlock()
-		n.counters.stale.Add(1)
-		return
-	}
-	changed := n.resolveLocked()
-	n.mu.Unlock()
-	if changed {
-		n.signal(n.allocKick)
-	}
-}
-
-// delegate implements memberlist.Delegate for Node.
-type delegate Node
-
-func (d *delegate) NodeMeta(limit int) []byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.meta) > limit {
-		return nil
-	}
-	return d.meta
-}
-
-func (d *delegate) NotifyMsg(b []byte) {
-	n := (*Node)(d)
-	t, payload, err := DecodeMessage(b)
-	if err != nil {
-		n.counters.malMsg.Add(1)
-		return
-	}
-	if t == MsgAllocations {
-		n.mergeAllocationSet(payload)
-		return
-	}
-	n.mu.Lock()
-	_, ok := n.handlers[t]
-	n.mu.Unlock()
-	if !ok {
-		n.counters.unknown.Add(1)
-		return
-	}
-	select {
-	case n.msgs <- inMsg{t: t, payload: bytes.Clone(payload)}:
-	default:
-		n.counters.dropped.Add(1)
-	}
-}
-
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return d.queue.GetBroadcasts(overhead, limit)
-}
-
-func (d *delegate) LocalState(join bool) []byte {
-	n := (*Node)(d)
-	n.mu.Lock()
-	sets := n.allocs.Sets()
-	n.mu.Unlock()
-	b, err := encodeState(sets)
-	if err != nil {
-		n.log.Warn("encode allocation state", "err", err)
-		return nil
-	}
-	return b
-}
-
-func (d *delegate) MergeRemoteState(buf []byte, join bool) {
-	n := (*Node)(d)
-	if len(buf) == 0 {
-		return
-	}
-	sets, err := DecodeState(buf)
-	if err != nil {
-		n.counters.malState.Add(1)
-		return
-	}
-	for _, s := range sets {
-		n.mergeSet(s)
-	}
-}
-
-// events implements memberlist.EventDelegate for Node.
-type events Node
-
-func (e *events) NotifyJoin(m *memberlist.Node)   { (*Node)(e).setMember(m, StateAlive) }
-func (e *events) NotifyUpdate(m *memberlist.Node) { (*Node)(e).setMember(m, StateAlive) }
-func (e *events) NotifyLeave(m *memberlist.Node)  { (*Node)(e).setMember(m, StateDead) }
-
-// broadcast is a queued gossip message; a non-empty key replaces older
-// broadcasts with the same key.
-type broadcast struct {
-	msg []byte
-	key string
-}
-
-func (b *broadcast) Invalidates(other memberlist.Broadcast) bool {
-	o, ok := other.(*broadcast)
-	return ok && b.key != "" && o.key == b.key
-}
-func (b *broadcast) Message() []byte { return b.msg }
-func (b *broadcast) Finished()       {}
 
 // slogWriter routes memberlist's log lines into slog at debug level.
 type slogWriter struct{ l *slog.Logger }

@@ -424,7 +424,7 @@ func TestNodeBadMetaIsNotRanked(t *testing.T) {
 	nodes := startCluster(t, []string{"lb-a", "lb-b"}, nil, func(c *Config) { c.RequireQuorum = false })
 	b := nodes[1]
 	// Replay a member update carrying undecodable metadata through the event delegate.
-	ev := (*events)(b)
+	ev := (*eventDelegate)(b)
 	var victim MemberInfo
 	for _, m := range b.Members() {
 		if m.Name == "lb-a" {

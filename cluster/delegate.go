@@ -1,0 +1,93 @@
+package cluster
+
+import "bytes"
+
+// delegate implements memberlist.Delegate for Node. memberlist calls its
+// methods from its own goroutines, several at once; each method takes n.mu
+// only for short sections, never blocks and never calls back into memberlist.
+type delegate Node
+
+// NodeMeta returns this node's encoded metadata (nil if over limit). Called
+// on the caller's goroutine of New (memberlist.Create), SetMeta and Leave
+// (memberlist.UpdateNode).
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.meta) > limit {
+		return nil
+	}
+	return d.meta
+}
+
+// NotifyMsg takes one received gossip message (untrusted bytes that
+// memberlist may reuse after the call). Called on memberlist's packet handler
+// goroutine for broadcasts and on a stream connection's goroutine for SendTo;
+// it must not block, since it would stall memberlist's receive loop, so user
+// messages go to the bounded userMessages queue and are dropped (counted)
+// when it is full. Allocation sets are merged here, under n.mu.
+func (d *delegate) NotifyMsg(b []byte) {
+	n := (*Node)(d)
+	t, payload, err := DecodeMessage(b)
+	if err != nil {
+		n.counters.malformedMessages.Add(1)
+		return
+	}
+	if t == MsgAllocations {
+		n.mergeAllocationMessage(payload)
+		return
+	}
+	n.mu.Lock()
+	_, ok := n.handlers[t]
+	n.mu.Unlock()
+	if !ok {
+		n.counters.unknownMessages.Add(1)
+		return
+	}
+	select {
+	case n.userMessages <- userMessage{msgType: t, payload: bytes.Clone(payload)}:
+	default:
+		n.counters.messagesDropped.Add(1)
+	}
+}
+
+// GetBroadcasts hands memberlist the queued broadcasts that fit in limit.
+// Called on memberlist's gossip goroutine and on whichever goroutine sends a
+// packet that broadcasts can ride on (probes, acks); the queue has its own
+// lock.
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.queue.GetBroadcasts(overhead, limit)
+}
+
+// LocalState returns the push-pull state: every allocation set held. Called
+// on memberlist's push-pull goroutine, on a stream connection's goroutine
+// answering another member's push-pull, and on the caller's goroutine of
+// Join.
+func (d *delegate) LocalState(join bool) []byte {
+	n := (*Node)(d)
+	n.mu.Lock()
+	sets := n.allocations.Sets()
+	n.mu.Unlock()
+	b, err := encodeState(sets)
+	if err != nil {
+		n.log.Warn("encode allocation state", "err", err)
+		return nil
+	}
+	return b
+}
+
+// MergeRemoteState merges another member's push-pull state (untrusted
+// bytes). Called on the same goroutines as LocalState.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	n := (*Node)(d)
+	if len(buf) == 0 {
+		return
+	}
+	sets, err := DecodeState(buf)
+	if err != nil {
+		n.counters.malformedState.Add(1)
+		return
+	}
+	for _, s := range sets {
+		n.mergeAllocationSet(s)
+	}
+}
