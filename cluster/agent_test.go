@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 func backendState(n *Node, agent string) (EndpointState, bool) {
@@ -35,7 +37,7 @@ func TestNodeBackendMetaUpdates(t *testing.T) {
 		agents[name] = startNode(t, c)
 	}
 	for name := range agents {
-		eventually(t, 10*time.Second, name+" ready at the appliance", func() bool {
+		tstest.EventuallyTrue(t, 10*time.Second, name+" ready at the appliance", func() bool {
 			s, ok := backendState(app, name)
 			return ok && s == EndpointReady
 		})
@@ -60,11 +62,11 @@ func TestNodeBackendMetaUpdates(t *testing.T) {
 			if err := agents["agent-1"].SetMeta(m, time.Second); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "state "+tc.state.String()+" at the appliance", func() bool {
+			tstest.EventuallyTrue(t, 5*time.Second, "state "+tc.state.String()+" at the appliance", func() bool {
 				s, ok := backendState(app, "agent-1")
 				return ok && s == tc.state
 			})
-			eventually(t, 2*time.Second, "OnMembers after the change", func() bool { return calls.Load() > before })
+			tstest.EventuallyTrue(t, 2*time.Second, "OnMembers after the change", func() bool { return calls.Load() > before })
 		})
 	}
 
@@ -77,7 +79,7 @@ func TestNodeBackendMetaUpdates(t *testing.T) {
 	if err := agents["agent-1"].Close(2 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "left agent's endpoints dropped", func() bool { _, ok := backendState(app, "agent-1"); return !ok })
+	tstest.EventuallyTrue(t, 3*time.Second, "left agent's endpoints dropped", func() bool { _, ok := backendState(app, "agent-1"); return !ok })
 	t.Logf("graceful leave: endpoints dropped %s after Close began", time.Since(start).Round(time.Millisecond))
 	if err := agents["agent-1"].SetMeta(Meta{Role: RoleBackend}, time.Second); err == nil {
 		t.Fatal("SetMeta after Close succeeded")
@@ -86,7 +88,7 @@ func TestNodeBackendMetaUpdates(t *testing.T) {
 	// Crash (no leave message): dropped once declared dead.
 	start = time.Now()
 	_ = agents["agent-2"].Shutdown()
-	eventually(t, 5*time.Second, "dead agent's endpoints dropped", func() bool { _, ok := backendState(app, "agent-2"); return !ok })
+	tstest.EventuallyTrue(t, 5*time.Second, "dead agent's endpoints dropped", func() bool { _, ok := backendState(app, "agent-2"); return !ok })
 	t.Logf("crash: endpoints dropped %s after shutdown", time.Since(start).Round(time.Millisecond))
 	for _, m := range app.Members() {
 		if m.Name == "agent-2" && m.State != StateDead {
@@ -111,13 +113,13 @@ func TestNodeBackendsDoNotCountTowardQuorum(t *testing.T) {
 		c.Join = []string{app.AddrPort().String()}
 		agents = append(agents, startNode(t, c))
 	}
-	eventually(t, 10*time.Second, "appliance sees the agents", func() bool { return len(app.Backends()) == 3 })
-	eventually(t, 5*time.Second, "lone appliance holds every VIP", func() bool { return len(app.Held()) == len(vips) })
+	tstest.EventuallyTrue(t, 10*time.Second, "appliance sees the agents", func() bool { return len(app.Backends()) == 3 })
+	tstest.EventuallyTrue(t, 5*time.Second, "lone appliance holds every VIP", func() bool { return len(app.Held()) == len(vips) })
 	for _, a := range agents {
 		_ = a.Shutdown() // crash: three "lost" members
 	}
-	eventually(t, 5*time.Second, "agents declared dead", func() bool { return len(app.Backends()) == 0 })
-	never(t, 500*time.Millisecond, "appliance lost quorum or VIPs after agents died", func() bool {
+	tstest.EventuallyTrue(t, 5*time.Second, "agents declared dead", func() bool { return len(app.Backends()) == 0 })
+	tstest.Never(t, 500*time.Millisecond, 20*time.Millisecond, "appliance lost quorum or VIPs after agents died", func() bool {
 		return !app.HasQuorum() || len(app.Held()) != len(vips)
 	})
 	for _, v := range vips {

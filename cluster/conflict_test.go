@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestNodeConflict: lb-a believes lb-z is dead (as in a partition, where lb-a's side took the
@@ -58,7 +60,7 @@ func TestNodeConflict(t *testing.T) {
 	if again := a.Conflict(above, zMAC); again.Held || again.StepDown {
 		t.Fatalf("second report while yielding: %+v", again)
 	}
-	eventually(t, 2*time.Second, "Lost then Gained again after the yield", func() bool {
+	tstest.EventuallyTrue(t, 2*time.Second, "Lost then Gained again after the yield", func() bool {
 		got := w.events()
 		return len(got) == 2 && got[0].VIP == above && got[0].Change == Lost && got[0].Owner == "lb-z" &&
 			got[1].VIP == above && got[1].Change == Gained && got[1].Owner == "lb-a"
@@ -86,8 +88,8 @@ func TestNodeConflictYieldEndsWhenTheOtherDies(t *testing.T) {
 		t.Fatalf("no step-down: %+v", res)
 	}
 	ev.NotifyLeave(z) // lb-z dies: reconcile runs
-	eventually(t, 2*time.Second, "the VIP is held again at once", func() bool { return a.Holds(above) })
-	eventually(t, 2*time.Second, "a Gained event for it", func() bool {
+	tstest.EventuallyTrue(t, 2*time.Second, "the VIP is held again at once", func() bool { return a.Holds(above) })
+	tstest.EventuallyTrue(t, 2*time.Second, "a Gained event for it", func() bool {
 		for _, e := range w.events() {
 			if e.VIP == above && e.Change == Gained && e.Owner == "lb-a" {
 				return true
@@ -132,7 +134,7 @@ func newConflictWorld(t *testing.T, yield time.Duration) *conflictWorld {
 	w.z = mlNode("lb-z", netip.MustParseAddrPort("127.0.0.1:1"), meta)
 	w.ev.NotifyJoin(w.z)
 	w.ev.NotifyLeave(w.z)
-	eventually(t, 2*time.Second, "lb-a holds every VIP with lb-z dead", func() bool { return len(w.a.Held()) == len(w.vips) })
+	tstest.EventuallyTrue(t, 2*time.Second, "lb-a holds every VIP with lb-z dead", func() bool { return len(w.a.Held()) == len(w.vips) })
 	return w
 }
 

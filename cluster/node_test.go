@@ -10,14 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
-}
 
 func testConfig(t *testing.T, name string, key []byte) Config {
 	c := DefaultConfig()
@@ -27,7 +22,7 @@ func testConfig(t *testing.T, name string, key []byte) Config {
 	c.PushPullInterval = time.Second
 	c.JoinRetryInterval = 100 * time.Millisecond
 	c.ForgetDeadAfter = time.Minute
-	c.Logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: testLogLevel}))
+	c.Logger = slog.New(slog.NewTextHandler(tstest.NewLogWriter(t, ""), &slog.HandlerOptions{Level: testLogLevel}))
 	return c
 }
 
@@ -39,31 +34,6 @@ func startNode(t *testing.T, cfg Config) *Node {
 	}
 	t.Cleanup(func() { _ = n.Shutdown() })
 	return n
-}
-
-// eventually polls cond every 10 ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// never checks that cond stays false for d.
-func never(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			t.Fatal(what)
-		}
-	}
 }
 
 func aliveCount(n *Node) int {
@@ -92,7 +62,7 @@ func startCluster(t *testing.T, names []string, key []byte, mod func(*Config)) [
 		nodes = append(nodes, startNode(t, cfg))
 	}
 	for _, n := range nodes {
-		eventually(t, 10*time.Second, n.Name()+" sees every member", func() bool { return aliveCount(n) == len(names) })
+		tstest.EventuallyTrue(t, 10*time.Second, n.Name()+" sees every member", func() bool { return aliveCount(n) == len(names) })
 	}
 	return nodes
 }
@@ -135,7 +105,7 @@ func TestNodeCrashFailover(t *testing.T) {
 	for _, n := range nodes {
 		n.SetVIPs(vips)
 	}
-	eventually(t, 10*time.Second, "one owner per VIP, by Rank", func() bool { return oneOwnerEach(nodes, vips, names) })
+	tstest.EventuallyTrue(t, 10*time.Second, "one owner per VIP, by Rank", func() bool { return oneOwnerEach(nodes, vips, names) })
 
 	victimName := Rank(vips[0], names)[0]
 	var victim *Node
@@ -154,12 +124,12 @@ func TestNodeCrashFailover(t *testing.T) {
 	if err := victim.Shutdown(); err != nil { // no Leave: a crash to the others
 		t.Fatal(err)
 	}
-	took := eventually(t, 10*time.Second, "survivor takes the crashed node's VIP", func() bool {
+	took := tstest.EventuallyTrue(t, 10*time.Second, "survivor takes the crashed node's VIP", func() bool {
 		h := holdersOf(survivors, vips[0])
 		return len(h) == 1 && h[0] == heir
 	})
 	t.Logf("crash of %s -> %s holds %s after %s", victimName, heir, vips[0], took)
-	eventually(t, 5*time.Second, "survivors converge on every VIP", func() bool { return oneOwnerEach(survivors, vips, survivorNames) })
+	tstest.EventuallyTrue(t, 5*time.Second, "survivors converge on every VIP", func() bool { return oneOwnerEach(survivors, vips, survivorNames) })
 	_ = crashAt
 
 	for _, n := range survivors {
@@ -222,7 +192,7 @@ func TestNodeGracefulLeaveHandsOver(t *testing.T) {
 	for _, n := range nodes {
 		n.SetVIPs(vips)
 	}
-	eventually(t, 10*time.Second, "one owner per VIP", func() bool { return oneOwnerEach(nodes, vips, names) })
+	tstest.EventuallyTrue(t, 10*time.Second, "one owner per VIP", func() bool { return oneOwnerEach(nodes, vips, names) })
 	held := nodes[2].Held()
 	if len(held) == 0 {
 		t.Fatal("lb-c holds no VIPs to hand over")
@@ -230,7 +200,7 @@ func TestNodeGracefulLeaveHandsOver(t *testing.T) {
 	if err := nodes[2].Close(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "VIPs handed over after leave", func() bool { return oneOwnerEach(nodes[:2], vips, names[:2]) })
+	tstest.EventuallyTrue(t, 5*time.Second, "VIPs handed over after leave", func() bool { return oneOwnerEach(nodes[:2], vips, names[:2]) })
 	mu.Lock()
 	for _, v := range held {
 		if lostAt[v].IsZero() || gainedAt[v].IsZero() || gainedAt[v].Before(lostAt[v]) {
@@ -238,7 +208,7 @@ func TestNodeGracefulLeaveHandsOver(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	eventually(t, 5*time.Second, "lb-a sees lb-c as left", func() bool {
+	tstest.EventuallyTrue(t, 5*time.Second, "lb-a sees lb-c as left", func() bool {
 		for _, m := range nodes[0].Members() {
 			if m.Name == names[2] {
 				return m.State == StateLeft
@@ -261,7 +231,7 @@ func TestNodeEncryptionRefusesOutsiders(t *testing.T) {
 	if err := nodes[0].SetAllocations([]Allocation{{Service: "ns/web", ClusterIP: netip.MustParseAddr("198.19.0.10"), CreatedUnixMilli: 10}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "lb-b gets the allocations", func() bool { return len(nodes[1].Allocations()) == 1 })
+	tstest.EventuallyTrue(t, 5*time.Second, "lb-b gets the allocations", func() bool { return len(nodes[1].Allocations()) == 1 })
 
 	tests := []struct {
 		name string
@@ -284,7 +254,7 @@ func TestNodeEncryptionRefusesOutsiders(t *testing.T) {
 			if _, err := in.Join([]string{nodes[0].AddrPort().String()}); err == nil {
 				t.Fatal("join with the wrong key succeeded")
 			}
-			never(t, time.Second, "the intruder got in or changed something", func() bool {
+			tstest.Never(t, time.Second, 20*time.Millisecond, "the intruder got in or changed something", func() bool {
 				if aliveCount(nodes[0]) != 2 || aliveCount(nodes[1]) != 2 || aliveCount(in) != 1 {
 					return true
 				}
@@ -323,17 +293,17 @@ func TestNodeAllocationGossipConverges(t *testing.T) {
 		"ns/c-only": {Service: "ns/c-only", ExternalIP: ip("198.19.1.1"), CreatedUnixMilli: 400},
 	}
 	for _, n := range nodes {
-		eventually(t, 10*time.Second, n.Name()+" converges on the resolved allocations", func() bool {
+		tstest.EventuallyTrue(t, 10*time.Second, n.Name()+" converges on the resolved allocations", func() bool {
 			return reflect.DeepEqual(n.Allocations(), want)
 		})
-		eventually(t, 2*time.Second, n.Name()+" OnAllocations called", func() bool { _, ok := calls.Load(n.Name()); return ok })
+		tstest.EventuallyTrue(t, 2*time.Second, n.Name()+" OnAllocations called", func() bool { _, ok := calls.Load(n.Name()); return ok })
 	}
 	// A node re-proposes the winner: nothing changes anywhere.
 	if err := nodes[0].SetAllocations([]Allocation{want["ns/web"], want["ns/a-only"]}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		eventually(t, 10*time.Second, n.Name()+" stays converged", func() bool { return reflect.DeepEqual(n.Allocations(), want) })
+		tstest.EventuallyTrue(t, 10*time.Second, n.Name()+" stays converged", func() bool { return reflect.DeepEqual(n.Allocations(), want) })
 	}
 	if err := nodes[0].SetAllocations([]Allocation{{Service: "x/y"}, {Service: "x/y"}}); err == nil {
 		t.Fatal("duplicate service accepted")
@@ -357,7 +327,7 @@ func TestNodeMessagesAndBadGossip(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
-	eventually(t, 5*time.Second, "lb-b receives broadcast and direct message", func() bool {
+	tstest.EventuallyTrue(t, 5*time.Second, "lb-b receives broadcast and direct message", func() bool {
 		select {
 		case s := <-got:
 			seen[s] = true
@@ -372,7 +342,7 @@ func TestNodeMessagesAndBadGossip(t *testing.T) {
 	if err := a.SetAllocations([]Allocation{{Service: "ns/web", ClusterIP: netip.MustParseAddr("198.19.0.10")}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "lb-b gets allocations", func() bool { return len(b.Allocations()) == 1 })
+	tstest.EventuallyTrue(t, 5*time.Second, "lb-b gets allocations", func() bool { return len(b.Allocations()) == 1 })
 	before := b.Allocations()
 	staleSet, _ := EncodeAllocationSet(AllocationSet{Origin: "lb-a", Generation: 1, Items: []Allocation{{Service: "ns/evil"}}})
 	d := (*delegate)(b)
@@ -434,7 +404,7 @@ func TestNodeBadMetaIsNotRanked(t *testing.T) {
 	vips := testVIPs(10)
 	b.SetVIPs(vips)
 	ev.NotifyUpdate(mlNode("lb-a", victim.Addr, []byte{1, 99}))
-	eventually(t, 2*time.Second, "lb-b holds every VIP once lb-a's metadata is invalid", func() bool { return len(b.Held()) == len(vips) })
+	tstest.EventuallyTrue(t, 2*time.Second, "lb-b holds every VIP once lb-a's metadata is invalid", func() bool { return len(b.Held()) == len(vips) })
 	if b.Stats().MalformedMeta == 0 {
 		t.Fatal("malformed meta not counted")
 	}
@@ -492,7 +462,7 @@ func TestNodeBackendAgentNeverHoldsVIPs(t *testing.T) {
 	for _, n := range nodes {
 		n.SetVIPs(vips)
 	}
-	eventually(t, 10*time.Second, "appliances own every VIP, the agent none", func() bool {
+	tstest.EventuallyTrue(t, 10*time.Second, "appliances own every VIP, the agent none", func() bool {
 		return oneOwnerEach(nodes, vips, []string{"lb-a", "lb-b"})
 	})
 	if h := nodes[2].Held(); len(h) != 0 {
