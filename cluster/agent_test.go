@@ -22,8 +22,9 @@ func backendState(n *Node, agent string) (EndpointState, bool) {
 // shows the new state); a graceful leave and a crash both remove its endpoints.
 func TestNodeBackendMetaUpdates(t *testing.T) {
 	var calls atomic.Int64
+	network := newMockNetwork(t, "lb-a", "agent-1", "agent-2")
 	app := startNode(t, func() Config {
-		c := testConfig(t, "lb-a", nil)
+		c := network.config(t, "lb-a", nil)
 		c.OnMembers = func() { calls.Add(1) }
 		return c
 	}())
@@ -31,7 +32,7 @@ func TestNodeBackendMetaUpdates(t *testing.T) {
 		Ports: []AgentPort{{Port: 8080, Protocol: ProtocolTCP}}}
 	agents := map[string]*Node{}
 	for _, name := range []string{"agent-1", "agent-2"} {
-		c := testConfig(t, name, nil)
+		c := network.config(t, name, nil)
 		c.Meta = Meta{Role: RoleBackend, Endpoints: []AgentEndpoint{ep}}
 		c.Join = []string{app.AddrPort().String()}
 		agents[name] = startNode(t, c)
@@ -103,12 +104,13 @@ func TestNodeBackendMetaUpdates(t *testing.T) {
 // TestNodeBackendsDoNotCountTowardQuorum: a lone appliance with quorum required holds every VIP
 // however many agents come and go; agents are never ranked.
 func TestNodeBackendsDoNotCountTowardQuorum(t *testing.T) {
-	app := startNode(t, testConfig(t, "lb-a", nil))
+	network := newMockNetwork(t, "lb-a", "agent-1", "agent-2", "agent-3")
+	app := startNode(t, network.config(t, "lb-a", nil))
 	vips := testVIPs(8)
 	app.SetVIPs(vips)
 	var agents []*Node
 	for _, name := range []string{"agent-1", "agent-2", "agent-3"} {
-		c := testConfig(t, name, nil)
+		c := network.config(t, name, nil)
 		c.Meta = Meta{Role: RoleBackend}
 		c.Join = []string{app.AddrPort().String()}
 		agents = append(agents, startNode(t, c))

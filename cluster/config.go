@@ -18,8 +18,9 @@ type Config struct {
 	BindAddr netip.AddrPort
 	// AdvertiseAddr is the address others should use; zero = BindAddr.
 	AdvertiseAddr netip.AddrPort
-	// Join lists "host:port" addresses of known members. Node.Start joins them
-	// in the background, retrying every JoinRetryInterval until one answers.
+	// Join lists "host:port" addresses of known members. New joins them in
+	// the background, retrying every JoinRetryInterval until one answers, then
+	// re-joins those that are not alive members every RejoinInterval.
 	Join []string
 	// JoinRetryInterval is the wait between join attempts.
 	JoinRetryInterval time.Duration
@@ -79,15 +80,18 @@ type Config struct {
 
 	// Logger receives the node's logs; memberlist's own lines go to it at debug level.
 	Logger *slog.Logger
-	// Transport replaces memberlist's network transport (tests: MockNetwork).
+	// Transport, if set, replaces memberlist's UDP and TCP sockets (BindAddr is
+	// then unused): tests pass a memberlist.MockNetwork transport to run nodes
+	// in memory.
 	Transport memberlist.Transport
 	// Now is the clock (tests); nil = time.Now.
 	Now func() time.Time
 }
 
-// DefaultConfig returns timings tuned for a LAN of appliances: failure
-// detected in about 0.6 s (PLATFORM.md), quorum required, dead members
-// forgotten after 5 minutes.
+// DefaultConfig returns timings tuned for a LAN of appliances (a crashed
+// member is declared dead in under a second; measured times in
+// ARCHITECTURE.md), quorum required, and dead members forgotten after
+// ForgetDeadAfter.
 func DefaultConfig() Config {
 	return Config{
 		BindAddr:            netip.AddrPortFrom(netip.IPv4Unspecified(), 7946),

@@ -30,9 +30,9 @@ type ConflictResult struct {
 	Held bool
 }
 
-// Conflict resolves "another MAC answers ARP for a VIP I hold" (DESIGN.md
-// section 5) by the ownership rule, which ranks the live members: the MAC is
-// looked up in the members' metadata (Meta.MACs) and, when it belongs to a
+// Conflict resolves "another MAC answers ARP for a VIP I hold"
+// (ARCHITECTURE.md, failover) by the ownership rule, which ranks the live
+// members: the MAC is looked up in the members' metadata (Meta.MACs) and, when it belongs to a
 // member this node sees alive and that ranks above it for vip
 // (ShouldStepDown; the views disagree for a moment, e.g. the member's return
 // is not processed yet), this node gives the VIP up at once (Holds turns false

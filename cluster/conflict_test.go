@@ -117,7 +117,7 @@ func newConflictWorld(t *testing.T, yield time.Duration) *conflictWorld {
 	ConflictYield = yield
 	t.Cleanup(func() { ConflictYield = old })
 	w := &conflictWorld{vips: testVIPs(16), zMAC: [6]byte{2, 0, 0, 0, 0, 0x2a}}
-	cfg := testConfig(t, "lb-a", nil)
+	cfg := newMockNetwork(t, "lb-a").config(t, "lb-a", nil)
 	cfg.RequireQuorum = false
 	cfg.OnOwnership = func(e OwnershipEvent) {
 		w.mu.Lock()

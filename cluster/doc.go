@@ -5,17 +5,17 @@
 //
 // # Membership
 //
-// New starts a Node: memberlist with timings tuned for a LAN (DefaultConfig:
-// probe every 200 ms, 100 ms probe timeout, suspicion x2, gossip every 50 ms;
-// a crashed member is declared dead in well under a second), joining
-// Config.Join in the background with retry. With Config.SecretKey (16, 24 or
+// New starts a Node: memberlist with timings tuned for a LAN (DefaultConfig's
+// ProbeInterval, ProbeTimeout, SuspicionMult and GossipInterval: a crashed
+// member is declared dead in well under a second), joining Config.Join in the
+// background with retry. With Config.SecretKey (16, 24 or
 // 32 bytes) all gossip is AES-GCM encrypted and GossipVerifyIncoming/Outgoing
 // are on: a node without the key cannot join, and its packets are dropped by
 // memberlist before any of this package's code sees them.
 //
 // Every member gossips Meta (role appliance/backend agent, software version,
 // external and cluster addresses, a leaving flag) in a versioned compact
-// encoding of at most 512 bytes. Metadata of others is untrusted: it is
+// encoding of at most MetaMaxBytes. Metadata of others is untrusted: it is
 // decoded defensively, and a member whose metadata does not decode is counted
 // (Stats.MalformedMeta) and never ranked for VIPs.
 //
@@ -89,12 +89,59 @@
 // does not decode is counted in Stats and dropped: bad gossip never panics
 // and never changes the serving state.
 //
-// # Goroutines
+// # Files
 //
-// Node methods are safe for concurrent use. Config.OnOwnership,
-// OnAllocations and OnFailover run on the node's single event goroutine, one
-// at a time, in order; Handle callbacks run on its dispatch goroutine. Do not
-// call Leave, Close or Shutdown from a callback. VIPOwner and AllocationStore
-// are not safe for concurrent use; the pure functions (Rank, ShouldStepDown,
-// Encode*/Decode*) are.
+// As in hashicorp/memberlist: node.go holds the Node's lifecycle and
+// queries; delegate.go and event_delegate.go the memberlist delegates;
+// reconcile.go the event goroutine that drives VIPOwner; allocation_gossip.go,
+// messages.go and broadcast.go the gossip; conflict.go and agent.go the ARP
+// conflict rule and the backend agents' view; wire*.go the encodings, one
+// file per message family.
+//
+// # Concurrency
+//
+// Node methods are safe for concurrent use. Three kinds of goroutine call
+// into a Node:
+//
+//   - The caller's goroutines call the exported methods. Join, Leave, Close
+//     and SetMeta block in memberlist up to their timeouts; Leave also waits
+//     for the event goroutine to give up this node's VIPs. The other methods
+//     take Node.mu briefly and return.
+//   - memberlist's goroutines call the delegates (delegate.go,
+//     event_delegate.go; each method's comment says which): its packet
+//     handler (NotifyMsg for broadcasts; member events from alive, suspect
+//     and dead gossip), one goroutine per stream connection (NotifyMsg for
+//     SendTo; LocalState and MergeRemoteState for push-pull), its gossip and
+//     probe goroutines (GetBroadcasts; NotifyLeave when a member is declared
+//     dead, also from a suspicion timer), its push-pull goroutine, and the
+//     caller's goroutine inside New, Join, Leave and SetMeta (NodeMeta, this
+//     node's own member events, the push-pull of a join). The event delegate
+//     runs with memberlist's member lock held. No delegate method blocks or
+//     calls back into memberlist: each records what it got under Node.mu,
+//     counts, and wakes the event goroutine.
+//   - The node's own goroutines: the event goroutine (eventLoop) is the only
+//     one that changes VIPOwner (reconcile) and runs Config.OnOwnership,
+//     OnAllocations, OnFailover and OnMembers, one at a time, in order; the
+//     dispatch goroutine (dispatchLoop) runs the Handle callbacks, one message
+//     at a time; the joiner (joinLoop, then rejoinLoop) runs when Config.Join
+//     is set; and a timer per conflict yield (Conflict) ends the yield and
+//     hands a Gained event to the event goroutine.
+//
+// Node.mu guards the member records, VIPOwner, the VIPs to place, the
+// AllocationStore and its resolved view, the local generation, the Handle
+// callbacks, the death-detection times, the conflict yields, the leaving and
+// changed flags, and this node's metadata (Config.Meta and its encoding). It
+// is held only for short sections that neither block nor call out: never
+// across a callback, a memberlist call or a blocking channel send. The lock
+// order is memberlist's member lock, then Node.mu (the event delegate takes
+// Node.mu under memberlist's lock), which is why the node never calls
+// memberlist while holding Node.mu. The counters behind Stats are atomics;
+// the broadcast queue (memberlist.TransmitLimitedQueue) has its own lock.
+// Wake-ups of the event goroutine coalesce (channels of one); received user
+// messages wait in a queue of Config.MessageQueueLen.
+//
+// Do not call Leave, Close or Shutdown from a callback: Leave waits for the
+// event goroutine and Shutdown for every node goroutine to end. VIPOwner and
+// AllocationStore are not safe for concurrent use; the pure functions (Rank,
+// ShouldStepDown, Encode*/Decode*) are.
 package cluster

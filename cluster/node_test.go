@@ -46,12 +46,28 @@ func aliveCount(n *Node) int {
 	return c
 }
 
-// startCluster starts len(names) nodes, the others joining the first.
+// startCluster starts len(names) nodes on an in-memory mockNetwork, the others joining the first.
 func startCluster(t *testing.T, names []string, key []byte, mod func(*Config)) []*Node {
+	t.Helper()
+	return startClusterOn(t, newMockNetwork(t, names...), names, key, mod)
+}
+
+// startClusterOnSockets is startCluster on loopback UDP and TCP sockets, memberlist's own
+// transport, for the tests that check what goes over the wire.
+func startClusterOnSockets(t *testing.T, names []string, key []byte, mod func(*Config)) []*Node {
+	t.Helper()
+	return startClusterOn(t, nil, names, key, mod)
+}
+
+// startClusterOn starts the nodes on network, or on sockets when network is nil.
+func startClusterOn(t *testing.T, network *mockNetwork, names []string, key []byte, mod func(*Config)) []*Node {
 	t.Helper()
 	var nodes []*Node
 	for i, name := range names {
 		cfg := testConfig(t, name, key)
+		if network != nil {
+			cfg = network.config(t, name, key)
+		}
 		cfg.Meta.ExternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)})}
 		if i > 0 {
 			cfg.Join = []string{nodes[0].AddrPort().String()}
@@ -223,7 +239,7 @@ func TestNodeGracefulLeaveHandsOver(t *testing.T) {
 
 func TestNodeEncryptionRefusesOutsiders(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, 32)
-	nodes := startCluster(t, []string{"lb-a", "lb-b"}, key, nil)
+	nodes := startClusterOnSockets(t, []string{"lb-a", "lb-b"}, key, nil)
 	vips := testVIPs(10)
 	for _, n := range nodes {
 		n.SetVIPs(vips)
