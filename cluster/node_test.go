@@ -136,7 +136,6 @@ func TestNodeCrashFailover(t *testing.T) {
 		}
 	}
 	heir := Rank(vips[0], survivorNames)[0]
-	crashAt := time.Now()
 	if err := victim.Shutdown(); err != nil { // no Leave: a crash to the others
 		t.Fatal(err)
 	}
@@ -146,7 +145,6 @@ func TestNodeCrashFailover(t *testing.T) {
 	})
 	t.Logf("crash of %s -> %s holds %s after %s", victimName, heir, vips[0], took)
 	tstest.EventuallyTrue(t, 5*time.Second, "survivors converge on every VIP", func() bool { return oneOwnerEach(survivors, vips, survivorNames) })
-	_ = crashAt
 
 	for _, n := range survivors {
 		var st MemberState

@@ -64,15 +64,15 @@ type OwnerConfig struct {
 // Rank and returns the changes. It does no I/O and reads no clock; it is not
 // safe for concurrent use (Node serialises calls on its event loop).
 type VIPOwner struct {
-	cfg      OwnerConfig
-	excluded map[string]bool // alive but not placed (Meta.Syncing)
-	vips     []netip.Addr
-	known    map[string]time.Time // member -> last time seen alive
-	alive    []string
-	now      time.Time
-	quorum   bool
-	view     map[netip.Addr]ownerView
-	changes  uint64
+	cfg          OwnerConfig
+	excluded     map[string]bool // alive but not placed (Meta.Syncing)
+	vips         []netip.Addr
+	known        map[string]time.Time // member -> last time seen alive
+	alive        []string
+	now          time.Time
+	quorum       bool
+	view         map[netip.Addr]ownerView
+	ownerChanges uint64
 }
 
 type ownerView struct{ owner, standby string }
@@ -200,7 +200,7 @@ func (o *VIPOwner) event(vip netip.Addr, prev, v ownerView) OwnershipEvent {
 		e.Change = Lost
 	}
 	if prev.owner != v.owner {
-		o.changes++
+		o.ownerChanges++
 	}
 	return e
 }
@@ -246,4 +246,4 @@ func (o *VIPOwner) Known() []string {
 }
 
 // OwnerChanges counts changes of a VIP's owner since creation.
-func (o *VIPOwner) OwnerChanges() uint64 { return o.changes }
+func (o *VIPOwner) OwnerChanges() uint64 { return o.ownerChanges }
