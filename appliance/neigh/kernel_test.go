@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 var nsCounter atomic.Int32
@@ -39,9 +41,7 @@ func run(t *testing.T, args ...string) {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and veth pairs")
-	}
+	tstest.RequireRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs the ip command (iproute2)")
 	}
@@ -83,7 +83,7 @@ func (l *lab) start(t *testing.T, change func(*Config)) *Resolver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = r.Run(ctx) }()
@@ -91,24 +91,19 @@ func (l *lab) start(t *testing.T, change func(*Config)) *Resolver {
 	return r
 }
 
-// waitMAC polls (bounded) until slot holds want.
+// waitMAC waits (bounded) until slot holds want.
 func waitMAC(t *testing.T, r *Resolver, slot Slot, want string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
+	tstest.Eventually(t, timeout, fmt.Sprintf("slot %d holds MAC %s", slot, want), func() error {
 		mac, ok := r.Slots().MAC(slot)
-		if ok {
-			last = net.HardwareAddr(mac[:]).String()
-			if last == want {
-				return
-			}
-		} else {
-			last = "invalid"
+		if !ok {
+			return fmt.Errorf("invalid")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("slot %d: MAC %s after %v, want %s", slot, last, timeout, want)
+		if got := net.HardwareAddr(mac[:]).String(); got != want {
+			return fmt.Errorf("MAC %s", got)
+		}
+		return nil
+	})
 }
 
 func TestKernelResolvesAnsweringNeighbour(t *testing.T) {
@@ -129,7 +124,7 @@ func TestKernelResolvesAnsweringNeighbour(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitMAC(t, r, slot, macB0, 5*time.Second)
-			if got := r.info[slot].key.ip.String(); got != tc.nextHop {
+			if got := r.info[slot.index()].key.ip.String(); got != tc.nextHop {
 				t.Fatalf("next hop %s, want %s", got, tc.nextHop)
 			}
 			h, err := netlink.NewHandleAt(l.ns)
@@ -155,13 +150,10 @@ func TestKernelSilentAddressNeverResolves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if mac, ok := r.Slots().MAC(slot); ok || mac != ([6]byte{}) {
-			t.Fatalf("silent address got MAC %x ok=%v", mac, ok)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	tstest.Never(t, 3*time.Second, 20*time.Millisecond, "silent address got a MAC", func() bool {
+		mac, ok := r.Slots().MAC(slot)
+		return ok || mac != ([6]byte{})
+	})
 	if st := r.Stats(); st.ProbesSent < 3 {
 		t.Fatalf("only %d probes sent in 3 s at a 200 ms interval", st.ProbesSent)
 	}
@@ -218,13 +210,9 @@ func TestKernelFollowsChangedMAC(t *testing.T) {
 			if tc.quiet {
 				// Change the MAC only once the kernel's entry has gone quiet (STALE): from there
 				// the kernel sends nothing to the neighbour by itself.
-				deadline := time.Now().Add(10 * time.Second)
-				for r.slotState(slot)&netlink.NUD_STALE == 0 {
-					if time.Now().After(deadline) {
-						t.Fatalf("entry never went STALE (state %#x)", r.slotState(slot))
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
+				tstest.EventuallyTrue(t, 10*time.Second, "kernel entry goes STALE", func() bool {
+					return r.slotState(slot)&netlink.NUD_STALE != 0
+				})
 			}
 			run(t, "ip", "-n", l.b, "link", "set", "b0", "address", newMAC)
 			waitMAC(t, r, slot, newMAC, 15*time.Second)
@@ -235,5 +223,5 @@ func TestKernelFollowsChangedMAC(t *testing.T) {
 func (r *Resolver) slotState(slot Slot) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.info[slot].state
+	return r.info[slot.index()].state
 }

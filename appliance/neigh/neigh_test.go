@@ -216,7 +216,7 @@ func TestResolveRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := r.info[slot].key.ip.String(); got != tc.wantNH {
+			if got := r.info[slot.index()].key.ip.String(); got != tc.wantNH {
 				t.Fatalf("next hop %s, want %s", got, tc.wantNH)
 			}
 			mac, ok := r.Slots().MAC(slot)
@@ -287,8 +287,8 @@ func TestUpdatesRefreshAndSharing(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := r.Snapshot().Slot(netip.MustParseAddr("198.18.0.78"))
-	if s == s77 || s == NoSlot || r.info[s].key.ip.String() != "198.18.0.2" {
-		t.Fatalf("re-routed destination has slot %d (%v)", s, r.info[s].key)
+	if s == s77 || s == NoSlot || r.info[s.index()].key.ip.String() != "198.18.0.2" {
+		t.Fatalf("re-routed destination has slot %d (%v)", s, r.info[s.index()].key)
 	}
 	if p.count("198.18.0.2") <= before {
 		t.Fatal("new unresolved next hop was not probed")
@@ -418,6 +418,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"default", func(*Config) {}, true},
 		{"one slot", func(c *Config) { c.MaxSlots = 1 }, false},
+		{"most slots a handle can name", func(c *Config) { c.MaxSlots = maxSlots }, true},
+		{"more slots than a handle can name", func(c *Config) { c.MaxSlots = maxSlots + 1 }, false},
+		{"no quarantine", func(c *Config) { c.SlotQuarantine = 0 }, false},
 		{"no destinations", func(c *Config) { c.MaxDestinations = 0 }, false},
 		{"no queue", func(c *Config) { c.RequestQueueLen = 0 }, false},
 		{"zero refresh", func(c *Config) { c.RefreshInterval = 0 }, false},

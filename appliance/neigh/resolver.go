@@ -37,8 +37,16 @@ type Config struct {
 	NetNS *netns.NsHandle
 	// MaxSlots is the size of the Slots table, NoSlot included (at most MaxSlots-1 next hops).
 	MaxSlots int
-	// MaxDestinations bounds the destination → slot map (Resolve fails beyond it).
+	// MaxDestinations bounds the destination → slot map (Resolve fails beyond it; Prune
+	// forgets the destinations no longer used).
 	MaxDestinations int
+	// SlotQuarantine is how long a slot released by Prune stays unused (reading invalid) before
+	// it may be given to another next hop. Handles carry a generation, so a stale handle reads
+	// invalid whatever the quarantine; the quarantine makes a generation repeat no sooner than
+	// SlotGenerations × SlotQuarantine after a release, which must exceed the longest flow idle
+	// timeout of the data plane (conntrack's TCPEstablishedTimeout) — DefaultConfig's does by a
+	// wide margin — so that no flow can keep a handle until its generation comes round again.
+	SlotQuarantine time.Duration
 	// RequestQueueLen is the capacity of the queue behind Request; requests beyond it are
 	// dropped and counted.
 	RequestQueueLen int
@@ -57,12 +65,13 @@ type Config struct {
 	Probe func(nexthop netip.Addr, linkIndex int) error
 }
 
-// DefaultConfig returns 4096 slots, 65536 destinations, a 1024-entry request queue, a 30 s
-// refresh, 1 s probes and 15 s revalidation.
+// DefaultConfig returns 4096 slots, 65536 destinations, a 10 min slot quarantine, a 1024-entry
+// request queue, a 30 s refresh, 1 s probes and 15 s revalidation.
 func DefaultConfig() Config {
 	return Config{
 		MaxSlots:           4096,
 		MaxDestinations:    65536,
+		SlotQuarantine:     10 * time.Minute,
 		RequestQueueLen:    1024,
 		RefreshInterval:    30 * time.Second,
 		ProbeInterval:      time.Second,
@@ -72,10 +81,12 @@ func DefaultConfig() Config {
 
 func (c *Config) validate() error {
 	switch {
-	case c.MaxSlots < 2 || c.MaxSlots > 1<<24:
-		return fmt.Errorf("MaxSlots %d: must be in [2, %d]", c.MaxSlots, 1<<24)
+	case c.MaxSlots < 2 || c.MaxSlots > maxSlots:
+		return fmt.Errorf("MaxSlots %d: must be in [2, %d]", c.MaxSlots, maxSlots)
 	case c.MaxDestinations < 1:
 		return fmt.Errorf("MaxDestinations %d: must be positive", c.MaxDestinations)
+	case c.SlotQuarantine <= 0:
+		return fmt.Errorf("SlotQuarantine %v: must be positive", c.SlotQuarantine)
 	case c.RequestQueueLen < 1:
 		return fmt.Errorf("RequestQueueLen %d: must be positive", c.RequestQueueLen)
 	case c.RefreshInterval <= 0:
@@ -122,11 +133,20 @@ type neighKey struct {
 	ip   netip.Addr
 }
 
+// slotInfo is the control side's record of one slot index.
 type slotInfo struct {
 	key       neighKey
-	state     int // last NUD state seen; 0 = no entry
+	gen       uint32 // the index's generation: that of its live handle, or of the next one
+	live      bool   // given to key; false while released
+	state     int    // last NUD state seen; 0 = no entry
 	usable    bool
 	lastProbe time.Time
+}
+
+// releasedSlot is an index Prune took back, reusable from reusableAt.
+type releasedSlot struct {
+	index      uint32
+	reusableAt time.Time
 }
 
 // Resolver keeps the Slots of next hops in step with the kernel. See the package doc.
@@ -141,14 +161,19 @@ type Resolver struct {
 	requests chan netip.Addr
 
 	// Counters, readable at any time.
-	requestsDropped atomic.Uint64
-	probesSent      atomic.Uint64
-	probeErrors     atomic.Uint64
+	requestsDropped    atomic.Uint64
+	probesSent         atomic.Uint64
+	probeErrors        atomic.Uint64
+	destinationsPruned atomic.Uint64
+	nextHopsReleased   atomic.Uint64
 
-	mu      sync.Mutex
-	byNeigh map[neighKey]Slot
-	info    []slotInfo // indexed by Slot; info[0] unused
-	dests   map[netip.Addr]Slot
+	clock func() time.Time // time.Now; tests step it
+
+	mu       sync.Mutex
+	byNeigh  map[neighKey]Slot   // live next hops → their current handles
+	info     []slotInfo          // indexed by slot index; info[0] unused
+	dests    map[netip.Addr]Slot // values are always live handles in byNeigh
+	released []releasedSlot      // oldest first, so reusableAt ascends
 }
 
 // New opens netlink in cfg.NetNS and returns a Resolver. Call Run on its own goroutine and Close
@@ -192,6 +217,7 @@ func newResolver(cfg Config, k kernel) *Resolver {
 		k:        k,
 		slots:    NewSlots(cfg.MaxSlots),
 		requests: make(chan netip.Addr, cfg.RequestQueueLen),
+		clock:    time.Now,
 		byNeigh:  make(map[neighKey]Slot),
 		info:     make([]slotInfo, 1, 64),
 		dests:    make(map[netip.Addr]Slot),
@@ -235,8 +261,12 @@ type Stats struct {
 	RequestsDropped uint64 // Request calls refused because the queue was full
 	ProbesSent      uint64 // probes sent without error
 	ProbeErrors     uint64 // probes that returned an error
-	NextHops        int    // slots given out
+	NextHops        int    // slots given out to a next hop now
 	Destinations    int    // destinations known
+	ReleasedSlots   int    // slots released by Prune and not given out again (quarantined or free)
+
+	DestinationsPruned uint64 // destinations Prune forgot
+	NextHopsReleased   uint64 // next hops Prune released, their slots invalidated
 }
 
 // Stats returns the counters.
@@ -245,7 +275,9 @@ func (r *Resolver) Stats() Stats {
 	defer r.mu.Unlock()
 	return Stats{
 		RequestsDropped: r.requestsDropped.Load(), ProbesSent: r.probesSent.Load(),
-		ProbeErrors: r.probeErrors.Load(), NextHops: len(r.info) - 1, Destinations: len(r.dests),
+		ProbeErrors: r.probeErrors.Load(), NextHops: len(r.byNeigh), Destinations: len(r.dests),
+		ReleasedSlots: len(r.released), DestinationsPruned: r.destinationsPruned.Load(),
+		NextHopsReleased: r.nextHopsReleased.Load(),
 	}
 }
 
@@ -255,7 +287,7 @@ func (r *Resolver) Stats() Stats {
 func (r *Resolver) Resolve(dst netip.Addr) (Slot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	slot, changed, err := r.resolveLocked(dst, time.Now())
+	slot, changed, err := r.resolveLocked(dst, r.clock())
 	if changed {
 		r.publishLocked()
 	}
@@ -269,7 +301,7 @@ func (r *Resolver) ResolveAll(dsts []netip.Addr) error {
 	defer r.mu.Unlock()
 	var first error
 	changedAny := false
-	now := time.Now()
+	now := r.clock()
 	for _, dst := range dsts {
 		_, changed, err := r.resolveLocked(dst, now)
 		changedAny = changedAny || changed
@@ -342,13 +374,15 @@ func (r *Resolver) slotLocked(key neighKey, now time.Time) (Slot, error) {
 	if slot, ok := r.byNeigh[key]; ok {
 		return slot, nil
 	}
-	if len(r.info) >= r.slots.Len() {
+	index, ok := r.takeIndexLocked(now)
+	if !ok {
 		return NoSlot, ErrNoSlots
 	}
-	slot := Slot(len(r.info))
-	r.info = append(r.info, slotInfo{key: key})
+	in := &r.info[index]
+	*in = slotInfo{key: key, gen: in.gen, live: true}
+	slot := makeSlot(index, in.gen)
 	r.byNeigh[key] = slot
-	r.slots.links[slot].Store(int32(key.link))
+	r.slots.links[index].Store(int32(key.link))
 	neighs, err := r.k.NeighList(key.link, family(key.ip))
 	if err != nil {
 		r.log.Warn("list neighbours", "iface", key.link, "err", err)
@@ -364,25 +398,42 @@ func (r *Resolver) slotLocked(key neighKey, now time.Time) (Slot, error) {
 	if !found {
 		r.applyLocked(slot, 0, nil)
 	}
-	r.log.Debug("next hop added", "backend", key.ip.String(), "iface", key.link, "slot", slot)
-	r.maybeProbeLocked(slot, now)
+	r.log.Debug("next hop added", "backend", key.ip.String(), "iface", key.link, "slot", index, "generation", in.gen)
+	r.maybeProbeLocked(index, now)
 	return slot, nil
+}
+
+// takeIndexLocked returns a slot index for a new next hop: a never-used one while there are
+// any, else the oldest released one once its quarantine is over.
+func (r *Resolver) takeIndexLocked(now time.Time) (uint32, bool) {
+	if len(r.info) < r.slots.Len() {
+		r.info = append(r.info, slotInfo{})
+		return uint32(len(r.info) - 1), true
+	}
+	if len(r.released) == 0 || now.Before(r.released[0].reusableAt) {
+		return 0, false
+	}
+	index := r.released[0].index
+	r.released = r.released[1:]
+	return index, true
 }
 
 // applyLocked stores the state rules' verdict for a kernel entry (state 0: no entry).
 func (r *Resolver) applyLocked(slot Slot, state int, lladdr net.HardwareAddr) {
 	w, ok := entryWord(state, lladdr)
-	in := &r.info[slot]
+	in := &r.info[slot.index()]
 	in.state, in.usable = state, ok
-	r.slots.store(slot, w)
+	r.slots.store(slot, w|genWord(in.gen))
 }
 
 // maybeProbeLocked probes the slot's next hop when it has no usable entry (every ProbeInterval)
 // or is STALE (every RevalidateInterval).
-func (r *Resolver) maybeProbeLocked(slot Slot, now time.Time) {
-	in := &r.info[slot]
+func (r *Resolver) maybeProbeLocked(index uint32, now time.Time) {
+	in := &r.info[index]
 	var every time.Duration
 	switch {
+	case !in.live:
+		return
 	case !in.usable:
 		every = r.cfg.ProbeInterval
 	case r.cfg.RevalidateInterval > 0 && needsRevalidation(in.state):
@@ -426,20 +477,22 @@ func (r *Resolver) HandleUpdate(u netlink.NeighUpdate) {
 	if !ok {
 		return
 	}
+	now := r.clock()
 	if u.Type == unix.RTM_DELNEIGH {
 		r.applyLocked(slot, 0, nil)
 	} else {
 		r.applyLocked(slot, u.State, u.HardwareAddr)
 	}
-	r.maybeProbeLocked(slot, time.Now())
+	r.maybeProbeLocked(slot.index(), now)
 }
 
 // Refresh re-reads the neighbour tables and the routes of every destination (moving a
-// destination to a new next hop when its route changed) and probes unusable next hops.
+// destination to a new next hop when its route changed; the old next hop keeps its slot until
+// Prune finds no destination going through it) and probes unusable next hops.
 func (r *Resolver) Refresh() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := time.Now()
+	now := r.clock()
 	var errs []error
 	seen := make(map[neighKey]int, len(r.byNeigh))
 	hw := make(map[neighKey]net.HardwareAddr, len(r.byNeigh))
@@ -472,7 +525,7 @@ func (r *Resolver) Refresh() error {
 			errs = append(errs, err) // keep the old next hop: better than none
 			continue
 		}
-		if key == r.info[old].key {
+		if key == r.info[old.index()].key {
 			continue
 		}
 		slot, err := r.slotLocked(key, now)
@@ -491,8 +544,8 @@ func (r *Resolver) Refresh() error {
 }
 
 func (r *Resolver) probeAllLocked(now time.Time) {
-	for slot := Slot(1); int(slot) < len(r.info); slot++ {
-		r.maybeProbeLocked(slot, now)
+	for index := uint32(1); int(index) < len(r.info); index++ {
+		r.maybeProbeLocked(index, now)
 	}
 }
 
@@ -574,7 +627,7 @@ func (r *Resolver) Run(ctx context.Context) error {
 func (r *Resolver) serveRequests(first netip.Addr) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := time.Now()
+	now := r.clock()
 	changedAny := false
 	dst := first
 	for {
