@@ -9,6 +9,7 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // agentManifests is a Service without endpoints: backend agents provide them.
@@ -66,7 +67,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	a1 := startAgent(t, n, b1)
 	a2 := startAgent(t, n, b2)
 
-	waitFor(t, 20*time.Second, "both agents' endpoints ready", func() error {
+	tstest.Eventually(t, 20*time.Second, "both agents' endpoints ready", func() error {
 		eps := agentEndpoints(n)
 		for _, b := range []*lab.NS{b1, b2} {
 			if e, ok := eps[b.Addr().String()]; !ok || !e.Ready || e.Node != "agent-"+b.Short {
@@ -99,7 +100,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	if err := syscall.Kill(a1.PID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "b1 draining", func() error {
+	tstest.Eventually(t, 5*time.Second, "b1 draining", func() error {
 		e, ok := agentEndpoints(n)[b1.Addr().String()]
 		if !ok || e.Ready || !e.Serving || !e.Terminating {
 			return fmt.Errorf("b1 endpoint %+v (present %v)", e, ok)
@@ -118,7 +119,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	if drained["b1"] != 0 || drained["b2"] != 20 {
 		t.Fatalf("new requests during drain reached %v, want b2 only", drained)
 	}
-	waitFor(t, 10*time.Second, "agent b1 exits 0 after the drain", func() error {
+	tstest.Eventually(t, 10*time.Second, "agent b1 exits 0 after the drain", func() error {
 		select {
 		case <-a1.Done():
 			return a1.Err()
@@ -126,7 +127,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 			return fmt.Errorf("still running")
 		}
 	})
-	waitFor(t, 3*time.Second, "b1 endpoint gone after the leave", func() error {
+	tstest.Eventually(t, 3*time.Second, "b1 endpoint gone after the leave", func() error {
 		if e, ok := agentEndpoints(n)[b1.Addr().String()]; ok {
 			return fmt.Errorf("b1 still %+v", e)
 		}
@@ -144,7 +145,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	if err := syscall.Kill(a2.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b2 endpoint gone after SIGKILL", func() error {
+	tstest.Eventually(t, 10*time.Second, "b2 endpoint gone after SIGKILL", func() error {
 		if e, ok := agentEndpoints(n)[b2.Addr().String()]; ok {
 			return fmt.Errorf("b2 still %+v", e)
 		}

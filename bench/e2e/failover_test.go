@@ -8,12 +8,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // vipOwner asks a node who holds the web Service's VIP.
@@ -47,7 +47,7 @@ func TestVIPFailover(t *testing.T) {
 	for _, n := range nodes {
 		byName[n.name()] = n
 	}
-	waitFor(t, 15*time.Second, "three members and one VIP owner agreed by all", func() error {
+	tstest.Eventually(t, 15*time.Second, "three members and one VIP owner agreed by all", func() error {
 		owners := map[string]bool{}
 		for _, n := range nodes {
 			if alive := aliveMembers(n); alive != 3 {
@@ -74,7 +74,7 @@ func TestVIPFailover(t *testing.T) {
 		ll := holdConnections(t, client, 5)
 		time.Sleep(300 * time.Millisecond)
 		killed := time.Now()
-		if err := syscall.Kill(victim.proc.PID, syscall.SIGKILL); err != nil {
+		if err := victim.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		// New connections, each with a short timeout, until one succeeds.
@@ -109,10 +109,10 @@ func TestVIPFailover(t *testing.T) {
 		if b := ll.broken.Load(); b != 0 {
 			t.Errorf("kill %d: %d of 5 long-lived connections broke", k+1, b)
 		}
-		<-victim.proc.Done()
+		<-victim.Process().Done()
 		if k+1 < kills {
-			victim.start(m)
-			waitFor(t, 15*time.Second, "VIP back to a steady owner", func() error {
+			victim.start()
+			tstest.Eventually(t, 15*time.Second, "VIP back to a steady owner", func() error {
 				if o := vipOwner(victim); o == "" || o != vipOwner(survivor) {
 					return fmt.Errorf("owners disagree")
 				}
@@ -131,9 +131,9 @@ func TestVIPFailover(t *testing.T) {
 	// join.
 	ll := holdConnections(t, client, 5)
 	time.Sleep(500 * time.Millisecond)
-	victim.start(m)
+	victim.start()
 	back := time.Now()
-	waitFor(t, 15*time.Second, "the restarted node holds the VIP again", func() error {
+	tstest.Eventually(t, 15*time.Second, "the restarted node holds the VIP again", func() error {
 		if o := vipOwner(survivor); o != victim.name() || vipOwner(victim) != victim.name() {
 			return fmt.Errorf("owner %q (survivor's view), %q (restarted node's view)", o, vipOwner(victim))
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestSoak runs mixed traffic through one appliance for APPLIANCE_SOAK (e.g. 10m): new HTTP
@@ -28,14 +29,14 @@ func TestSoak(t *testing.T) {
 	all := manifests("198.18.1.21", "198.18.1.22", "198.18.1.23")
 	n := startNode(t, l, 0, all)
 	client := l.Clients[0]
-	waitFor(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
+	tstest.Eventually(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
 
 	// Warm up, then take the baseline.
 	for range 200 {
 		_, _ = get(client, "http://198.19.1.1/")
 	}
 	base := n.metrics()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	var wg sync.WaitGroup
 	var httpOK, httpErr, udpOK, udpErr, echoOK, echoBroken atomic.Int64
@@ -127,7 +128,7 @@ loop:
 
 	// Let the data plane settle: no traffic, every frame back in the pools.
 	var end string
-	waitFor(t, 10*time.Second, "UMEM frames back", func() error {
+	tstest.Eventually(t, 10*time.Second, "UMEM frames back", func() error {
 		end = n.metrics()
 		for _, q := range []string{"ext0", "int0"} {
 			name := `appliance_xsk_umem_frames{iface="` + q + `",queue="0",state="held"}`
@@ -159,7 +160,7 @@ loop:
 	// Conntrack: with the traffic stopped, entries expire (TIME_WAIT 120 s, UDP 30/120 s) and the
 	// table empties; check it shrinks rather than wait out every timeout.
 	ct0 := metricValue(t, end, "appliance_conntrack_entries")
-	waitFor(t, 3*time.Minute, "conntrack shrinking", func() error {
+	tstest.Eventually(t, 3*time.Minute, "conntrack shrinking", func() error {
 		if v := metricValue(t, n.metrics(), "appliance_conntrack_entries"); v > ct0/4 {
 			return fmt.Errorf("conntrack entries %v (were %v at the end of traffic)", v, ct0)
 		}
