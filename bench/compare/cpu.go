@@ -112,25 +112,3 @@ func pinTask(tid, cpu int) error {
 	}
 	return nil
 }
-
-// Machine describes where a comparison ran.
-type Machine struct {
-	// CPUModel is /proc/cpuinfo's model name; CPUs the number of online cores.
-	CPUModel string `json:"cpuModel"`
-	CPUs     int    `json:"cpus"`
-	// Kernel is uname's release and version.
-	Kernel string `json:"kernel"`
-	// GoVersion is the Go toolchain that built the benchmark.
-	GoVersion string `json:"goVersion"`
-	// Virtualization is what /sys/class/dmi says about the machine's vendor/product, when readable.
-	Product string `json:"product,omitempty"`
-}
-
-func describeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: outputs.CPUModel(), Product: outputs.Product()}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		m.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
-	}
-	return m
-}

@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // fakeResult is two rounds in which the appliance forwards 1.0 then 2.0 Mpps and nftables half of that.
 func fakeResult() *Result {
-	res := &Result{Machine: describeMachine(), Rounds: 2, Systems: AllSystems, Scenarios: []Scenario{AllScenarios[0], AllScenarios[3], AllScenarios[6]}}
+	res := &Result{Machine: outputs.DescribeMachine(), Rounds: 2, Systems: AllSystems, Scenarios: []Scenario{AllScenarios[0], AllScenarios[3], AllScenarios[6]}}
 	for round, a := range []float64{1e6, 2e6} {
 		rd := round + 1
 		res.Runs = append(res.Runs,

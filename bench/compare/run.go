@@ -130,7 +130,7 @@ type Result struct {
 	// Lab is the prefix of the namespace lab it ran in (gone when Compare returns).
 	Lab string `json:"lab"`
 	// Machine is where it ran.
-	Machine Machine `json:"machine"`
+	Machine outputs.Machine `json:"machine"`
 	// Started and Finished are wall-clock times.
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
@@ -209,7 +209,7 @@ func Compare(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r := &runner{cfg: cfg, started: time.Now()}
 	r.res = &Result{
-		Command: cfg.Command, Machine: describeMachine(), Started: time.Now(), Rounds: cfg.Rounds, DurationSeconds: cfg.Duration.Seconds(),
+		Command: cfg.Command, Machine: outputs.DescribeMachine(), Started: time.Now(), Rounds: cfg.Rounds, DurationSeconds: cfg.Duration.Seconds(),
 		MaxPackets: cfg.MaxPackets, Systems: systems, Modes: map[System]string{},
 		Pinning: fmt.Sprintf("generator thread on cpu%d; system under test (its process, the node's threaded NAPI kthreads) on cpu%d", cfg.GeneratorCPU, cfg.ApplianceCPU) +
 			niceNote(cfg.Nice, cfg.NAPINice),

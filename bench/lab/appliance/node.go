@@ -61,12 +61,9 @@ type Node struct {
 // New checks cfg and, unless cfg.ConfigPath is set, writes the node's config and manifests into
 // cfg.Dir. It does not start the appliance.
 func New(cfg Config, manifests string) (*Node, error) {
-	bin, err := filepath.Abs(cfg.Bin)
+	bin, err := Program(cfg.Bin)
 	if err != nil {
-		return nil, fmt.Errorf("appliance program %s: %w", cfg.Bin, err)
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("appliance program: %w (run make build)", err)
+		return nil, err
 	}
 	cfg.Bin = bin
 	if cfg.AdminListen == "" {
@@ -102,6 +99,18 @@ func New(cfg Config, manifests string) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// Program returns the absolute path of the appliance program at path, or an error when there is none.
+func Program(path string) (string, error) {
+	bin, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("appliance program %s: %w", path, err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("appliance program: %w (run make build)", err)
+	}
+	return bin, nil
 }
 
 // Name is the appliance's node name.
