@@ -1,6 +1,6 @@
 // Command bench is the appliance's lab and benchmarking tool (`go run ./bench --help`).
 //
-// Subcommands: `lab up` builds the namespace lab of DESIGN.md section 6 (package bench/lab) as a persistent
+// Subcommands: `lab up` builds the namespace lab of ARCHITECTURE.md, "The lab" (package bench/lab) as a persistent
 // lab, starts `bench backend` in every backend namespace as a detached process and records namespaces and
 // PIDs in /run/xdpsvc-lab/<prefix>.json; `lab down --prefix P | --all` stops exactly those PIDs and deletes
 // exactly those namespaces; `lab list` and `lab sweep` show and clean up recorded labs; `backend` runs the

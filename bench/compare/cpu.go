@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/stat and /proc/PID/stat times (100 on every Linux ABI Go supports).

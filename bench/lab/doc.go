@@ -1,4 +1,4 @@
-// Package lab builds the network-namespace lab of DESIGN.md section 6 and tears it down again.
+// Package lab builds the network-namespace lab of ARCHITECTURE.md, "The lab" and tears it down again.
 //
 // Topology, for a Spec of N nodes, K clients, M backends and C in-cluster clients:
 //
@@ -13,7 +13,7 @@
 // Each veth is created straight into its two namespaces; its switch end is named after the host (n1x, n1i,
 // c1, b1, k1). MACs are deterministic: 02:<hash of prefix>:<segment>:<host octet>:<0 inside | 1 switch end>.
 //
-// What the lab sets, and why (PLATFORM.md):
+// What the lab sets, and why (ARCHITECTURE.md):
 //   - Node veths have Spec.Queues RX/TX queues (default 1), so an AF_XDP socket on queue 0 sees every frame;
 //     all other veths have 1.
 //   - TX checksum offload, TSO and GSO are off on every veth end, so frames carry full checksums and are at
