@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,21 +163,7 @@ func (n *node) api(path string, out any) {
 }
 
 // get fetches url from namespace ns and returns the body.
-func get(ns *lab.NS, url string) (string, error) {
-	c := lab.HTTPClient(ns)
-	c.Timeout = 3 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	req.Close = true
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
-}
+func get(ns *lab.NS, url string) (string, error) { return lab.GetText(ns, url, 3*time.Second) }
 
 // aliveMembers counts the members a node reports alive (synced, not syncing).
 func aliveMembers(n *node) int {

@@ -3,8 +3,10 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -101,4 +103,25 @@ func (l *Lab) onDown(f func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stops = append(l.stops, f)
+}
+
+// GetText fetches url from inside ns on a new connection, bounded by timeout, and returns the body
+// with surrounding white space trimmed.
+func GetText(ns *NS, url string, timeout time.Duration) (string, error) {
+	c := HTTPClient(ns)
+	c.Timeout = timeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Close = true
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
 }
