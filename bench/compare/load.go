@@ -149,7 +149,7 @@ func generatorConfig(dstMAC net.HardwareAddr, sc Scenario, proto pktgen.Proto, p
 func recordPackets(run *Run, res pktgen.Result, sinks []*sink.Sink, before, after cpuSample) {
 	var pkts, byts uint64
 	for _, sk := range sinks {
-		p, b := settled(sk)
+		p, b, _ := sk.Settled()
 		pkts += p
 		byts += b
 	}

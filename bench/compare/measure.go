@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/xdpsvc/lb/bench/sink"
 )
 
 type cpuSample struct {
@@ -60,23 +58,6 @@ func (r *runner) sample(s *system) cpuSample {
 		c.counters = r.applianceCounters()
 	}
 	return c
-}
-
-// settled waits (bounded) until a sink's count stops changing.
-func settled(s *sink.Sink) (pkts, byts uint64) {
-	deadline := time.Now().Add(2 * time.Second)
-	prev := ^uint64(0)
-	for {
-		st, err := s.Stats()
-		if err != nil {
-			return 0, 0
-		}
-		if st.Packets == prev || time.Now().After(deadline) {
-			return st.Packets, st.Bytes
-		}
-		prev = st.Packets
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // latency sends LatencySamples requests of 64 bytes at LatencyRatePPS over one TCP connection through the VIP
