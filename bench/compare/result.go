@@ -1,8 +1,6 @@
 package compare
 
 import (
-	"time"
-
 	"github.com/xdpsvc/lb/bench/outputs"
 )
 
@@ -60,15 +58,7 @@ func (r Run) Headline() float64 {
 
 // Result is everything a comparison measured.
 type Result struct {
-	// Command is the command line that made it.
-	Command string `json:"command"`
-	// Lab is the prefix of the namespace lab it ran in (gone when Compare returns).
-	Lab string `json:"lab"`
-	// Machine is where it ran.
-	Machine outputs.Machine `json:"machine"`
-	// Started and Finished are wall-clock times.
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
+	outputs.Provenance
 	// Rounds, DurationSeconds and MaxPackets are the bounds of each measurement.
 	Rounds          int     `json:"rounds"`
 	DurationSeconds float64 `json:"durationSeconds"`

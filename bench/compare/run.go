@@ -2,10 +2,8 @@ package compare
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -69,22 +67,16 @@ func Compare(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("compare: needs root (namespaces, XDP, nftables)")
-	}
-	bin, err := appliance.Program(cfg.ApplianceBin)
+	scens, _ := cfg.scenarios()
+	systems, _ := cfg.systems()
+	bin, err := appliance.Preflight(cfg.ApplianceBin, cfg.OutDir, "compare: needs root (namespaces, XDP, nftables)")
 	if err != nil {
 		return nil, err
 	}
 	cfg.ApplianceBin = bin
-	scens, _ := cfg.scenarios()
-	systems, _ := cfg.systems()
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("output folder: %w", err)
-	}
 	r := &runner{cfg: cfg, started: time.Now()}
 	r.res = &Result{
-		Command: cfg.Command, Machine: outputs.DescribeMachine(), Started: time.Now(), Rounds: cfg.Rounds, DurationSeconds: cfg.Duration.Seconds(),
+		Provenance: outputs.Provenance{Command: cfg.Command, Machine: outputs.DescribeMachine(), Started: time.Now()}, Rounds: cfg.Rounds, DurationSeconds: cfg.Duration.Seconds(),
 		MaxPackets: cfg.MaxPackets, Systems: systems, Modes: map[System]string{},
 		Pinning: fmt.Sprintf("generator thread on cpu%d; system under test (its process, the node's threaded NAPI kthreads) on cpu%d", cfg.GeneratorCPU, cfg.ApplianceCPU) +
 			niceNote(cfg.Nice, cfg.NAPINice),
@@ -98,17 +90,9 @@ func Compare(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("compare: cpus %d and %d asked for, the machine has %d", cfg.GeneratorCPU, cfg.ApplianceCPU, runtime.NumCPU())
 	}
 	if err := r.setUp(ctx); err != nil {
-		if r.lab != nil {
-			_ = r.lab.Down()
-		}
 		return nil, err
 	}
-	defer func() {
-		r.progress("tearing the lab down")
-		if err := r.lab.Down(); err != nil {
-			fmt.Fprintf(cfg.Progress, "compare: lab down: %v\n", err)
-		}
-	}()
+	defer r.tearDown()
 	// Scenario by scenario within a round, every system in turn: the runs a ratio pairs are seconds
 	// apart, not minutes, so more of the shared machine's drifting load cancels.
 	for round := 1; round <= cfg.Rounds; round++ {
@@ -195,4 +179,12 @@ func (r *runner) start(ctx context.Context, sys System) (*system, error) {
 		return r.startXDPRedirect(ctx)
 	}
 	return nil, fmt.Errorf("unknown system %q", sys)
+}
+
+// tearDown removes the lab and everything in it.
+func (r *runner) tearDown() {
+	r.progress("tearing the lab down")
+	if err := r.lab.Down(); err != nil {
+		fmt.Fprintf(r.cfg.Progress, "compare: lab down: %v\n", err)
+	}
 }

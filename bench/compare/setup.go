@@ -9,30 +9,33 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpsvc/lb/bench/backend"
 	"github.com/xdpsvc/lb/bench/lab"
 	"github.com/xdpsvc/lb/bench/lab/appliance"
-	"golang.org/x/sys/unix"
 )
 
 // manifests is the v1 Service and EndpointSlice both the appliance and the nftables generator read.
 func manifests(eps []netip.Addr) string {
-	svc := lab.Service{
-		Name: "bench", LoadBalancerIP: vipAddr, ClusterIP: "198.19.0.10",
+	return lab.Manifests(lab.Service{
+		Name: "bench", LoadBalancerIP: vipAddr, ClusterIP: "198.19.0.10", Endpoints: lab.ReadyEndpoints(eps),
 		Ports: []lab.ServicePort{
 			{Name: "udp", Protocol: "UDP", Port: udpPort, TargetPort: udpPort},
 			{Name: "tcp", Protocol: "TCP", Port: tcpPort, TargetPort: tcpPort},
 			{Name: "echo", Protocol: "TCP", Port: echoPort, TargetPort: echoPort},
 		},
-	}
-	for _, e := range eps {
-		svc.Endpoints = append(svc.Endpoints, lab.Endpoint{Addr: e.String()})
-	}
-	return lab.Manifests(svc)
+	})
 }
 
 // setUp builds the lab and everything that stays for the whole comparison.
-func (r *runner) setUp(ctx context.Context) error {
+// On failure it removes what it built.
+func (r *runner) setUp(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil && r.lab != nil {
+			_ = r.lab.Down()
+		}
+	}()
 	spec := lab.DefaultSpec()
 	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients, spec.Queues = 1, 1, backends, 0, 1
 	r.progress("building the lab (1 node, 1 client, %d backends)", backends)
@@ -47,11 +50,7 @@ func (r *runner) setUp(ctx context.Context) error {
 	if _, err := l.StartBackends(backend.DefaultConfig()); err != nil {
 		return fmt.Errorf("backends: %w", err)
 	}
-	var eps []netip.Addr
-	for _, b := range l.Backends {
-		eps = append(eps, b.Addr())
-	}
-	m := manifests(eps)
+	m := manifests(l.BackendAddrs())
 	fronts, err := ParseManifests([]byte(m))
 	if err != nil {
 		return err

@@ -13,17 +13,13 @@ import (
 )
 
 // agentManifests is a Service without endpoints: backend agents provide them.
-const agentManifests = `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: LoadBalancer
-  loadBalancerIP: 198.19.1.1
-  clusterIP: 198.19.0.10
-  ports:
-    - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-    - {name: echo, protocol: UDP, port: 9000, targetPort: 9000, nodePort: 30900}
-`
+var agentManifests = lab.Manifests(lab.Service{
+	Name: "web", LoadBalancerIP: "198.19.1.1", ClusterIP: "198.19.0.10",
+	Ports: []lab.ServicePort{
+		{Name: "http", Protocol: "TCP", Port: 80, TargetPort: 8080, NodePort: 30080},
+		{Name: "echo", Protocol: "UDP", Port: 9000, TargetPort: 9000, NodePort: 30900},
+	},
+})
 
 // startAgent runs `appliance agent` in backend namespace b, joining the node's cluster address.
 func startAgent(t *testing.T, n *node, b *lab.NS) *lab.Process {

@@ -2,9 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/xdpsvc/lb/bench/tstest"
 	"testing"
 	"time"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestFastRestartKeepsConnections kills the VIP owner with SIGKILL and starts it again at once,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -29,22 +30,24 @@ const (
 
 // manifests is one LoadBalancer Service with a fixed VIP over the lab's backends: HTTP for the new
 // connections, TCP echo for the long-lived ones.
-func manifests(backends []*lab.NS) string {
-	svc := lab.Service{
-		Name: serviceName, LoadBalancerIP: vipAddr, ClusterIP: "198.19.0.10",
+func manifests(eps []netip.Addr) string {
+	return lab.Manifests(lab.Service{
+		Name: serviceName, LoadBalancerIP: vipAddr, ClusterIP: "198.19.0.10", Endpoints: lab.ReadyEndpoints(eps),
 		Ports: []lab.ServicePort{
 			{Name: "http", Protocol: "TCP", Port: httpPort, TargetPort: 8080},
 			{Name: "tcpecho", Protocol: "TCP", Port: echoPort, TargetPort: 7000},
 		},
-	}
-	for _, b := range backends {
-		svc.Endpoints = append(svc.Endpoints, lab.Endpoint{Addr: b.Addr().String()})
-	}
-	return lab.Manifests(svc)
+	})
 }
 
 // setUp builds the lab, starts the backends and the three appliances and waits for one agreed owner.
-func (r *runner) setUp(ctx context.Context) error {
+// On failure it removes what it built.
+func (r *runner) setUp(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil && r.lab != nil {
+			_ = r.lab.Down()
+		}
+	}()
 	spec := lab.DefaultSpec()
 	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = labNodes, 1, labBackends, 0
 	r.progress("building the lab (%d appliance nodes, %d backends, 1 client)", labNodes, labBackends)
@@ -62,7 +65,7 @@ func (r *runner) setUp(ctx context.Context) error {
 	if r.dir, err = os.MkdirTemp("", "bench-failover-"); err != nil {
 		return fmt.Errorf("config folder: %w", err)
 	}
-	m := manifests(l.Backends)
+	m := manifests(l.BackendAddrs())
 	for _, ns := range l.Nodes {
 		name := fmt.Sprintf("lb-%d", ns.Index)
 		n, err := appliance.New(appliance.Config{

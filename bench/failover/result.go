@@ -91,14 +91,7 @@ type Kill struct {
 
 // Result is everything a failover run measured.
 type Result struct {
-	// Command is the command line that made it.
-	Command string `json:"command"`
-	// Lab is the prefix of the namespace lab it ran in (gone when Run returns).
-	Lab string `json:"lab"`
-	// Machine is where it ran; Started and Finished the wall-clock times.
-	Machine  outputs.Machine `json:"machine"`
-	Started  time.Time       `json:"started"`
-	Finished time.Time       `json:"finished"`
+	outputs.Provenance
 	// Nodes, Backends are the lab's sizes; Conns the long-lived connections per kill.
 	Nodes    int `json:"nodes"`
 	Backends int `json:"backends"`

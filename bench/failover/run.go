@@ -36,17 +36,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("failover: needs root (namespaces, AF_XDP)")
-	}
-	bin, err := appliance.Program(cfg.ApplianceBin)
+	bin, err := appliance.Preflight(cfg.ApplianceBin, cfg.OutDir, "failover: needs root (namespaces, AF_XDP)")
 	if err != nil {
 		return nil, err
 	}
 	cfg.ApplianceBin = bin
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("output folder: %w", err)
-	}
 	r := &runner{cfg: cfg, started: time.Now()}
 	r.res = newResult(cfg)
 	defer func() {
@@ -55,17 +49,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}()
 	if err := r.setUp(ctx); err != nil {
-		if r.lab != nil {
-			_ = r.lab.Down()
-		}
 		return nil, err
 	}
-	defer func() {
-		r.progress("tearing the lab down")
-		if err := r.lab.Down(); err != nil {
-			r.progress("lab down: %v", err)
-		}
-	}()
+	defer r.tearDown()
 	runErr := r.kills(ctx)
 	r.res.Finished = time.Now()
 	if runErr != nil {
@@ -86,7 +72,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // newResult is an empty Result with cfg's bounds and the notes a reader needs.
 func newResult(cfg Config) *Result {
 	return &Result{
-		Command: cfg.Command, Machine: outputs.DescribeMachine(), Started: time.Now(), Nodes: labNodes, Backends: labBackends,
+		Provenance: outputs.Provenance{Command: cfg.Command, Machine: outputs.DescribeMachine(), Started: time.Now()}, Nodes: labNodes, Backends: labBackends,
 		Conns: cfg.Conns, AttemptIntervalMillis: ms(cfg.AttemptInterval), AttemptTimeoutMillis: ms(cfg.AttemptTimeout),
 		EchoIntervalMillis: ms(cfg.EchoInterval),
 		Notes: []string{
@@ -98,3 +84,11 @@ func newResult(cfg Config) *Result {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// tearDown removes the lab and everything in it.
+func (r *runner) tearDown() {
+	r.progress("tearing the lab down")
+	if err := r.lab.Down(); err != nil {
+		r.progress("lab down: %v", err)
+	}
+}

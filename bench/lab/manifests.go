@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -77,4 +78,22 @@ func Manifests(svcs ...Service) string {
 		}
 	}
 	return b.String()
+}
+
+// ReadyEndpoints are the addresses as ready endpoints.
+func ReadyEndpoints(addrs []netip.Addr) []Endpoint {
+	eps := make([]Endpoint, 0, len(addrs))
+	for _, a := range addrs {
+		eps = append(eps, Endpoint{Addr: a.String()})
+	}
+	return eps
+}
+
+// BackendAddrs are the addresses of the lab's backends, in order.
+func (l *Lab) BackendAddrs() []netip.Addr {
+	addrs := make([]netip.Addr, 0, len(l.Backends))
+	for _, b := range l.Backends {
+		addrs = append(addrs, b.Addr())
+	}
+	return addrs
 }

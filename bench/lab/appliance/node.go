@@ -113,6 +113,19 @@ func Program(path string) (string, error) {
 	return bin, nil
 }
 
+// Preflight is the check before a measuring run that starts appliances in a lab: it fails with the
+// error why unless the caller is root, creates the output folder outDir, and returns the absolute path
+// of the appliance program at path.
+func Preflight(path, outDir, why string) (string, error) {
+	if os.Geteuid() != 0 {
+		return "", errors.New(why)
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", fmt.Errorf("output folder: %w", err)
+	}
+	return Program(path)
+}
+
 // Name is the appliance's node name.
 func (n *Node) Name() string { return n.cfg.Name }
 
