@@ -168,40 +168,7 @@ func TestSteerAndEcho(t *testing.T) {
 		}
 	}()
 
-	// The worker: echo UDP frames, keep ARP frames for the test.
-	stop := make(chan struct{})
-	arps := make(chan []byte, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		batch := make([]Frame, 64)
-		poll := NewPoller(l.sock)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			poll.Wait(10 * time.Millisecond)
-			n := l.sock.Receive(batch)
-			out := batch[:0]
-			for _, f := range batch[:n] {
-				if swap(f.Data) {
-					out = append(out, f)
-					continue
-				}
-				if binary.BigEndian.Uint16(f.Data[12:]) == 0x0806 {
-					select {
-					case arps <- append([]byte(nil), f.Data...):
-					default:
-					}
-				}
-				l.sock.Release([]Frame{f})
-			}
-			l.sock.Transmit(out)
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
+	arps := startEchoWorker(t, l)
 
 	t.Run("kernel still gets TCP to a non-frontend port", func(t *testing.T) {
 		err := lab.DoIn(l.B, func() error {
@@ -388,4 +355,43 @@ func TestHotPathAllocs(t *testing.T) {
 	if l.sock.rxFrames.Load() == 0 {
 		t.Fatal("no frames received: the allocation check did not exercise the receive path")
 	}
+}
+
+// startEchoWorker runs a worker on l's socket until the test ends: it echoes UDP frames back to
+// their sender and hands ARP frames to the channel it returns (dropping them when it is full).
+func startEchoWorker(t *testing.T, l *pairLab) <-chan []byte {
+	stop := make(chan struct{})
+	arps := make(chan []byte, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		batch := make([]Frame, 64)
+		poll := NewPoller(l.sock)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			poll.Wait(10 * time.Millisecond)
+			n := l.sock.Receive(batch)
+			out := batch[:0]
+			for _, f := range batch[:n] {
+				if swap(f.Data) {
+					out = append(out, f)
+					continue
+				}
+				if binary.BigEndian.Uint16(f.Data[12:]) == 0x0806 {
+					select {
+					case arps <- append([]byte(nil), f.Data...):
+					default:
+					}
+				}
+				l.sock.Release([]Frame{f})
+			}
+			l.sock.Transmit(out)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return arps
 }

@@ -117,33 +117,7 @@ func TestServiceTypesAnswerFromTheirVantagePoints(t *testing.T) {
 		}
 	})
 
-	t.Run("traffic for no service reaches the kernel", func(t *testing.T) {
-		ln, err := n.ns.Listen("tcp", "198.18.0.11:22222")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("kernel\n"))
-				c.Close()
-			}
-		}()
-		c, err := lab.Dial(client, "tcp", "198.18.0.11:22222")
-		if err != nil {
-			t.Fatalf("kernel listener on the node unreachable: %v", err)
-		}
-		buf := make([]byte, 16)
-		k, _ := c.Read(buf)
-		c.Close()
-		if string(buf[:k]) != "kernel\n" {
-			t.Fatalf("got %q", buf[:k])
-		}
-	})
+	t.Run("traffic for no service reaches the kernel", func(t *testing.T) { checkKernelGetsUnclaimed(t, n, client) })
 
 	t.Run("appliance get services shows the allocations", func(t *testing.T) {
 		var svcs []admin.ServiceStatus
@@ -262,5 +236,36 @@ func TestReloadRemovingABackendKeepsOtherFlows(t *testing.T) {
 			t.Errorf("flow to the removed backend still answered")
 		}
 		h.c.Close()
+	}
+}
+
+// checkKernelGetsUnclaimed checks that a connection to a node address and port no Service claims
+// reaches the node's kernel (a listener there answers).
+func checkKernelGetsUnclaimed(t *testing.T, n *node, client *lab.NS) {
+	t.Helper()
+	ln, err := n.ns.Listen("tcp", "198.18.0.11:22222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("kernel\n"))
+			c.Close()
+		}
+	}()
+	c, err := lab.Dial(client, "tcp", "198.18.0.11:22222")
+	if err != nil {
+		t.Fatalf("kernel listener on the node unreachable: %v", err)
+	}
+	buf := make([]byte, 16)
+	k, _ := c.Read(buf)
+	c.Close()
+	if string(buf[:k]) != "kernel\n" {
+		t.Fatalf("got %q", buf[:k])
 	}
 }

@@ -77,18 +77,7 @@ func TestVIPFailover(t *testing.T) {
 		if err := victim.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		// New connections, each with a short timeout, until one succeeds.
-		var back time.Duration
-		for time.Since(killed) < 20*time.Second {
-			c := lab.HTTPClient(client)
-			c.Timeout = 200 * time.Millisecond
-			resp, err := c.Get("http://198.19.1.1/")
-			if err == nil {
-				resp.Body.Close()
-				back = time.Since(killed)
-				break
-			}
-		}
+		back := servedAgain(client, killed, 20*time.Second)
 		ll.stop()
 		if back == 0 {
 			t.Fatalf("kill %d: the VIP did not serve again within 20 s after %s died", k+1, owner)
@@ -210,4 +199,19 @@ func holdConnections(t *testing.T, client *lab.NS, n int) *heldConnections {
 func (h *heldConnections) stop() {
 	close(h.done)
 	h.wg.Wait()
+}
+
+// servedAgain opens new connections to the VIP from client, each with a short timeout, until one
+// succeeds, and returns when that was after killed (0 when none did within bound).
+func servedAgain(client *lab.NS, killed time.Time, bound time.Duration) time.Duration {
+	for time.Since(killed) < bound {
+		c := lab.HTTPClient(client)
+		c.Timeout = 200 * time.Millisecond
+		resp, err := c.Get("http://198.19.1.1/")
+		if err == nil {
+			resp.Body.Close()
+			return time.Since(killed)
+		}
+	}
+	return 0
 }

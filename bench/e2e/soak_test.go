@@ -38,72 +38,8 @@ func TestSoak(t *testing.T) {
 	base := n.metrics()
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
-	var wg sync.WaitGroup
-	var httpOK, httpErr, udpOK, udpErr, echoOK, echoBroken atomic.Int64
-
-	for range 4 { // new connections
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				if _, err := get(client, "http://198.19.1.1/"); err != nil {
-					httpErr.Add(1)
-				} else {
-					httpOK.Add(1)
-				}
-			}
-		}()
-	}
-	for range 8 { // long-lived connections, re-opened when a reload ends them
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 64)
-			for ctx.Err() == nil {
-				c, err := lab.Dial(client, "tcp", "198.19.1.1:7000")
-				if err != nil {
-					echoBroken.Add(1)
-					time.Sleep(100 * time.Millisecond)
-					continue
-				}
-				for ctx.Err() == nil {
-					_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-					if _, err := c.Write([]byte("ping\n")); err != nil {
-						echoBroken.Add(1)
-						break
-					}
-					if _, err := c.Read(buf); err != nil {
-						echoBroken.Add(1)
-						break
-					}
-					echoOK.Add(1)
-					time.Sleep(50 * time.Millisecond)
-				}
-				c.Close()
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() { // UDP
-		defer wg.Done()
-		c, err := lab.Dial(client, "udp", "198.19.1.1:9000")
-		if err != nil {
-			udpErr.Add(1)
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 128)
-		for ctx.Err() == nil {
-			_, _ = c.Write([]byte("soak"))
-			_ = c.SetReadDeadline(time.Now().Add(time.Second))
-			if _, err := c.Read(buf); err != nil {
-				udpErr.Add(1)
-			} else {
-				udpOK.Add(1)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
+	var c soakCounts
+	wg := startSoakTraffic(ctx, client, &c)
 	reloads := 0
 	tick := time.NewTicker(20 * time.Second)
 loop:
@@ -119,7 +55,7 @@ loop:
 				n.writeManifests(all)
 			}
 			t.Logf("%v: http ok %d err %d, echo exchanges %d broken %d, udp ok %d err %d, reloads %d",
-				time.Duration(reloads)*20*time.Second, httpOK.Load(), httpErr.Load(), echoOK.Load(), echoBroken.Load(), udpOK.Load(), udpErr.Load(), reloads)
+				time.Duration(reloads)*20*time.Second, c.httpOK.Load(), c.httpErr.Load(), c.echoOK.Load(), c.echoBroken.Load(), c.udpOK.Load(), c.udpErr.Load(), reloads)
 		}
 	}
 	tick.Stop()
@@ -139,7 +75,7 @@ loop:
 		return nil
 	})
 	t.Logf("traffic: http ok %d err %d; echo exchanges %d, broken %d; udp ok %d err %d; reloads %d",
-		httpOK.Load(), httpErr.Load(), echoOK.Load(), echoBroken.Load(), udpOK.Load(), udpErr.Load(), reloads)
+		c.httpOK.Load(), c.httpErr.Load(), c.echoOK.Load(), c.echoBroken.Load(), c.udpOK.Load(), c.udpErr.Load(), reloads)
 	for _, m := range []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes", "appliance_conntrack_entries"} {
 		t.Logf("%s: %v at start, %v at end", m, metricValue(t, base, m), metricValue(t, end, m))
 	}
@@ -154,7 +90,7 @@ loop:
 			t.Log(line)
 		}
 	}
-	if httpOK.Load() == 0 || echoOK.Load() == 0 || udpOK.Load() == 0 {
+	if c.httpOK.Load() == 0 || c.echoOK.Load() == 0 || c.udpOK.Load() == 0 {
 		t.Fatal("a traffic kind never succeeded")
 	}
 	// Conntrack: with the traffic stopped, entries expire (TIME_WAIT 120 s, UDP 30/120 s) and the
@@ -166,4 +102,80 @@ loop:
 		}
 		return nil
 	})
+}
+
+// soakCounts are the outcomes of the soak's traffic, counted by its goroutines.
+type soakCounts struct {
+	httpOK, httpErr, udpOK, udpErr, echoOK, echoBroken atomic.Int64
+}
+
+// startSoakTraffic sends the soak's traffic from client until ctx ends: new HTTP connections, long-lived
+// TCP echo connections (re-opened when a reload ends them) and UDP echo. Wait on the group it returns.
+func startSoakTraffic(ctx context.Context, client *lab.NS, counts *soakCounts) *sync.WaitGroup {
+	var wg sync.WaitGroup
+
+	for range 4 { // new connections
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := get(client, "http://198.19.1.1/"); err != nil {
+					counts.httpErr.Add(1)
+				} else {
+					counts.httpOK.Add(1)
+				}
+			}
+		}()
+	}
+	for range 8 { // long-lived connections, re-opened when a reload ends them
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64)
+			for ctx.Err() == nil {
+				c, err := lab.Dial(client, "tcp", "198.19.1.1:7000")
+				if err != nil {
+					counts.echoBroken.Add(1)
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				for ctx.Err() == nil {
+					_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+					if _, err := c.Write([]byte("ping\n")); err != nil {
+						counts.echoBroken.Add(1)
+						break
+					}
+					if _, err := c.Read(buf); err != nil {
+						counts.echoBroken.Add(1)
+						break
+					}
+					counts.echoOK.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // UDP
+		defer wg.Done()
+		c, err := lab.Dial(client, "udp", "198.19.1.1:9000")
+		if err != nil {
+			counts.udpErr.Add(1)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 128)
+		for ctx.Err() == nil {
+			_, _ = c.Write([]byte("soak"))
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := c.Read(buf); err != nil {
+				counts.udpErr.Add(1)
+			} else {
+				counts.udpOK.Add(1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return &wg
 }

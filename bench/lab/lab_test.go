@@ -229,38 +229,7 @@ func TestLabConnectivity(t *testing.T) {
 			}
 		}
 	})
-	t.Run("node sysctls and offloads", func(t *testing.T) {
-		out, err := n1.Run(ctx, "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/ext0/rp_filter")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := strings.Fields(string(out)); strings.Join(got, ",") != "0,0" {
-			t.Errorf("ip_forward, rp_filter = %v, want 0,0", got)
-		}
-		out, err = c1.Run(ctx, "ethtool", "-k", "eth0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range []string{"tx-checksumming: off", "tcp-segmentation-offload: off", "generic-segmentation-offload: off"} {
-			if !strings.Contains(string(out), f) {
-				t.Errorf("c1 eth0 offloads: missing %q", f)
-			}
-		}
-		out, err = l.Switch.Run(ctx, "ethtool", "-k", n1.External().SwitchPort)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(out), "generic-receive-offload: on") {
-			t.Errorf("switch port %s: GRO not on", n1.External().SwitchPort)
-		}
-		out, err = n1.Run(ctx, "ip", "-d", "link", "show", "ext0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(out), "numtxqueues 1 numrxqueues 1") || !strings.Contains(string(out), n1.External().MAC.String()) {
-			t.Errorf("ext0 = %s, want 1 queue and MAC %s", out, n1.External().MAC)
-		}
-	})
+	t.Run("node sysctls and offloads", func(t *testing.T) { checkNodeSettings(t, ctx, l) })
 }
 
 // roundTrip writes msg and expects want back within 5 s.
@@ -562,5 +531,42 @@ func TestQueues(t *testing.T) {
 		if !strings.Contains(string(out), tc.want) {
 			t.Errorf("%s: %s lacks %q", tc.name, out, tc.want)
 		}
+	}
+}
+
+// checkNodeSettings checks what the lab sets on node 1 and its switch port: ip_forward and rp_filter
+// off, offloads off, GRO on at the switch end, one queue and the planned MAC.
+func checkNodeSettings(t *testing.T, ctx context.Context, l *Lab) {
+	t.Helper()
+	n1, c1 := l.Nodes[0], l.Clients[0]
+	out, err := n1.Run(ctx, "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/ext0/rp_filter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(out)); strings.Join(got, ",") != "0,0" {
+		t.Errorf("ip_forward, rp_filter = %v, want 0,0", got)
+	}
+	out, err = c1.Run(ctx, "ethtool", "-k", "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tx-checksumming: off", "tcp-segmentation-offload: off", "generic-segmentation-offload: off"} {
+		if !strings.Contains(string(out), f) {
+			t.Errorf("c1 eth0 offloads: missing %q", f)
+		}
+	}
+	out, err = l.Switch.Run(ctx, "ethtool", "-k", n1.External().SwitchPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "generic-receive-offload: on") {
+		t.Errorf("switch port %s: GRO not on", n1.External().SwitchPort)
+	}
+	out, err = n1.Run(ctx, "ip", "-d", "link", "show", "ext0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "numtxqueues 1 numrxqueues 1") || !strings.Contains(string(out), n1.External().MAC.String()) {
+		t.Errorf("ext0 = %s, want 1 queue and MAC %s", out, n1.External().MAC)
 	}
 }
