@@ -32,6 +32,12 @@
 // dead (checked with its start time, so a reused PID does not count) and never touches persistent labs or
 // namespaces without a state file. A failed Up removes what it made.
 //
+// Besides the lab: Manifests writes the v1 Service and EndpointSlice YAML the appliance reads (one generator
+// for the e2e tests, bench compare and bench failover); Poll and Sleep are the bounded waits of the bench
+// commands; Pair, NewPair, DoIn and Ifindex are a throw-away pair of namespaces joined by one veth, for the
+// privileged tests of the steering program and the AF_XDP layer (test code only; removed in t.Cleanup).
+// Package bench/lab/appliance runs the appliance program in a lab node.
+//
 // Goroutines: Up, New and Sweep from any goroutine; a Lab's and NS's methods are safe for concurrent use;
 // Down is idempotent. NS.Do runs a function on a locked OS thread switched into the namespace; sockets made
 // there (NS.Listen, NS.ListenPacket, NS.DialContext, Dial, HTTPClient) stay in the namespace wherever they are

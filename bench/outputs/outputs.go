@@ -1,5 +1,9 @@
 // Package outputs writes the result files the bench commands share: an indented JSON file with
-// every raw figure and a markdown summary, into one folder, and the PNG plots each command draws (Plot).
+// every raw figure and a markdown summary, into one folder, and the PNG plots each command draws (Plot);
+// it also describes the machine a result came from (Machine, Provenance).
+//
+// Concurrency: every function may be called from any goroutine; Write and the plots touch only their
+// output files, so two writers must not share a folder.
 package outputs
 
 import (
