@@ -175,7 +175,7 @@ func (n *Node) Start(ctx context.Context) error {
 	err = lab.Poll(ctx, n.cfg.HealthTimeout, func() error {
 		select {
 		case <-p.Done():
-			return lab.Permanent{Err: fmt.Errorf("exited: %v\n%s", p.Err(), Tail(p.Output(), 4000))}
+			return lab.Permanent{Err: fmt.Errorf("exited: %v", p.Err())}
 		default:
 		}
 		resp, err := n.admin.Get("http://" + n.cfg.AdminListen + "/healthz")
@@ -190,7 +190,7 @@ func (n *Node) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		p.Stop()
-		return fmt.Errorf("appliance %s /healthz: %w\n%s", n.cfg.Name, err, Tail(p.Output(), 4000))
+		return fmt.Errorf("appliance %s /healthz: %w\n%s", n.cfg.Name, err, tail(p.Output(), 4000))
 	}
 	return nil
 }
@@ -284,8 +284,8 @@ func (n *Node) AliveMembers() (int, error) {
 	return alive, nil
 }
 
-// Tail is the last n bytes of s, marked with "…" when cut.
-func Tail(s string, n int) string {
+// tail is the last n bytes of s, marked with "…" when cut.
+func tail(s string, n int) string {
 	if len(s) > n {
 		return "…" + s[len(s)-n:]
 	}
