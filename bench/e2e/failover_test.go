@@ -11,21 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/lab"
 	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // vipOwner asks a node who holds the web Service's VIP.
 func vipOwner(n *node) string {
-	var svcs []admin.ServiceStatus
-	n.api("/api/v1/services", &svcs)
-	for _, s := range svcs {
-		if s.Name == "web" {
-			return s.VIPHolder
-		}
+	n.t.Helper()
+	h, err := n.VIPHolder("web")
+	if err != nil {
+		n.t.Fatal(err)
 	}
-	return ""
+	return h
 }
 
 // TestVIPFailover runs three appliance nodes, kills the VIP owner with SIGKILL while a client
