@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/xdpsvc/lb/bench/compare"
 )
@@ -37,24 +34,19 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *replot {
-		res, err := compare.ReadResult(filepath.Join(*out, compare.JSONFile))
-		if err == nil {
-			err = compare.WriteOutputs(res, *out)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "compare: %v\n", err)
-			return 1
-		}
-		md, _ := os.ReadFile(filepath.Join(*out, compare.MarkdownFile))
-		fmt.Fprintf(stdout, "%s", md)
-		return 0
+		return replotResults("compare", stdout, stderr, filepath.Join(*out, compare.MarkdownFile), func() error {
+			res, err := compare.ReadResult(filepath.Join(*out, compare.JSONFile))
+			if err != nil {
+				return err
+			}
+			return compare.WriteOutputs(res, *out)
+		})
 	}
 	cfg := def
 	if *quick {
 		cfg = compare.QuickConfig()
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := setFlags(fs)
 	cfg.ApplianceBin, cfg.OutDir, cfg.Profile, cfg.Nice, cfg.NAPINice = *bin, *out, *profile, *nice, *napiNice
 	if set["rounds"] || !*quick {
 		cfg.Rounds = *rounds
@@ -85,23 +77,15 @@ func compareCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "compare: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	res, err := compare.Compare(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "compare: %v\n", err)
-		if errors.Is(err, context.Canceled) {
-			return 130
-		}
-		return 1
+	var res *compare.Result
+	if code := runInterruptible("compare", stderr, func(ctx context.Context) (err error) {
+		res, err = compare.Compare(ctx, cfg)
+		return err
+	}); code != 0 {
+		return code
 	}
-	md, err := os.ReadFile(filepath.Join(cfg.OutDir, compare.MarkdownFile))
-	if err != nil {
-		fmt.Fprintf(stderr, "compare: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s\n%s, %d rounds, written to %s\n", md, res.Machine.CPUModel, res.Rounds, cfg.OutDir)
-	return 0
+	return printMarkdown("compare", stdout, stderr, filepath.Join(cfg.OutDir, compare.MarkdownFile),
+		fmt.Sprintf("%s, %d rounds, written to %s\n", res.Machine.CPUModel, res.Rounds, cfg.OutDir))
 }
 
 func scenarioNames() string {

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/xdpsvc/lb/bench/failover"
 )
@@ -37,22 +34,19 @@ func failoverCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *replot {
-		res, err := failover.ReadResult(filepath.Join(*out, failover.JSONFile))
-		if err == nil {
-			err = failover.WriteOutputs(res, *out)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "failover: %v\n", err)
-			return 1
-		}
-		return printMarkdown(stdout, stderr, *out, "")
+		return replotResults("failover", stdout, stderr, filepath.Join(*out, failover.MarkdownFile), func() error {
+			res, err := failover.ReadResult(filepath.Join(*out, failover.JSONFile))
+			if err != nil {
+				return err
+			}
+			return failover.WriteOutputs(res, *out)
+		})
 	}
 	cfg := def
 	if *quick {
 		cfg = failover.QuickConfig()
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := setFlags(fs)
 	cfg.ApplianceBin, cfg.OutDir = *bin, *out
 	if set["conns"] || !*quick {
 		cfg.Conns = *conns
@@ -72,27 +66,15 @@ func failoverCommand(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	res, err := failover.Run(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "failover: %v\n", err)
-		if errors.Is(err, context.Canceled) {
-			return 130
-		}
-		return 1
+	var res *failover.Result
+	if code := runInterruptible("failover", stderr, func(ctx context.Context) (err error) {
+		res, err = failover.Run(ctx, cfg)
+		return err
+	}); code != 0 {
+		return code
 	}
-	return printMarkdown(stdout, stderr, cfg.OutDir, fmt.Sprintf("%s, kernel %s, %d CPUs; written to %s\n", res.Machine.CPUModel, res.Machine.Kernel, res.Machine.CPUs, cfg.OutDir))
-}
-
-func printMarkdown(stdout, stderr io.Writer, dir, footer string) int {
-	md, err := os.ReadFile(filepath.Join(dir, failover.MarkdownFile))
-	if err != nil {
-		fmt.Fprintf(stderr, "failover: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s\n%s", md, footer)
-	return 0
+	return printMarkdown("failover", stdout, stderr, filepath.Join(cfg.OutDir, failover.MarkdownFile),
+		fmt.Sprintf("%s, kernel %s, %d CPUs; written to %s\n", res.Machine.CPUModel, res.Machine.Kernel, res.Machine.CPUs, cfg.OutDir))
 }
 
 // buildAppliance builds ./appliance into path with the go tool when path does not exist (as make build

@@ -12,15 +12,14 @@ import (
 
 	"github.com/xdpsvc/lb/bench/failover"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestFailoverQuick is the smoke test of `bench failover --kills 1 --quick`: three appliance nodes, one kill
 // of the VIP owner, then the outputs are checked for form (one kill with a finite figure, decodable PNGs),
 // not for speed, and nothing of the lab may be left behind.
 func TestFailoverQuick(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("failover: skipped, the lab and AF_XDP need root")
-	}
+	tstest.RequireRoot(t)
 	bin := os.Getenv("APPLIANCE_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "appliance")

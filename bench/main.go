@@ -8,7 +8,7 @@ import (
 	"github.com/xdpsvc/lb/bench/compare"
 )
 
-const usage = `bench: the appliance's lab and benchmarking tool (DESIGN.md section 6).
+const usage = `bench: the appliance's lab and benchmarking tool (ARCHITECTURE.md, "The lab").
 
 Usage:
   bench lab up [--nodes N] [--backends M] [--clients K] [--cluster-clients C] [--queues Q] [--gateway-node I] [--prefix P] [--no-backends]

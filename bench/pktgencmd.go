@@ -10,13 +10,10 @@ import (
 	"net"
 	"net/netip"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/xdpsvc/lb/bench/lab"
 	"github.com/xdpsvc/lb/bench/pktgen"
 	"github.com/xdpsvc/lb/bench/sink"
@@ -62,12 +59,115 @@ func pktgenCommand(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// pktgenOptions are the flags of `bench pktgen` that are not the generator's Config.
+type pktgenOptions struct {
+	prefix, from, sinkNS, sinkIface string
+	dst                             netip.AddrPort
+	json                            bool
+}
+
 func pktgenRun(args []string, stdout, stderr io.Writer) error {
+	cfg, opt, err := parsePktgenFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	st, err := lab.ReadState("", opt.prefix)
+	if err != nil {
+		return err
+	}
+	fromNS, err := st.Namespace(opt.from)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	rep := pktgenReport{Lab: st.Prefix, From: fromNS.Name, To: opt.dst.String()}
+	var sk *sink.Sink
+	if opt.sinkNS != "" {
+		ns, err := st.Namespace(opt.sinkNS)
+		if err != nil {
+			return err
+		}
+		filter := sink.Filter{Proto: cfg.Proto.IPProto(), DstPort: opt.dst.Port()}
+		var ifname string
+		err = ns.Do(func() error {
+			var err error
+			sk, ifname, err = sink.AttachToAddr(opt.sinkIface, opt.dst.Addr(), filter)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sink in %s: %w", ns.Name, err)
+		}
+		defer sk.Close()
+		rep.Sink = &sinkReport{Namespace: ns.Name, Iface: ifname, Filter: filter.String()}
+		fmt.Fprintf(stderr, "sink: counting %s on %s %s\n", filter, ns.Name, ifname)
+	}
+	rate := "flat out"
+	if cfg.RatePPS > 0 {
+		rate = fmt.Sprintf("at %.0f pps", cfg.RatePPS)
+	}
+	fmt.Fprintf(stderr, "pktgen: %s -> %s %v, %d flows, %d-byte frames, %s, at most %d packets or %v\n",
+		fromNS.Name, opt.dst, cfg.Proto, cfg.Flows, cfg.FrameSize, rate, cfg.MaxPackets, cfg.MaxDuration)
+	err = fromNS.Do(func() error {
+		var err error
+		rep.Pktgen, err = pktgen.Run(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if sk != nil {
+		if err := rep.Sink.count(sk, rep.Pktgen); err != nil {
+			return err
+		}
+	}
+	return printPktgen(stdout, rep, opt.json)
+}
+
+// count records what the sink received against what the generator offered.
+func (s *sinkReport) count(sk *sink.Sink, res pktgen.Result) error {
+	pkts, bytes, err := sk.Settled()
+	if err != nil {
+		return err
+	}
+	s.Received, s.ReceivedBytes = pkts, bytes
+	if res.Elapsed > 0 {
+		s.ReceivedPPS = float64(pkts) / res.Elapsed.Seconds()
+	}
+	offered := res.Sent - res.Failed
+	s.Loss = int64(offered) - int64(pkts)
+	if offered > 0 {
+		s.LossRatio = float64(s.Loss) / float64(offered)
+	}
+	return nil
+}
+
+// printPktgen prints rep as JSON or as three lines.
+func printPktgen(stdout io.Writer, rep pktgenReport, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	res := rep.Pktgen
+	fmt.Fprintf(stdout, "offered   %12.0f pps  sent %d, failed %d, in %.3f s (stopped by %s; %s %s -> %s)\n",
+		res.OfferedPPS, res.Sent, res.Failed, res.Elapsed.Seconds(), res.StoppedBy, res.Iface, res.SrcMAC, res.DstMAC)
+	if s := rep.Sink; s != nil {
+		fmt.Fprintf(stdout, "received  %12.0f pps  %d frames (%d bytes) at %s %s\n", s.ReceivedPPS, s.Received, s.ReceivedBytes, s.Namespace, s.Iface)
+		fmt.Fprintf(stdout, "loss      %12d      %.2f%% of offered\n", s.Loss, 100*s.LossRatio)
+	}
+	return nil
+}
+
+// parsePktgenFlags parses `bench pktgen`'s command line into the generator's Config and the options.
+func parsePktgenFlags(args []string, stderr io.Writer) (pktgen.Config, pktgenOptions, error) {
+	var opt pktgenOptions
 	cfg := pktgen.DefaultConfig()
 	fs := flag.NewFlagSet("bench pktgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	prefix := fs.String("lab", "", "prefix of a running lab (bench lab up) (required)")
-	from := fs.String("from", "", "namespace to send from, e.g. c1 (required)")
+	fs.StringVar(&opt.prefix, "lab", "", "prefix of a running lab (bench lab up) (required)")
+	fs.StringVar(&opt.from, "from", "", "namespace to send from, e.g. c1 (required)")
 	to := fs.String("to", "", "destination IP:PORT in 198.18.0.0/15 (required)")
 	proto := fs.String("proto", "udp", "udp, tcp-syn or tcp-ack")
 	fs.IntVar(&cfg.Flows, "flows", cfg.Flows, "distinct 5-tuples (source ports vary first, then source addresses)")
@@ -83,175 +183,44 @@ func pktgenRun(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "descriptors per TX batch")
 	fs.IntVar(&cfg.TxRingSize, "ring", cfg.TxRingSize, "TX and completion ring entries (power of two)")
 	fs.IntVar(&cfg.TxSkbBudget, "tx-budget", 0, "frames per sendto in copy mode (XDP_MAX_TX_SKB_BUDGET; 0: kernel default 32)")
-	sinkNS := fs.String("sink", "", "namespace whose interface holding the destination address counts and drops the traffic, e.g. n1")
-	sinkIface := fs.String("sink-iface", "", "interface in the --sink namespace (default: the one holding the destination address)")
-	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	fs.StringVar(&opt.sinkNS, "sink", "", "namespace whose interface holding the destination address counts and drops the traffic, e.g. n1")
+	fs.StringVar(&opt.sinkIface, "sink-iface", "", "interface in the --sink namespace (default: the one holding the destination address)")
+	fs.BoolVar(&opt.json, "json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
-		return usageErrorOf(err)
+		return cfg, opt, usageErrorOf(err)
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+		return cfg, opt, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if *prefix == "" || *from == "" || *to == "" {
-		return usageError{errors.New("--lab, --from and --to are required")}
+	if opt.prefix == "" || opt.from == "" || *to == "" {
+		return cfg, opt, usageError{errors.New("--lab, --from and --to are required")}
 	}
-	dst, err := netip.ParseAddrPort(*to)
-	if err != nil {
-		return usageError{fmt.Errorf("--to %q: want IP:PORT: %w", *to, err)}
+	var err error
+	if opt.dst, err = netip.ParseAddrPort(*to); err != nil {
+		return cfg, opt, usageError{fmt.Errorf("--to %q: want IP:PORT: %w", *to, err)}
 	}
-	cfg.DstPrefix = netip.PrefixFrom(dst.Addr(), dst.Addr().BitLen())
-	cfg.DstPorts = pktgen.PortRange{First: dst.Port()}
+	cfg.DstPrefix = netip.PrefixFrom(opt.dst.Addr(), opt.dst.Addr().BitLen())
+	cfg.DstPorts = pktgen.PortRange{First: opt.dst.Port()}
 	if cfg.Proto, err = pktgen.ParseProto(*proto); err != nil {
-		return usageError{err}
+		return cfg, opt, usageError{err}
 	}
 	if *src != "" {
 		if cfg.SrcPrefix, err = parsePrefixOrAddr(*src); err != nil {
-			return usageError{fmt.Errorf("--src: %w", err)}
+			return cfg, opt, usageError{fmt.Errorf("--src: %w", err)}
 		}
 	}
 	if cfg.SrcPorts, err = parsePortRange(*srcPorts); err != nil {
-		return usageError{fmt.Errorf("--src-ports: %w", err)}
+		return cfg, opt, usageError{fmt.Errorf("--src-ports: %w", err)}
 	}
 	if *dstMAC != "" {
 		if cfg.DstMAC, err = net.ParseMAC(*dstMAC); err != nil {
-			return usageError{fmt.Errorf("--dst-mac: %w", err)}
+			return cfg, opt, usageError{fmt.Errorf("--dst-mac: %w", err)}
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return cfg, opt, usageError{err}
 	}
-
-	st, err := lab.ReadState("", *prefix)
-	if err != nil {
-		return err
-	}
-	fromNS, err := labNamespace(st, *from)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	rep := pktgenReport{Lab: st.Prefix, From: fromNS.Name, To: dst.String()}
-	var sk *sink.Sink
-	if *sinkNS != "" {
-		ns, err := labNamespace(st, *sinkNS)
-		if err != nil {
-			return err
-		}
-		filter := sink.Filter{Proto: cfg.Proto.IPProto(), DstPort: dst.Port()}
-		var ifname string
-		err = ns.Do(func() error {
-			l, err := sinkLink(*sinkIface, dst.Addr())
-			if err != nil {
-				return err
-			}
-			ifname = l.Attrs().Name
-			sk, err = sink.Attach(l.Attrs().Index, filter)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("sink in %s: %w", ns.Name, err)
-		}
-		defer sk.Close()
-		rep.Sink = &sinkReport{Namespace: ns.Name, Iface: ifname, Filter: filter.String()}
-		fmt.Fprintf(stderr, "sink: counting %s on %s %s\n", filter, ns.Name, ifname)
-	}
-	rate := "flat out"
-	if cfg.RatePPS > 0 {
-		rate = fmt.Sprintf("at %.0f pps", cfg.RatePPS)
-	}
-	fmt.Fprintf(stderr, "pktgen: %s -> %s %v, %d flows, %d-byte frames, %s, at most %d packets or %v\n",
-		fromNS.Name, dst, cfg.Proto, cfg.Flows, cfg.FrameSize, rate, cfg.MaxPackets, cfg.MaxDuration)
-	err = fromNS.Do(func() error {
-		var err error
-		rep.Pktgen, err = pktgen.Run(ctx, cfg)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	res := rep.Pktgen
-	if sk != nil {
-		pkts, bytes, err := settledCounts(sk)
-		if err != nil {
-			return err
-		}
-		s := rep.Sink
-		s.Received, s.ReceivedBytes = pkts, bytes
-		if res.Elapsed > 0 {
-			s.ReceivedPPS = float64(pkts) / res.Elapsed.Seconds()
-		}
-		offered := res.Sent - res.Failed
-		s.Loss = int64(offered) - int64(pkts)
-		if offered > 0 {
-			s.LossRatio = float64(s.Loss) / float64(offered)
-		}
-	}
-	if *jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	fmt.Fprintf(stdout, "offered   %12.0f pps  sent %d, failed %d, in %.3f s (stopped by %s; %s %s -> %s)\n",
-		res.OfferedPPS, res.Sent, res.Failed, res.Elapsed.Seconds(), res.StoppedBy, res.Iface, res.SrcMAC, res.DstMAC)
-	if s := rep.Sink; s != nil {
-		fmt.Fprintf(stdout, "received  %12.0f pps  %d frames (%d bytes) at %s %s\n", s.ReceivedPPS, s.Received, s.ReceivedBytes, s.Namespace, s.Iface)
-		fmt.Fprintf(stdout, "loss      %12d      %.2f%% of offered\n", s.Loss, 100*s.LossRatio)
-	}
-	return nil
-}
-
-// labNamespace finds short (c1, n1, b1 ...) among the lab's namespaces.
-func labNamespace(st lab.State, short string) (*lab.NS, error) {
-	name := st.Prefix + "-" + short
-	if !slices.Contains(st.Namespaces, name) {
-		return nil, fmt.Errorf("lab %s has no namespace %s (it has %s)", st.Prefix, short, strings.Join(st.Namespaces, ", "))
-	}
-	return &lab.NS{Name: name, Short: short}, nil
-}
-
-// sinkLink is the named interface, or the one holding addr, in the current namespace.
-func sinkLink(name string, addr netip.Addr) (netlink.Link, error) {
-	if name != "" {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return nil, fmt.Errorf("find interface %s: %w", name, err)
-		}
-		return l, nil
-	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == addr {
-			l, err := netlink.LinkByIndex(a.LinkIndex)
-			if err != nil {
-				return nil, fmt.Errorf("find interface %d: %w", a.LinkIndex, err)
-			}
-			return l, nil
-		}
-	}
-	return nil, fmt.Errorf("no interface has address %s: give --sink-iface", addr)
-}
-
-// settledCounts waits (bounded) until the sink's count stops changing: frames still in the receiving
-// softirq when the generator returns land within milliseconds.
-func settledCounts(s *sink.Sink) (pkts, bytes uint64, err error) {
-	deadline := time.Now().Add(2 * time.Second)
-	prev := ^uint64(0)
-	for {
-		st, err := s.Stats()
-		if err != nil {
-			return 0, 0, err
-		}
-		if st.Packets == prev || time.Now().After(deadline) {
-			return st.Packets, st.Bytes, nil
-		}
-		prev = st.Packets
-		time.Sleep(50 * time.Millisecond)
-	}
+	return cfg, opt, nil
 }
 
 // parsePrefixOrAddr accepts 198.18.0.100 or 198.18.2.0/24.

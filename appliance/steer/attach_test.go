@@ -5,15 +5,15 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/xdpsvc/lb/appliance/xsk/nslab"
+	"github.com/xdpsvc/lb/bench/lab"
 )
 
 // attachedID returns the XDP program ID on the link inside the pair's namespace A (0: none).
-func attachedID(t *testing.T, lab *nslab.Pair) uint32 {
+func attachedID(t *testing.T, pair *lab.Pair) uint32 {
 	t.Helper()
 	var id uint32
-	if err := nslab.Do(lab.A, func() error {
-		l, err := netlink.LinkByName(lab.IfA)
+	if err := lab.DoIn(pair.A, func() error {
+		l, err := netlink.LinkByName(pair.IfA)
 		if err != nil {
 			return err
 		}
@@ -41,20 +41,20 @@ func TestAttachReplacesLeftover(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			lab := nslab.NewPair(t)
-			ifindex := nslab.Ifindex(t, lab.A, lab.IfA)
+			pair := lab.NewPair(t)
+			ifindex := lab.Ifindex(t, pair.A, pair.IfA)
 
 			crashed, err := Load(DefaultConfig())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := nslab.Do(lab.A, func() error { _, err := crashed.Attach(ifindex, c.leftover); return err }); err != nil {
+			if err := lab.DoIn(pair.A, func() error { _, err := crashed.Attach(ifindex, c.leftover); return err }); err != nil {
 				t.Fatalf("attach leftover: %v", err)
 			}
 			// The "crash": forget the attachment, close the objects, never detach.
 			crashed.attached = map[int]attachment{}
 			crashed.Close()
-			if attachedID(t, lab) != crashed.ID() {
+			if attachedID(t, pair) != crashed.ID() {
 				t.Fatalf("leftover program not attached")
 			}
 
@@ -64,20 +64,20 @@ func TestAttachReplacesLeftover(t *testing.T) {
 			}
 			t.Cleanup(func() { p.Close() })
 			var got Mode
-			if err := nslab.Do(lab.A, func() error { got, err = p.Attach(ifindex, c.next); return err }); err != nil {
+			if err := lab.DoIn(pair.A, func() error { got, err = p.Attach(ifindex, c.next); return err }); err != nil {
 				t.Fatalf("attach over leftover: %v", err)
 			}
 			if got != c.wantFinal {
 				t.Errorf("mode %s, want %s", got, c.wantFinal)
 			}
-			if id := attachedID(t, lab); id != p.ID() {
+			if id := attachedID(t, pair); id != p.ID() {
 				t.Fatalf("attached program %d, want ours %d", id, p.ID())
 			}
 			// Close from this (host-namespace) goroutine must enter the namespace and detach.
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if id := attachedID(t, lab); id != 0 {
+			if id := attachedID(t, pair); id != 0 {
 				t.Fatalf("program %d still attached after Close", id)
 			}
 		})

@@ -59,7 +59,7 @@ type Config struct {
 }
 
 // DefaultConfig is 2048-byte frames, 8192-entry fill/RX rings, 4096-entry TX/completion rings
-// (PLATFORM.md: 8192-entry rings lost nothing in a 10k-frame burst), 12288 frames, auto bind,
+// (ARCHITECTURE.md: 8192-entry rings lost nothing in a 10k-frame burst), 12288 frames, auto bind,
 // need-wakeup, TX budget 256.
 func DefaultConfig() Config {
 	return Config{

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/steer"
-	"github.com/xdpsvc/lb/appliance/xsk/nslab"
+	"github.com/xdpsvc/lb/bench/lab"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -61,19 +61,19 @@ func TestOffsetIn(t *testing.T) {
 	}
 }
 
-// lab is a namespace pair with the steering program on A's veth and a socket on its one queue.
-type lab struct {
-	*nslab.Pair
+// pairLab is a namespace pair with the steering program on A's veth and a socket on its one queue.
+type pairLab struct {
+	*lab.Pair
 	prog *steer.Program
 	sock *Socket
 }
 
 const frontPort = 9999
 
-func newLab(t *testing.T) *lab {
-	p := nslab.NewPair(t)
-	l := &lab{Pair: p}
-	ifindex := nslab.Ifindex(t, p.A, p.IfA)
+func newLab(t *testing.T) *pairLab {
+	p := lab.NewPair(t)
+	l := &pairLab{Pair: p}
+	ifindex := lab.Ifindex(t, p.A, p.IfA)
 	var err error
 	if l.prog, err = steer.Load(steer.DefaultConfig()); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func newLab(t *testing.T) *lab {
 	cfg := DefaultConfig()
 	cfg.FillRingSize, cfg.RxRingSize, cfg.TxRingSize, cfg.CompletionRingSize = 2048, 2048, 1024, 1024
 	cfg.NumFrames = 4096
-	err = nslab.Do(p.A, func() error {
+	err = lab.DoIn(p.A, func() error {
 		if _, err := l.prog.Attach(ifindex, steer.ModeGeneric); err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.sock.Close() })
-	if err := l.prog.SetFrontends([]steer.Frontend{{Addr: nslab.AddrA, Port: frontPort, Proto: steer.ProtoUDP}}); err != nil {
+	if err := l.prog.SetFrontends([]steer.Frontend{{Addr: lab.PairAddrA, Port: frontPort, Proto: steer.ProtoUDP}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.prog.SetVIPs([]netip.Addr{netip.MustParseAddr("198.18.0.100")}); err != nil {
@@ -131,11 +131,11 @@ func swap(b []byte) bool {
 }
 
 // udpInB opens a UDP socket in namespace B.
-func udpInB(t *testing.T, l *lab) *net.UDPConn {
+func udpInB(t *testing.T, l *pairLab) *net.UDPConn {
 	var c *net.UDPConn
-	err := nslab.Do(l.B, func() error {
+	err := lab.DoIn(l.B, func() error {
 		var err error
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: nslab.AddrB.AsSlice()})
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: lab.PairAddrB.AsSlice()})
 		return err
 	})
 	if err != nil {
@@ -149,9 +149,9 @@ func TestSteerAndEcho(t *testing.T) {
 	l := newLab(t)
 	// A kernel service on A, on a port that is not a frontend.
 	var ln net.Listener
-	if err := nslab.Do(l.A, func() error {
+	if err := lab.DoIn(l.A, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", nslab.AddrA.String()+":2222")
+		ln, err = net.Listen("tcp4", lab.PairAddrA.String()+":2222")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -168,44 +168,11 @@ func TestSteerAndEcho(t *testing.T) {
 		}
 	}()
 
-	// The worker: echo UDP frames, keep ARP frames for the test.
-	stop := make(chan struct{})
-	arps := make(chan []byte, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		batch := make([]Frame, 64)
-		poll := NewPoller(l.sock)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			poll.Wait(10 * time.Millisecond)
-			n := l.sock.Receive(batch)
-			out := batch[:0]
-			for _, f := range batch[:n] {
-				if swap(f.Data) {
-					out = append(out, f)
-					continue
-				}
-				if binary.BigEndian.Uint16(f.Data[12:]) == 0x0806 {
-					select {
-					case arps <- append([]byte(nil), f.Data...):
-					default:
-					}
-				}
-				l.sock.Release([]Frame{f})
-			}
-			l.sock.Transmit(out)
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
+	arps := startEchoWorker(t, l)
 
 	t.Run("kernel still gets TCP to a non-frontend port", func(t *testing.T) {
-		err := nslab.Do(l.B, func() error {
-			c, err := net.DialTimeout("tcp4", nslab.AddrA.String()+":2222", 3*time.Second)
+		err := lab.DoIn(l.B, func() error {
+			c, err := net.DialTimeout("tcp4", lab.PairAddrA.String()+":2222", 3*time.Second)
 			if err != nil {
 				return err
 			}
@@ -225,7 +192,7 @@ func TestSteerAndEcho(t *testing.T) {
 
 	t.Run("UDP to frontend reaches the socket and its echo the peer", func(t *testing.T) {
 		c := udpInB(t, l)
-		dst := &net.UDPAddr{IP: nslab.AddrA.AsSlice(), Port: frontPort}
+		dst := &net.UDPAddr{IP: lab.PairAddrA.AsSlice(), Port: frontPort}
 		msg := []byte("steered-through-af-xdp")
 		buf := make([]byte, 256)
 		for try := 0; try < 20; try++ {
@@ -246,7 +213,7 @@ func TestSteerAndEcho(t *testing.T) {
 
 	t.Run("ARP for a held VIP reaches the socket", func(t *testing.T) {
 		// B asks for the VIP: its kernel ARPs when sending to it on-link.
-		nslab.Run(t, "ip", "-n", l.NSB, "route", "add", "198.18.0.100/32", "dev", l.IfB)
+		lab.MustRun(t, "ip", "-n", l.NSB, "route", "add", "198.18.0.100/32", "dev", l.IfB)
 		c := udpInB(t, l)
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
@@ -275,9 +242,9 @@ func TestNoFrameLeak(t *testing.T) {
 	const total = 6000
 	l := newLab(t)
 	c := udpInB(t, l)
-	dst := &net.UDPAddr{IP: nslab.AddrA.AsSlice(), Port: frontPort}
+	dst := &net.UDPAddr{IP: lab.PairAddrA.AsSlice(), Port: frontPort}
 	// Resolve A's MAC first so no datagram waits on ARP.
-	nslab.Run(t, "ip", "netns", "exec", l.NSB, "ip", "neigh", "replace", nslab.AddrA.String(), "lladdr",
+	lab.MustRun(t, "ip", "netns", "exec", l.NSB, "ip", "neigh", "replace", lab.PairAddrA.String(), "lladdr",
 		macOf(t, l), "dev", l.IfB)
 
 	go func() {
@@ -347,9 +314,9 @@ func TestNoFrameLeak(t *testing.T) {
 	}
 }
 
-func macOf(t *testing.T, l *lab) string {
+func macOf(t *testing.T, l *pairLab) string {
 	var mac string
-	if err := nslab.Do(l.A, func() error {
+	if err := lab.DoIn(l.A, func() error {
 		ifi, err := net.InterfaceByName(l.IfA)
 		if err == nil {
 			mac = ifi.HardwareAddr.String()
@@ -364,7 +331,7 @@ func macOf(t *testing.T, l *lab) string {
 func TestHotPathAllocs(t *testing.T) {
 	l := newLab(t)
 	c := udpInB(t, l)
-	dst := &net.UDPAddr{IP: nslab.AddrA.AsSlice(), Port: frontPort}
+	dst := &net.UDPAddr{IP: lab.PairAddrA.AsSlice(), Port: frontPort}
 	for i := 0; i < 500; i++ {
 		c.WriteToUDP([]byte("payload-payload"), dst)
 	}
@@ -388,4 +355,43 @@ func TestHotPathAllocs(t *testing.T) {
 	if l.sock.rxFrames.Load() == 0 {
 		t.Fatal("no frames received: the allocation check did not exercise the receive path")
 	}
+}
+
+// startEchoWorker runs a worker on l's socket until the test ends: it echoes UDP frames back to
+// their sender and hands ARP frames to the channel it returns (dropping them when it is full).
+func startEchoWorker(t *testing.T, l *pairLab) <-chan []byte {
+	stop := make(chan struct{})
+	arps := make(chan []byte, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		batch := make([]Frame, 64)
+		poll := NewPoller(l.sock)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			poll.Wait(10 * time.Millisecond)
+			n := l.sock.Receive(batch)
+			out := batch[:0]
+			for _, f := range batch[:n] {
+				if swap(f.Data) {
+					out = append(out, f)
+					continue
+				}
+				if binary.BigEndian.Uint16(f.Data[12:]) == 0x0806 {
+					select {
+					case arps <- append([]byte(nil), f.Data...):
+					default:
+					}
+				}
+				l.sock.Release([]Frame{f})
+			}
+			l.sock.Transmit(out)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return arps
 }

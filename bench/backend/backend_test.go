@@ -29,7 +29,7 @@ func startLoopback(t *testing.T, cfg Config) (*Server, Listeners, func()) {
 	if ls.UDP, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ls) }()
 	var once sync.Once
@@ -232,7 +232,7 @@ func TestTCPEchoBounds(t *testing.T) {
 func TestListenAndServeStopsOnCancel(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.HTTPAddr, cfg.UDPAddr, cfg.TCPEchoAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- ListenAndServe(ctx, cfg) }()
 	time.Sleep(50 * time.Millisecond) // let it reach Serve; cancel before that is also fine

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/stat and /proc/PID/stat times (100 on every Linux ABI Go supports).
@@ -111,26 +108,4 @@ func pinTask(tid, cpu int) error {
 		return fmt.Errorf("pin task %d to cpu %d: %w", tid, cpu, err)
 	}
 	return nil
-}
-
-// Machine describes where a comparison ran.
-type Machine struct {
-	// CPUModel is /proc/cpuinfo's model name; CPUs the number of online cores.
-	CPUModel string `json:"cpuModel"`
-	CPUs     int    `json:"cpus"`
-	// Kernel is uname's release and version.
-	Kernel string `json:"kernel"`
-	// GoVersion is the Go toolchain that built the benchmark.
-	GoVersion string `json:"goVersion"`
-	// Virtualization is what /sys/class/dmi says about the machine's vendor/product, when readable.
-	Product string `json:"product,omitempty"`
-}
-
-func describeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: outputs.CPUModel(), Product: outputs.Product()}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		m.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
-	}
-	return m
 }

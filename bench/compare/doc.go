@@ -5,7 +5,8 @@
 // so that noise common to both cancels (issue 6).
 //
 // The lab: one appliance node (ext0 198.18.0.11, int0 198.18.1.11), one client c1, nine backends (LoadBalancer
-// flows SNAT to the VIP with ports 1024-65535 per backend, so nine hold about 580k flows). One
+// flows SNAT to the VIP with the ports from the data plane's floatingSNATPortMin up, per backend and
+// protocol: more backends, more room for the SYN scenarios' flows). One
 // LoadBalancer Service (VIP 198.19.1.1: UDP 9000, TCP 9001, TCP echo 7000; service port = target port) is
 // written as v1 Service + EndpointSlice manifests; the appliance reads them, and NFTRuleset turns the very same
 // manifests (decoded with the upstream Kubernetes types by ParseManifests) into a ruleset of kube-proxy's
@@ -19,7 +20,7 @@
 // namespace (asavie/xdp's redirect-all program on ext0 attached through a bpf_link, so it goes with the process,
 // copy into int0's UMEM, MAC rewrite, transmit).
 //
-// Pinning and CPU (PLATFORM.md "Measuring on this machine"): GRO and threaded NAPI on the node's interfaces;
+// Pinning and CPU (ARCHITECTURE.md, "Measuring on this machine"): GRO and threaded NAPI on the node's interfaces;
 // the NAPI kthreads that appeared with this lab are pinned to Config.ApplianceCPU before each system's
 // scenarios; the generator's thread is pinned to Config.GeneratorCPU. CPU per packet is the busy time of the
 // system-under-test core (/proc/stat) over the generator's run divided by the packets the sinks counted; the

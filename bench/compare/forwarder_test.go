@@ -2,10 +2,10 @@ package compare
 
 import (
 	"net"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestPickMACSpreads checks that the ceiling forwarder fans frames out over every backend MAC by
@@ -53,9 +53,7 @@ func TestPickMACSpreads(t *testing.T) {
 // (root): an IPv4 frame gets the backend MAC its source port picks and the egress MAC, and is
 // redirected; ARP and runt frames pass to the kernel untouched.
 func TestXDPRedirectProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("XDP test run needs root")
-	}
+	tstest.RequireRoot(t)
 	macs := []net.HardwareAddr{{2, 0, 0, 0, 1, 0}, {2, 0, 0, 0, 1, 1}, {2, 0, 0, 0, 1, 2}}
 	src := net.HardwareAddr{2, 0, 0, 0, 9, 9}
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: xdpMACEntry, MaxEntries: uint32(len(macs))})

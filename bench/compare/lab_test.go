@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestMain lets the test binary play the ceiling forwarder: Compare starts ForwarderArgv in the node namespace.
@@ -37,16 +38,14 @@ func applianceBinary(t *testing.T) string {
 // TestCompareQuick is the smoke test of `bench compare --quick`: every system and scenario end to end on
 // tiny counts, checking that the pipeline works and the outputs are well-formed, not the speed.
 func TestCompareQuick(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("compare: skipped, the lab, XDP and nftables need root")
-	}
+	tstest.RequireRoot(t)
 	cfg := QuickConfig()
 	cfg.ApplianceBin = applianceBinary(t)
 	cfg.ForwarderArgv = []string{os.Args[0], "compare-forwarder"}
 	cfg.OutDir = t.TempDir()
 	var progress strings.Builder
 	cfg.Progress = &progress
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
 	res, err := Compare(ctx, cfg)

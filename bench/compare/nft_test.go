@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 const testManifests = `apiVersion: v1
@@ -133,7 +135,7 @@ func TestNFTRuleset(t *testing.T) {
 		t.Error("empty frontends: want an error")
 	}
 	// nft can check the ruleset without loading it (needs root for the netlink socket).
-	if _, err := exec.LookPath("nft"); err == nil && os.Geteuid() == 0 {
+	if _, err := exec.LookPath("nft"); err == nil && tstest.IsRoot() {
 		f := t.TempDir() + "/rules.nft"
 		if err := os.WriteFile(f, []byte(rs), 0o644); err != nil {
 			t.Fatal(err)

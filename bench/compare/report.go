@@ -1,13 +1,10 @@
 package compare
 
 import (
-	"encoding/json"
 	"fmt"
 	"image/color"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -139,30 +136,13 @@ func Targets(res *Result, cells map[string]map[System]Cell) []Target {
 }
 
 // ReadResult reads a results.json that Compare wrote.
-func ReadResult(path string) (*Result, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read results %s: %w", path, err)
-	}
-	var res Result
-	if err := json.Unmarshal(b, &res); err != nil {
-		return nil, fmt.Errorf("read results %s: %w", path, err)
-	}
-	return &res, nil
-}
+func ReadResult(path string) (*Result, error) { return outputs.ReadJSON[Result](path) }
 
 // WriteOutputs writes results.json, results.md, throughput.png and latency.png into dir.
 func WriteOutputs(res *Result, dir string) error {
-	if err := outputs.Write(dir, res, JSONFile, MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, res) }); err != nil {
-		return err
-	}
-	if err := throughputPlot(res, filepath.Join(dir, ThroughputPlot)); err != nil {
-		return fmt.Errorf("throughput plot: %w", err)
-	}
-	if err := latencyPlot(res, filepath.Join(dir, LatencyPlot)); err != nil {
-		return fmt.Errorf("latency plot: %w", err)
-	}
-	return nil
+	return outputs.Write(dir, res, JSONFile, MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, res) },
+		outputs.Plot{File: ThroughputPlot, What: "throughput plot", Draw: func(path string) error { return throughputPlot(res, path) }},
+		outputs.Plot{File: LatencyPlot, What: "latency plot", Draw: func(path string) error { return latencyPlot(res, path) }})
 }
 
 func fmtRate(v float64, unit string) string {

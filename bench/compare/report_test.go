@@ -3,17 +3,18 @@ package compare
 import (
 	"bytes"
 	"encoding/json"
-	"image/png"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // fakeResult is two rounds in which the appliance forwards 1.0 then 2.0 Mpps and nftables half of that.
 func fakeResult() *Result {
-	res := &Result{Machine: describeMachine(), Rounds: 2, Systems: AllSystems, Scenarios: []Scenario{AllScenarios[0], AllScenarios[3], AllScenarios[6]}}
+	res := &Result{Provenance: outputs.Provenance{Machine: outputs.DescribeMachine()}, Rounds: 2, Systems: AllSystems, Scenarios: []Scenario{AllScenarios[0], AllScenarios[3], AllScenarios[6]}}
 	for round, a := range []float64{1e6, 2e6} {
 		rd := round + 1
 		res.Runs = append(res.Runs,
@@ -173,17 +174,8 @@ func checkOutputs(t *testing.T, dir string, res *Result) {
 		}
 	}
 	for _, p := range []string{ThroughputPlot, LatencyPlot} {
-		f, err := os.Open(filepath.Join(dir, p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		if r := img.Bounds(); r.Dx() < 100 || r.Dy() < 100 {
-			t.Errorf("%s: %v is too small", p, r)
+		if err := outputs.CheckPlot(filepath.Join(dir, p)); err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -9,20 +9,17 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // agentManifests is a Service without endpoints: backend agents provide them.
-const agentManifests = `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: LoadBalancer
-  loadBalancerIP: 198.19.1.1
-  clusterIP: 198.19.0.10
-  ports:
-    - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-    - {name: echo, protocol: UDP, port: 9000, targetPort: 9000, nodePort: 30900}
-`
+var agentManifests = lab.Manifests(lab.Service{
+	Name: "web", LoadBalancerIP: "198.19.1.1", ClusterIP: "198.19.0.10",
+	Ports: []lab.ServicePort{
+		{Name: "http", Protocol: "TCP", Port: 80, TargetPort: 8080, NodePort: 30080},
+		{Name: "echo", Protocol: "UDP", Port: 9000, TargetPort: 9000, NodePort: 30900},
+	},
+})
 
 // startAgent runs `appliance agent` in backend namespace b, joining the node's cluster address.
 func startAgent(t *testing.T, n *node, b *lab.NS) *lab.Process {
@@ -66,7 +63,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	a1 := startAgent(t, n, b1)
 	a2 := startAgent(t, n, b2)
 
-	waitFor(t, 20*time.Second, "both agents' endpoints ready", func() error {
+	tstest.Eventually(t, 20*time.Second, "both agents' endpoints ready", func() error {
 		eps := agentEndpoints(n)
 		for _, b := range []*lab.NS{b1, b2} {
 			if e, ok := eps[b.Addr().String()]; !ok || !e.Ready || e.Node != "agent-"+b.Short {
@@ -99,7 +96,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	if err := syscall.Kill(a1.PID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "b1 draining", func() error {
+	tstest.Eventually(t, 5*time.Second, "b1 draining", func() error {
 		e, ok := agentEndpoints(n)[b1.Addr().String()]
 		if !ok || e.Ready || !e.Serving || !e.Terminating {
 			return fmt.Errorf("b1 endpoint %+v (present %v)", e, ok)
@@ -118,7 +115,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	if drained["b1"] != 0 || drained["b2"] != 20 {
 		t.Fatalf("new requests during drain reached %v, want b2 only", drained)
 	}
-	waitFor(t, 10*time.Second, "agent b1 exits 0 after the drain", func() error {
+	tstest.Eventually(t, 10*time.Second, "agent b1 exits 0 after the drain", func() error {
 		select {
 		case <-a1.Done():
 			return a1.Err()
@@ -126,7 +123,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 			return fmt.Errorf("still running")
 		}
 	})
-	waitFor(t, 3*time.Second, "b1 endpoint gone after the leave", func() error {
+	tstest.Eventually(t, 3*time.Second, "b1 endpoint gone after the leave", func() error {
 		if e, ok := agentEndpoints(n)[b1.Addr().String()]; ok {
 			return fmt.Errorf("b1 still %+v", e)
 		}
@@ -144,7 +141,7 @@ func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	if err := syscall.Kill(a2.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b2 endpoint gone after SIGKILL", func() error {
+	tstest.Eventually(t, 10*time.Second, "b2 endpoint gone after SIGKILL", func() error {
 		if e, ok := agentEndpoints(n)[b2.Addr().String()]; ok {
 			return fmt.Errorf("b2 still %+v", e)
 		}

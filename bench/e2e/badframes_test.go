@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // rawFrame builds a TCP SYN from the client to the VIP with gopacket, then lets mutate break it.
@@ -65,7 +66,7 @@ func TestBadFramesAreDroppedAndCounted(t *testing.T) {
 	l := startLab(t, 1)
 	n := startNode(t, l, 0, manifests("198.18.1.21"))
 	client := l.Clients[0]
-	waitFor(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
+	tstest.Eventually(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
 
 	src := client.Ifaces[0].MAC
 	dst := n.ns.External().MAC
@@ -137,7 +138,7 @@ func TestBadFramesAreDroppedAndCounted(t *testing.T) {
 		want[name] += 10
 	}
 	var after string
-	waitFor(t, 5*time.Second, "bad frames counted", func() error {
+	tstest.Eventually(t, 5*time.Second, "bad frames counted", func() error {
 		after = n.metrics()
 		for name, d := range want {
 			if got := metricValue(t, after, name) - metricValue(t, before, name); got < d {

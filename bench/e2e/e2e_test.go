@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -11,45 +10,27 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
-// manifests serves the lab's backends through all three Service types.
+// manifests serves the lab's backends through all three Service types; an endpoint ending in "!" is
+// not ready.
 func manifests(endpoints ...string) string {
-	var eps strings.Builder
-	for _, e := range endpoints {
-		ready := "true"
-		if strings.HasSuffix(e, "!") {
-			e, ready = strings.TrimSuffix(e, "!"), "false"
-		}
-		fmt.Fprintf(&eps, "  - addresses: [%s]\n    conditions: {ready: %s}\n", e, ready)
+	web := lab.Service{
+		Name: "web", LoadBalancerIP: "198.19.1.1", ClusterIP: "198.19.0.10",
+		Ports: []lab.ServicePort{
+			{Name: "http", Protocol: "TCP", Port: 80, TargetPort: 8080, NodePort: 30080},
+			{Name: "echo", Protocol: "UDP", Port: 9000, TargetPort: 9000, NodePort: 30900},
+			{Name: "tcpecho", Protocol: "TCP", Port: 7000, TargetPort: 7000, NodePort: 30700},
+		},
 	}
-	return `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: LoadBalancer
-  loadBalancerIP: 198.19.1.1
-  clusterIP: 198.19.0.10
-  ports:
-    - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-    - {name: echo, protocol: UDP, port: 9000, targetPort: 9000, nodePort: 30900}
-    - {name: tcpecho, protocol: TCP, port: 7000, targetPort: 7000, nodePort: 30700}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}, {name: echo, protocol: UDP, port: 9000}, {name: tcpecho, protocol: TCP, port: 7000}]
-endpoints:
-` + eps.String() + `---
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: default}
-spec:
-  type: LoadBalancer
-  loadBalancerIP: 198.19.1.2
-  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
-`
+	for _, e := range endpoints {
+		addr, notReady := strings.CutSuffix(e, "!")
+		web.Endpoints = append(web.Endpoints, lab.Endpoint{Addr: addr, NotReady: notReady})
+	}
+	empty := lab.Service{Name: "empty", LoadBalancerIP: "198.19.1.2",
+		Ports: []lab.ServicePort{{Name: "http", Protocol: "TCP", Port: 80, TargetPort: 8080}}}
+	return lab.Manifests(web, empty)
 }
 
 func backendName(body string) string {
@@ -79,7 +60,7 @@ func TestServiceTypesAnswerFromTheirVantagePoints(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var body string
-			waitFor(t, 10*time.Second, tc.url, func() error {
+			tstest.Eventually(t, 10*time.Second, tc.url, func() error {
 				var err error
 				body, err = get(tc.from, tc.url)
 				return err
@@ -97,7 +78,7 @@ func TestServiceTypesAnswerFromTheirVantagePoints(t *testing.T) {
 		}
 		defer c.Close()
 		buf := make([]byte, 256)
-		waitFor(t, 5*time.Second, "udp echo", func() error {
+		tstest.Eventually(t, 5*time.Second, "udp echo", func() error {
 			if _, err := c.Write([]byte("hello")); err != nil {
 				return err
 			}
@@ -114,7 +95,7 @@ func TestServiceTypesAnswerFromTheirVantagePoints(t *testing.T) {
 	})
 
 	t.Run("clusterIP is unreachable from an external client", func(t *testing.T) {
-		if _, err := client.Run(context.Background(), "ip", "route", "add", "198.19.0.0/24", "via", "198.18.0.11"); err != nil {
+		if _, err := client.Run(t.Context(), "ip", "route", "add", "198.19.0.0/24", "via", "198.18.0.11"); err != nil {
 			t.Fatal(err)
 		}
 		if body, err := get(client, "http://198.19.0.10/"); err == nil {
@@ -136,33 +117,7 @@ func TestServiceTypesAnswerFromTheirVantagePoints(t *testing.T) {
 		}
 	})
 
-	t.Run("traffic for no service reaches the kernel", func(t *testing.T) {
-		ln, err := n.ns.Listen("tcp", "198.18.0.11:22222")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("kernel\n"))
-				c.Close()
-			}
-		}()
-		c, err := lab.Dial(client, "tcp", "198.18.0.11:22222")
-		if err != nil {
-			t.Fatalf("kernel listener on the node unreachable: %v", err)
-		}
-		buf := make([]byte, 16)
-		k, _ := c.Read(buf)
-		c.Close()
-		if string(buf[:k]) != "kernel\n" {
-			t.Fatalf("got %q", buf[:k])
-		}
-	})
+	t.Run("traffic for no service reaches the kernel", func(t *testing.T) { checkKernelGetsUnclaimed(t, n, client) })
 
 	t.Run("appliance get services shows the allocations", func(t *testing.T) {
 		var svcs []admin.ServiceStatus
@@ -189,7 +144,7 @@ func TestConnectionsSpreadAndUnreadyEndpointGetsNone(t *testing.T) {
 	l := startLab(t, 3)
 	startNode(t, l, 0, manifests("198.18.1.21", "198.18.1.22", "198.18.1.23!"))
 	client := l.Clients[0]
-	waitFor(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
+	tstest.Eventually(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
 
 	const conns = 90
 	var mu sync.Mutex
@@ -229,7 +184,7 @@ func TestReloadRemovingABackendKeepsOtherFlows(t *testing.T) {
 	l := startLab(t, 2)
 	n := startNode(t, l, 0, manifests("198.18.1.21", "198.18.1.22"))
 	client := l.Clients[0]
-	waitFor(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
+	tstest.Eventually(t, 10*time.Second, "VIP", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
 
 	// Long-lived TCP echo connections, until each backend holds some.
 	type conn struct {
@@ -258,7 +213,7 @@ func TestReloadRemovingABackendKeepsOtherFlows(t *testing.T) {
 		t.Fatalf("could not open flows to both backends: %v", per)
 	}
 	n.writeManifests(manifests("198.18.1.21"))
-	waitFor(t, 10*time.Second, "reload", func() error {
+	tstest.Eventually(t, 10*time.Second, "reload", func() error {
 		var svcs []admin.ServiceStatus
 		n.api("/api/v1/services", &svcs)
 		for _, s := range svcs {
@@ -281,5 +236,36 @@ func TestReloadRemovingABackendKeepsOtherFlows(t *testing.T) {
 			t.Errorf("flow to the removed backend still answered")
 		}
 		h.c.Close()
+	}
+}
+
+// checkKernelGetsUnclaimed checks that a connection to a node address and port no Service claims
+// reaches the node's kernel (a listener there answers).
+func checkKernelGetsUnclaimed(t *testing.T, n *node, client *lab.NS) {
+	t.Helper()
+	ln, err := n.ns.Listen("tcp", "198.18.0.11:22222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("kernel\n"))
+			c.Close()
+		}
+	}()
+	c, err := lab.Dial(client, "tcp", "198.18.0.11:22222")
+	if err != nil {
+		t.Fatalf("kernel listener on the node unreachable: %v", err)
+	}
+	buf := make([]byte, 16)
+	k, _ := c.Read(buf)
+	c.Close()
+	if string(buf[:k]) != "kernel\n" {
+		t.Fatalf("got %q", buf[:k])
 	}
 }

@@ -8,24 +8,21 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // vipOwner asks a node who holds the web Service's VIP.
 func vipOwner(n *node) string {
-	var svcs []admin.ServiceStatus
-	n.api("/api/v1/services", &svcs)
-	for _, s := range svcs {
-		if s.Name == "web" {
-			return s.VIPHolder
-		}
+	n.t.Helper()
+	h, err := n.VIPHolder("web")
+	if err != nil {
+		n.t.Fatal(err)
 	}
-	return ""
+	return h
 }
 
 // TestVIPFailover runs three appliance nodes, kills the VIP owner with SIGKILL while a client
@@ -47,7 +44,7 @@ func TestVIPFailover(t *testing.T) {
 	for _, n := range nodes {
 		byName[n.name()] = n
 	}
-	waitFor(t, 15*time.Second, "three members and one VIP owner agreed by all", func() error {
+	tstest.Eventually(t, 15*time.Second, "three members and one VIP owner agreed by all", func() error {
 		owners := map[string]bool{}
 		for _, n := range nodes {
 			if alive := aliveMembers(n); alive != 3 {
@@ -74,21 +71,10 @@ func TestVIPFailover(t *testing.T) {
 		ll := holdConnections(t, client, 5)
 		time.Sleep(300 * time.Millisecond)
 		killed := time.Now()
-		if err := syscall.Kill(victim.proc.PID, syscall.SIGKILL); err != nil {
+		if err := victim.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		// New connections, each with a short timeout, until one succeeds.
-		var back time.Duration
-		for time.Since(killed) < 20*time.Second {
-			c := lab.HTTPClient(client)
-			c.Timeout = 200 * time.Millisecond
-			resp, err := c.Get("http://198.19.1.1/")
-			if err == nil {
-				resp.Body.Close()
-				back = time.Since(killed)
-				break
-			}
-		}
+		back := servedAgain(client, killed, 20*time.Second)
 		ll.stop()
 		if back == 0 {
 			t.Fatalf("kill %d: the VIP did not serve again within 20 s after %s died", k+1, owner)
@@ -109,10 +95,10 @@ func TestVIPFailover(t *testing.T) {
 		if b := ll.broken.Load(); b != 0 {
 			t.Errorf("kill %d: %d of 5 long-lived connections broke", k+1, b)
 		}
-		<-victim.proc.Done()
+		<-victim.Process().Done()
 		if k+1 < kills {
-			victim.start(m)
-			waitFor(t, 15*time.Second, "VIP back to a steady owner", func() error {
+			victim.start()
+			tstest.Eventually(t, 15*time.Second, "VIP back to a steady owner", func() error {
 				if o := vipOwner(victim); o == "" || o != vipOwner(survivor) {
 					return fmt.Errorf("owners disagree")
 				}
@@ -131,9 +117,9 @@ func TestVIPFailover(t *testing.T) {
 	// join.
 	ll := holdConnections(t, client, 5)
 	time.Sleep(500 * time.Millisecond)
-	victim.start(m)
+	victim.start()
 	back := time.Now()
-	waitFor(t, 15*time.Second, "the restarted node holds the VIP again", func() error {
+	tstest.Eventually(t, 15*time.Second, "the restarted node holds the VIP again", func() error {
 		if o := vipOwner(survivor); o != victim.name() || vipOwner(victim) != victim.name() {
 			return fmt.Errorf("owner %q (survivor's view), %q (restarted node's view)", o, vipOwner(victim))
 		}
@@ -210,4 +196,19 @@ func holdConnections(t *testing.T, client *lab.NS, n int) *heldConnections {
 func (h *heldConnections) stop() {
 	close(h.done)
 	h.wg.Wait()
+}
+
+// servedAgain opens new connections to the VIP from client, each with a short timeout, until one
+// succeeds, and returns when that was after killed (0 when none did within bound).
+func servedAgain(client *lab.NS, killed time.Time, bound time.Duration) time.Duration {
+	for time.Since(killed) < bound {
+		c := lab.HTTPClient(client)
+		c.Timeout = 200 * time.Millisecond
+		resp, err := c.Get("http://198.19.1.1/")
+		if err == nil {
+			resp.Body.Close()
+			return time.Since(killed)
+		}
+	}
+	return 0
 }

@@ -2,9 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestFastRestartKeepsConnections kills the VIP owner with SIGKILL and starts it again at once,
@@ -17,7 +18,7 @@ func TestFastRestartKeepsConnections(t *testing.T) {
 	nodes := startCluster(t, l, m)
 	client := l.Clients[0]
 	var owner *node
-	waitFor(t, 15*time.Second, "three synced members and one VIP owner", func() error {
+	tstest.Eventually(t, 15*time.Second, "three synced members and one VIP owner", func() error {
 		owners := map[string]bool{}
 		for _, n := range nodes {
 			if a := aliveMembers(n); a != 3 {
@@ -38,13 +39,13 @@ func TestFastRestartKeepsConnections(t *testing.T) {
 	})
 	ll := holdConnections(t, client, 5)
 	time.Sleep(500 * time.Millisecond) // the flows reach the others (sync every 250 ms)
-	if err := syscall.Kill(owner.proc.PID, syscall.SIGKILL); err != nil {
+	if err := owner.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-owner.proc.Done()
+	<-owner.Process().Done()
 	killed := time.Now()
-	owner.start(m)
-	waitFor(t, 15*time.Second, "the restarted node holds the VIP again", func() error {
+	owner.start()
+	tstest.Eventually(t, 15*time.Second, "the restarted node holds the VIP again", func() error {
 		for _, n := range nodes {
 			if o := vipOwner(n); o != owner.name() {
 				return fmt.Errorf("%s says the owner is %q", n.name(), o)

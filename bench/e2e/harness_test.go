@@ -1,22 +1,18 @@
 package e2e
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/backend"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/lab/appliance"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 var (
@@ -46,18 +42,12 @@ func applianceBinary(t *testing.T) string {
 	return binPath
 }
 
-// node is an appliance running in a lab node namespace.
+// node is an appliance running in a lab node namespace, with test-failing shorthands for the
+// driver's admin API calls.
 type node struct {
-	t       *testing.T
-	lab     *lab.Lab
-	ns      *lab.NS
-	proc    *lab.Process
-	dir     string
-	cfgPath string
-	svcPath string
-	admin   *http.Client
-	// key, when set, is the gossip key written to the node's cluster.secretKeyFile.
-	key string
+	*appliance.Node
+	t  *testing.T
+	ns *lab.NS
 }
 
 // startLab builds a lab with one appliance node, an external and an in-cluster client, and real
@@ -70,9 +60,7 @@ func startLab(t *testing.T, backends int) *lab.Lab {
 // backend servers) and in-cluster clients, and one external client.
 func startLabNodes(t *testing.T, nodes, backends, clusterClients int) *lab.Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("e2e: skipped, the lab and AF_XDP need root")
-	}
+	tstest.RequireRoot(t)
 	spec := lab.DefaultSpec()
 	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = nodes, 1, backends, clusterClients
 	l := lab.New(t, spec)
@@ -82,95 +70,76 @@ func startLabNodes(t *testing.T, nodes, backends, clusterClients int) *lab.Lab {
 	return l
 }
 
+// newNode writes the config of lab node ns (named lb-<index>, joining every other lab node, with
+// gossip key key when not empty) and manifests; it does not start the appliance. The appliance is
+// stopped when the test ends, and its output logged when the test failed.
+func newNode(t *testing.T, l *lab.Lab, ns *lab.NS, manifests, key string) *node {
+	t.Helper()
+	an, err := appliance.New(appliance.Config{
+		Bin: applianceBinary(t), NS: ns, Name: fmt.Sprintf("lb-%d", ns.Index), Peers: l.Nodes, Dir: t.TempDir(),
+		GossipKey: key, HealthTimeout: 20 * time.Second, AdminTimeout: 10 * time.Second,
+	}, manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{Node: an, t: t, ns: ns}
+	t.Cleanup(func() {
+		n.Stop()
+		if p := n.Process(); p != nil && t.Failed() {
+			t.Logf("appliance %s output:\n%s", n.name(), p.Output())
+		}
+	})
+	return n
+}
+
 // startCluster runs the appliance on every node of the lab at once (they join each other) and
-// waits until each is healthy.
-func startCluster(t *testing.T, l *lab.Lab, manifests string) []*node {
+// waits until each is healthy. keys, when given, are the nodes' gossip keys.
+func startCluster(t *testing.T, l *lab.Lab, manifests string, keys ...string) []*node {
 	t.Helper()
 	var nodes []*node
-	for _, ns := range l.Nodes {
-		nodes = append(nodes, &node{t: t, lab: l, ns: ns, dir: t.TempDir()})
+	for i, ns := range l.Nodes {
+		key := ""
+		if i < len(keys) {
+			key = keys[i]
+		}
+		nodes = append(nodes, newNode(t, l, ns, manifests, key))
 	}
+	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.start(manifests) }()
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = n.Start(t.Context()) })
 	}
 	wg.Wait()
-	if t.Failed() { // a start failed in its goroutine
-		t.FailNow()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return nodes
 }
 
 // name is the node's appliance name (node.name in its config).
-func (n *node) name() string { return fmt.Sprintf("lb-%d", n.ns.Index) }
+func (n *node) name() string { return n.Name() }
 
 // startNode writes the config and manifests and runs the appliance in lab node i (0-based).
 func startNode(t *testing.T, l *lab.Lab, i int, manifests string) *node {
 	t.Helper()
-	n := &node{t: t, lab: l, ns: l.Nodes[i], dir: t.TempDir()}
-	n.start(manifests)
+	n := newNode(t, l, l.Nodes[i], manifests, "")
+	n.start()
 	return n
 }
 
-// start writes the node's config (joining every other lab node) and manifests, runs the
-// appliance and waits until it is healthy.
-func (n *node) start(manifests string) {
-	t, l := n.t, n.lab
-	t.Helper()
-	bin := applianceBinary(t)
-	n.cfgPath = filepath.Join(n.dir, "lb.yaml")
-	n.svcPath = filepath.Join(n.dir, "services.yaml")
-	name := n.name()
-	keyFile := ""
-	if n.key != "" {
-		keyFile = "gossip.key"
-		if err := os.WriteFile(filepath.Join(n.dir, keyFile), []byte(n.key+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+// start runs the appliance (again) and waits until it is healthy.
+func (n *node) start() {
+	n.t.Helper()
+	if err := n.Start(n.t.Context()); err != nil {
+		n.t.Fatal(err)
 	}
-	cfg := lab.ApplianceConfig(name, n.ns, l.Nodes, "", keyFile)
-	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.writeManifests(manifests)
-	p, err := n.ns.Start(bin, "run", "--config", n.cfgPath)
-	if err != nil {
-		t.Fatalf("start appliance: %v", err)
-	}
-	n.proc = p
-	n.admin = lab.HTTPClient(n.ns)
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			t.Logf("appliance output:\n%s", p.Output())
-		}
-	})
-	waitFor(t, 20*time.Second, "appliance /healthz", func() error {
-		select {
-		case <-p.Done():
-			return fmt.Errorf("appliance exited: %v\n%s", p.Err(), p.Output())
-		default:
-		}
-		resp, err := n.admin.Get("http://127.0.0.1:9100/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("healthz %s", resp.Status)
-		}
-		return nil
-	})
 }
 
 func (n *node) writeManifests(m string) {
 	n.t.Helper()
-	tmp := n.svcPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(m), 0o644); err != nil {
-		n.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, n.svcPath); err != nil {
+	if err := n.WriteManifests(m); err != nil {
 		n.t.Fatal(err)
 	}
 }
@@ -178,70 +147,30 @@ func (n *node) writeManifests(m string) {
 // metrics returns the appliance's /metrics text.
 func (n *node) metrics() string {
 	n.t.Helper()
-	resp, err := n.admin.Get("http://127.0.0.1:9100/metrics")
+	m, err := n.Metrics()
 	if err != nil {
-		n.t.Fatalf("metrics: %v", err)
+		n.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return m
 }
 
 // api decodes an admin API path into out.
 func (n *node) api(path string, out any) {
 	n.t.Helper()
-	resp, err := n.admin.Get("http://127.0.0.1:9100" + path)
-	if err != nil {
-		n.t.Fatalf("%s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		n.t.Fatalf("%s: %v", path, err)
-	}
-}
-
-// waitFor polls cond until it returns nil or the timeout passes (bounded; no bare sleeps).
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 500*time.Millisecond) {
-		if err = cond(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(delay)
+	if err := n.GetJSON(path, out); err != nil {
+		n.t.Fatal(err)
 	}
 }
 
 // get fetches url from namespace ns and returns the body.
-func get(ns *lab.NS, url string) (string, error) {
-	c := lab.HTTPClient(ns)
-	c.Timeout = 3 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	req.Close = true
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
-}
+func get(ns *lab.NS, url string) (string, error) { return lab.GetText(ns, url, 3*time.Second) }
 
 // aliveMembers counts the members a node reports alive (synced, not syncing).
 func aliveMembers(n *node) int {
-	var ms []admin.MemberStatus
-	n.api("/api/v1/members", &ms)
-	alive := 0
-	for _, mm := range ms {
-		if mm.State == "alive" {
-			alive++
-		}
+	n.t.Helper()
+	alive, err := n.AliveMembers()
+	if err != nil {
+		n.t.Fatal(err)
 	}
 	return alive
 }

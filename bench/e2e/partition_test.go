@@ -1,13 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // holdsWeb reports whether a node says it holds the web Service's VIP itself (/api/v1/members).
@@ -53,7 +53,7 @@ func TestPartitionAndHeal(t *testing.T) {
 		return "", nil
 	}
 	var owner string
-	waitFor(t, 15*time.Second, "three alive members (none still syncing) and one owner agreed by all", func() (err error) {
+	tstest.Eventually(t, 15*time.Second, "three alive members (none still syncing) and one owner agreed by all", func() (err error) {
 		for _, n := range nodes {
 			if alive := aliveMembers(n); alive != 3 {
 				return fmt.Errorf("%s sees %d alive members", n.name(), alive)
@@ -69,7 +69,7 @@ func TestPartitionAndHeal(t *testing.T) {
 			cut = n
 		}
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := cut.ns.Run(ctx, "ip", "link", "set", "ext0", "down"); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestPartitionAndHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	healed := time.Now()
-	waitFor(t, 15*time.Second, "one owner after healing", func() error {
+	tstest.Eventually(t, 15*time.Second, "one owner after healing", func() error {
 		if _, err := agreed(); err != nil {
 			return err
 		}
@@ -114,5 +114,5 @@ func TestPartitionAndHeal(t *testing.T) {
 		return nil
 	})
 	t.Logf("heal: all three nodes agree on one owner %v after the link came back", time.Since(healed).Round(time.Millisecond))
-	waitFor(t, 10*time.Second, "VIP serves after healing", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
+	tstest.Eventually(t, 10*time.Second, "VIP serves after healing", func() error { _, err := get(client, "http://198.19.1.1/"); return err })
 }

@@ -63,8 +63,8 @@ func TestRestartsKeepAllocations(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		n.proc.Stop()
-		n.start(autoManifests)
+		n.Stop()
+		n.start()
 		for _, m := range nodes {
 			if got := allocations(m); got != want {
 				t.Fatalf("after restarting %s, %s shows:\n%s\nwant:\n%s", n.ns.Name, m.ns.Name, got, want)

@@ -3,11 +3,11 @@ package e2e
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestWrongKeyIsRefused runs three appliance nodes whose gossip is encrypted with one key and a
@@ -17,23 +17,8 @@ import (
 func TestWrongKeyIsRefused(t *testing.T) {
 	l := startLabNodes(t, 4, 2, 0)
 	m := manifests("198.18.1.21", "198.18.1.22")
-	var nodes []*node
-	for i, ns := range l.Nodes {
-		key := "0123456789abcdef0123456789abcdef"
-		if i == 3 {
-			key = "fedcba9876543210fedcba9876543210"
-		}
-		nodes = append(nodes, &node{t: t, lab: l, ns: ns, dir: t.TempDir(), key: key})
-	}
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.start(m) }()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	key, wrongKey := "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	nodes := startCluster(t, l, m, key, key, key, wrongKey)
 	good, intruder := nodes[:3], nodes[3]
 	client := l.Clients[0]
 
@@ -46,7 +31,7 @@ func TestWrongKeyIsRefused(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, 15*time.Second, "the three keyed nodes agree on one VIP owner and serve", func() error {
+	tstest.Eventually(t, 15*time.Second, "the three keyed nodes agree on one VIP owner and serve", func() error {
 		owners := map[string]bool{}
 		for _, n := range good {
 			ms := membersOf(n)

@@ -3,8 +3,8 @@
 // connections that survived), over N kills, and writes them as results.json, results.md and PNG plots.
 //
 // A run builds a lab of three appliance nodes, two backends and one external client (bench/lab), runs the
-// real appliance program on every node with a three-node cluster config and one LoadBalancer Service with
-// a VIP, and then, per kill: opens Config.Conns long-lived TCP connections through the VIP that exchange
+// real appliance program on every node (bench/lab/appliance) with a three-node cluster config and one
+// LoadBalancer Service with a VIP, and then, per kill: opens Config.Conns long-lived TCP connections through the VIP that exchange
 // data every Config.EchoInterval; starts an open-loop stream of new connections (an HTTP GET every
 // Config.AttemptInterval, each bounded by Config.AttemptTimeout, every attempt's start and outcome
 // recorded); SIGKILLs the current VIP owner by PID; waits until new connections succeed again; reads the

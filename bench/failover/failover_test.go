@@ -3,13 +3,14 @@ package failover
 import (
 	"bytes"
 	"encoding/json"
-	"image/png"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 func ok(start, dur float64) Attempt {
@@ -236,17 +237,8 @@ func CheckOutputs(t *testing.T, dir string, kills int) {
 		t.Errorf("results.md has no targets table:\n%s", md)
 	}
 	for _, name := range []string{TimelinePlot, DistributionPlot} {
-		f, err := os.Open(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
-			t.Errorf("%s is %v", name, b)
+		if err := outputs.CheckPlot(filepath.Join(dir, name)); err != nil {
+			t.Error(err)
 		}
 	}
 }

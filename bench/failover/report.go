@@ -6,8 +6,6 @@ import (
 	"image/color"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -28,17 +26,7 @@ const (
 )
 
 // ReadResult reads a results.json written by WriteOutputs.
-func ReadResult(path string) (*Result, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read results %s: %w", path, err)
-	}
-	res, err := DecodeResult(b)
-	if err != nil {
-		return nil, fmt.Errorf("read results %s: %w", path, err)
-	}
-	return res, nil
-}
+func ReadResult(path string) (*Result, error) { return outputs.ReadJSON[Result](path) }
 
 // DecodeResult decodes a results.json.
 func DecodeResult(b []byte) (*Result, error) {
@@ -51,16 +39,9 @@ func DecodeResult(b []byte) (*Result, error) {
 
 // WriteOutputs writes results.json, results.md, timeline.png and distribution.png into dir.
 func WriteOutputs(res *Result, dir string) error {
-	if err := outputs.Write(dir, res, JSONFile, MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, res) }); err != nil {
-		return err
-	}
-	if err := timelinePlot(res, filepath.Join(dir, TimelinePlot)); err != nil {
-		return fmt.Errorf("timeline plot: %w", err)
-	}
-	if err := distributionPlot(res, filepath.Join(dir, DistributionPlot)); err != nil {
-		return fmt.Errorf("distribution plot: %w", err)
-	}
-	return nil
+	return outputs.Write(dir, res, JSONFile, MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, res) },
+		outputs.Plot{File: TimelinePlot, What: "timeline plot", Draw: func(path string) error { return timelinePlot(res, path) }},
+		outputs.Plot{File: DistributionPlot, What: "distribution plot", Draw: func(path string) error { return distributionPlot(res, path) }})
 }
 
 func fmtMillis(v float64) string {

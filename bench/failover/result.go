@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xdpsvc/lb/bench/outputs"
 )
 
 // Attempt is one new connection through the VIP (HTTP GET), timed relative to the kill.
@@ -87,34 +89,9 @@ type Kill struct {
 	Timeline []Attempt `json:"timeline"`
 }
 
-// Machine describes where the run happened.
-type Machine struct {
-	// Kernel is `uname -r`; KernelVersion is uname's version string.
-	Kernel        string `json:"kernel"`
-	KernelVersion string `json:"kernelVersion,omitempty"`
-	// CPUModel is /proc/cpuinfo's model name; CPUs the number of online cores.
-	CPUModel string `json:"cpuModel,omitempty"`
-	CPUs     int    `json:"cpus"`
-	// Product is the DMI vendor and product name, when readable (e.g. a hypervisor).
-	Product string `json:"product,omitempty"`
-	// GoVersion is the Go toolchain that built the benchmark.
-	GoVersion string `json:"goVersion"`
-	// Commit is `git rev-parse HEAD` of the working folder, when available.
-	Commit string `json:"commit,omitempty"`
-	// Nice is the benchmark's scheduling niceness (the appliances inherit it).
-	Nice int `json:"nice"`
-}
-
 // Result is everything a failover run measured.
 type Result struct {
-	// Command is the command line that made it.
-	Command string `json:"command"`
-	// Lab is the prefix of the namespace lab it ran in (gone when Run returns).
-	Lab string `json:"lab"`
-	// Machine is where it ran; Started and Finished the wall-clock times.
-	Machine  Machine   `json:"machine"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
+	outputs.Provenance
 	// Nodes, Backends are the lab's sizes; Conns the long-lived connections per kill.
 	Nodes    int `json:"nodes"`
 	Backends int `json:"backends"`

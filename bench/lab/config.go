@@ -6,7 +6,7 @@ import (
 )
 
 // ApplianceConfig returns the config file of an appliance named name in lab node ns: ext0
-// external and int0 cluster with the lab's address plan (DESIGN.md section 6: clusterCIDRs
+// external and int0 cluster with the lab's address plan (ARCHITECTURE.md, "The lab": clusterCIDRs
 // 198.18.1.0/24, serviceCIDR 198.19.0.0/24, one LoadBalancer pool 198.19.1.0/28), gossip on ns's
 // external address joining every other node of nodes on port 7946, manifests in services.yaml and
 // state in state.json beside the config, the admin API on adminListen ("" = 127.0.0.1:9100) and,

@@ -1,4 +1,4 @@
-// Package lab builds the network-namespace lab of DESIGN.md section 6 and tears it down again.
+// Package lab builds the network-namespace lab of ARCHITECTURE.md, "The lab" and tears it down again.
 //
 // Topology, for a Spec of N nodes, K clients, M backends and C in-cluster clients:
 //
@@ -13,7 +13,7 @@
 // Each veth is created straight into its two namespaces; its switch end is named after the host (n1x, n1i,
 // c1, b1, k1). MACs are deterministic: 02:<hash of prefix>:<segment>:<host octet>:<0 inside | 1 switch end>.
 //
-// What the lab sets, and why (PLATFORM.md):
+// What the lab sets, and why (ARCHITECTURE.md):
 //   - Node veths have Spec.Queues RX/TX queues (default 1), so an AF_XDP socket on queue 0 sees every frame;
 //     all other veths have 1.
 //   - TX checksum offload, TSO and GSO are off on every veth end, so frames carry full checksums and are at
@@ -31,6 +31,12 @@
 // started in the lab; Down and Teardown remove exactly what it lists; Sweep removes labs whose owner PID is
 // dead (checked with its start time, so a reused PID does not count) and never touches persistent labs or
 // namespaces without a state file. A failed Up removes what it made.
+//
+// Besides the lab: Manifests writes the v1 Service and EndpointSlice YAML the appliance reads (one generator
+// for the e2e tests, bench compare and bench failover); Poll and Sleep are the bounded waits of the bench
+// commands; Pair, NewPair, DoIn and Ifindex are a throw-away pair of namespaces joined by one veth, for the
+// privileged tests of the steering program and the AF_XDP layer (test code only; removed in t.Cleanup).
+// Package bench/lab/appliance runs the appliance program in a lab node.
 //
 // Goroutines: Up, New and Sweep from any goroutine; a Lab's and NS's methods are safe for concurrent use;
 // Down is idempotent. NS.Do runs a function on a locked OS thread switched into the namespace; sockets made

@@ -326,7 +326,7 @@ func (n *NS) configureSysctls() error {
 
 // addVeth creates one veth pair straight into its two namespaces (nothing touches the root namespace), plugs
 // the switch end into its bridge and addresses the inner end. Offloads: TX checksum, TSO and GSO off on both
-// ends, so every frame on the wire is complete and at most MTU-sized (PLATFORM.md: otherwise AF_XDP sees
+// ends, so every frame on the wire is complete and at most MTU-sized (ARCHITECTURE.md: otherwise AF_XDP sees
 // partial checksums and super-sized frames). GRO on for the switch ends of node interfaces: frames an XDP
 // program redirects or XDP_TXes into a veth are dropped unless its peer has XDP or GRO on, and GRO is also what
 // allows threaded NAPI on that peer.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xdpsvc/lb/bench/backend"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 func TestSpecNormalize(t *testing.T) {
@@ -125,16 +126,9 @@ func namespacesWithPrefix(t *testing.T, prefix string) []string {
 	return found
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("lab: skipped, network namespaces need root (run the tests as root)")
-	}
-}
-
 func TestLabConnectivity(t *testing.T) {
 	l := New(t, Spec{Nodes: 2, Clients: 1, Backends: 2, ClusterClients: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	n1, c1, k1 := l.Nodes[0], l.Clients[0], l.ClusterClients[0]
 
@@ -235,38 +229,7 @@ func TestLabConnectivity(t *testing.T) {
 			}
 		}
 	})
-	t.Run("node sysctls and offloads", func(t *testing.T) {
-		out, err := n1.Run(ctx, "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/ext0/rp_filter")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := strings.Fields(string(out)); strings.Join(got, ",") != "0,0" {
-			t.Errorf("ip_forward, rp_filter = %v, want 0,0", got)
-		}
-		out, err = c1.Run(ctx, "ethtool", "-k", "eth0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range []string{"tx-checksumming: off", "tcp-segmentation-offload: off", "generic-segmentation-offload: off"} {
-			if !strings.Contains(string(out), f) {
-				t.Errorf("c1 eth0 offloads: missing %q", f)
-			}
-		}
-		out, err = l.Switch.Run(ctx, "ethtool", "-k", n1.External().SwitchPort)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(out), "generic-receive-offload: on") {
-			t.Errorf("switch port %s: GRO not on", n1.External().SwitchPort)
-		}
-		out, err = n1.Run(ctx, "ip", "-d", "link", "show", "ext0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(out), "numtxqueues 1 numrxqueues 1") || !strings.Contains(string(out), n1.External().MAC.String()) {
-			t.Errorf("ext0 = %s, want 1 queue and MAC %s", out, n1.External().MAC)
-		}
-	})
+	t.Run("node sysctls and offloads", func(t *testing.T) { checkNodeSettings(t, ctx, l) })
 }
 
 // roundTrip writes msg and expects want back within 5 s.
@@ -316,8 +279,8 @@ func TestStream(t *testing.T) {
 }
 
 func TestProcessesStoppedOnDown(t *testing.T) {
-	requireRoot(t)
-	l, err := Up(context.Background(), Spec{Nodes: 1, Backends: 1})
+	tstest.RequireRoot(t)
+	l, err := Up(t.Context(), Spec{Nodes: 1, Backends: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +349,7 @@ func (f *failingTB) Fatalf(format string, args ...any) {
 }
 
 func TestDownAfterFailedTest(t *testing.T) {
-	requireRoot(t)
+	tstest.RequireRoot(t)
 	ftb := &failingTB{TB: t}
 	var prefix string
 	done := make(chan struct{})
@@ -421,10 +384,10 @@ func TestDownAfterFailedTest(t *testing.T) {
 }
 
 func TestUpFailureCleansUp(t *testing.T) {
-	requireRoot(t)
+	tstest.RequireRoot(t)
 	spec := Spec{Nodes: 2, Backends: 2, failAfterNamespaces: 3}
 	spec.Prefix = RandomPrefix()
-	_, err := Up(context.Background(), spec)
+	_, err := Up(t.Context(), spec)
 	if err == nil || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("Up = %v, want the injected failure", err)
 	}
@@ -437,7 +400,7 @@ func TestUpFailureCleansUp(t *testing.T) {
 }
 
 func TestTwoLabsDoNotCollide(t *testing.T) {
-	requireRoot(t)
+	tstest.RequireRoot(t)
 	var labs [2]*Lab
 	var wg sync.WaitGroup
 	var errs [2]error
@@ -445,7 +408,7 @@ func TestTwoLabsDoNotCollide(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			labs[i], errs[i] = Up(context.Background(), Spec{Nodes: 1, Clients: 1})
+			labs[i], errs[i] = Up(t.Context(), Spec{Nodes: 1, Clients: 1})
 		}()
 	}
 	wg.Wait()
@@ -492,19 +455,19 @@ func TestTwoLabsDoNotCollide(t *testing.T) {
 }
 
 func TestSweep(t *testing.T) {
-	requireRoot(t)
+	tstest.RequireRoot(t)
 	dir := t.TempDir()
-	dead, err := Up(context.Background(), Spec{Nodes: 1, Backends: 1, StateDir: dir})
+	dead, err := Up(t.Context(), Spec{Nodes: 1, Backends: 1, StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dead.Down() })
-	live, err := Up(context.Background(), Spec{Nodes: 1, StateDir: dir})
+	live, err := Up(t.Context(), Spec{Nodes: 1, StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { live.Down() })
-	persistent, err := Up(context.Background(), Spec{Nodes: 1, StateDir: dir, Persistent: true})
+	persistent, err := Up(t.Context(), Spec{Nodes: 1, StateDir: dir, Persistent: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +512,7 @@ func TestSweep(t *testing.T) {
 
 func TestQueues(t *testing.T) {
 	l := New(t, Spec{Nodes: 1, Clients: 1, Queues: 4})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for _, tc := range []struct {
 		name, want string
@@ -568,5 +531,42 @@ func TestQueues(t *testing.T) {
 		if !strings.Contains(string(out), tc.want) {
 			t.Errorf("%s: %s lacks %q", tc.name, out, tc.want)
 		}
+	}
+}
+
+// checkNodeSettings checks what the lab sets on node 1 and its switch port: ip_forward and rp_filter
+// off, offloads off, GRO on at the switch end, one queue and the planned MAC.
+func checkNodeSettings(t *testing.T, ctx context.Context, l *Lab) {
+	t.Helper()
+	n1, c1 := l.Nodes[0], l.Clients[0]
+	out, err := n1.Run(ctx, "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/ext0/rp_filter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(out)); strings.Join(got, ",") != "0,0" {
+		t.Errorf("ip_forward, rp_filter = %v, want 0,0", got)
+	}
+	out, err = c1.Run(ctx, "ethtool", "-k", "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tx-checksumming: off", "tcp-segmentation-offload: off", "generic-segmentation-offload: off"} {
+		if !strings.Contains(string(out), f) {
+			t.Errorf("c1 eth0 offloads: missing %q", f)
+		}
+	}
+	out, err = l.Switch.Run(ctx, "ethtool", "-k", n1.External().SwitchPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "generic-receive-offload: on") {
+		t.Errorf("switch port %s: GRO not on", n1.External().SwitchPort)
+	}
+	out, err = n1.Run(ctx, "ip", "-d", "link", "show", "ext0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "numtxqueues 1 numrxqueues 1") || !strings.Contains(string(out), n1.External().MAC.String()) {
+		t.Errorf("ext0 = %s, want 1 queue and MAC %s", out, n1.External().MAC)
 	}
 }

@@ -3,9 +3,10 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"runtime"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -21,30 +22,7 @@ func (n *NS) Do(fn func() error) error {
 		return fmt.Errorf("open namespace %s: %w", n.Name, err)
 	}
 	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter namespace %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("leave namespace %s: %w", n.Name, err) // thread stays locked and dies with us
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return DoIn(target, fn)
 }
 
 // DialContext connects from inside the namespace. addr must be a literal IP address and port.
@@ -125,4 +103,25 @@ func (l *Lab) onDown(f func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stops = append(l.stops, f)
+}
+
+// GetText fetches url from inside ns on a new connection, bounded by timeout, and returns the body
+// with surrounding white space trimmed.
+func GetText(ns *NS, url string, timeout time.Duration) (string, error) {
+	c := HTTPClient(ns)
+	c.Timeout = timeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Close = true
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
 }

@@ -10,7 +10,7 @@ import (
 	"regexp"
 )
 
-// Address plan of DESIGN.md section 6. Every address the lab configures comes from 198.18.0.0/15.
+// Address plan of ARCHITECTURE.md, "The lab". Every address the lab configures comes from 198.18.0.0/15.
 var (
 	// ExternalSegment is the external side: clients and the appliances' external interfaces.
 	ExternalSegment = netip.MustParsePrefix("198.18.0.0/24")

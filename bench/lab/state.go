@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -267,4 +268,14 @@ func stopRecorded(procs []ProcessRecord, grace time.Duration) {
 	for _, p := range live {
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
+}
+
+// Namespace finds short (c1, n1, b1 ...) among the namespaces of the recorded lab st, for commands that
+// work in a lab they did not build.
+func (st State) Namespace(short string) (*NS, error) {
+	name := st.Prefix + "-" + short
+	if !slices.Contains(st.Namespaces, name) {
+		return nil, fmt.Errorf("lab %s has no namespace %s (it has %s)", st.Prefix, short, strings.Join(st.Namespaces, ", "))
+	}
+	return &NS{Name: name, Short: short}, nil
 }

@@ -2,9 +2,10 @@ package lab
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // New builds a lab for a test and registers its Down with t.Cleanup, so it is removed even when the test
@@ -12,9 +13,7 @@ import (
 // runs are swept first.
 func New(t testing.TB, spec Spec) *Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("lab: skipped, network namespaces need root (run the tests as root)")
-	}
+	tstest.RequireRoot(t)
 	if _, err := Sweep(spec.StateDir); err != nil {
 		t.Logf("lab: sweeping stale labs: %v", err)
 	}

@@ -94,7 +94,7 @@ const (
 	slotAlign    = 64   // frame slots within a chunk start on cache lines
 )
 
-// benchRange is the only range the generator may send to or from (DESIGN.md section 6).
+// benchRange is the only range the generator may send to or from (ARCHITECTURE.md, "The lab").
 var benchRange = netip.MustParsePrefix("198.18.0.0/15")
 
 // Config says what to send, from where and for how long.

@@ -14,7 +14,7 @@
 //
 // Flows: flow i varies the source port fastest, then the source address, the destination port and the
 // destination address, so N flows are N distinct 5-tuples (Config.Validate refuses more flows than the ranges
-// hold). Every address must lie in 198.18.0.0/15, the range reserved for benchmarks (DESIGN.md section 6).
+// hold). Every address must lie in 198.18.0.0/15, the range reserved for benchmarks (ARCHITECTURE.md, "The lab").
 //
 // Counting: Result.Sent is what the kernel completed, Result.Failed what the device dropped on transmit (its
 // tx_dropped counter over the run: a veth drops when its peer's backlog is full), Result.OfferedPPS is

@@ -41,7 +41,7 @@ func attachSink(t *testing.T, n *lab.NS, ifc string, f sink.Filter) *sink.Sink {
 func run(t *testing.T, n *lab.NS, cfg pktgen.Config) pktgen.Result {
 	t.Helper()
 	var res pktgen.Result
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	err := n.Do(func() error {
 		var err error
@@ -56,16 +56,14 @@ func run(t *testing.T, n *lab.NS, cfg pktgen.Config) pktgen.Result {
 	return res
 }
 
-// waitCounts polls the sink until its packet count stops changing (bounded), and returns it.
-func waitCounts(s *sink.Sink) (pkts, bytes uint64) {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		p, b := s.Counts()
-		time.Sleep(20 * time.Millisecond)
-		if p2, _ := s.Counts(); p2 == p || time.Now().After(deadline) {
-			return p, b
-		}
+// waitCounts waits (bounded) until the sink's count stops changing, and returns it.
+func waitCounts(t *testing.T, s *sink.Sink) (pkts, bytes uint64) {
+	t.Helper()
+	pkts, bytes, err := s.Settled()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return pkts, bytes
 }
 
 func udpConfig(dst netip.Addr, port uint16) pktgen.Config {
@@ -96,7 +94,7 @@ func TestSendToSink(t *testing.T) {
 	if res.Sent != res.Submitted || res.Undrained != 0 || res.InvalidDescs != 0 {
 		t.Errorf("sent %d of %d submitted, %d undrained, %d invalid descriptors", res.Sent, res.Submitted, res.Undrained, res.InvalidDescs)
 	}
-	pkts, bytes := waitCounts(s)
+	pkts, bytes := waitCounts(t, s)
 	st, err := s.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +172,7 @@ func TestRateLimit(t *testing.T) {
 	if res.Sent < 3000 || res.Sent > 6500 {
 		t.Errorf("sent %d frames at 10k pps in 0.5 s, want about 5000 (3000..6500)", res.Sent)
 	}
-	pkts, _ := waitCounts(s)
+	pkts, _ := waitCounts(t, s)
 	t.Logf("sink received %d", pkts)
 	if pkts*2 <= res.Sent {
 		t.Errorf("sink received %d of %d", pkts, res.Sent)
@@ -194,7 +192,7 @@ func TestTCPSynToSink(t *testing.T) {
 	cfg.MaxPackets = 5000
 	cfg.MaxDuration = 5 * time.Second
 	res := run(t, client, cfg)
-	pkts, _ := waitCounts(s)
+	pkts, _ := waitCounts(t, s)
 	t.Logf("sink received %d of %d SYNs", pkts, res.Sent)
 	if pkts*2 <= res.Sent {
 		t.Errorf("sink received %d of %d", pkts, res.Sent)

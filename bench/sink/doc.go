@@ -1,6 +1,6 @@
 // Package sink is the counting receiver of the benchmarks: an XDP program, built in Go with cilium/ebpf's asm
 // (no C compiler), that counts and drops the frames a benchmark sends, so that the receiving side is never the
-// bottleneck of a measurement (PLATFORM.md: count at the receiver with XDP, not with nftables counters).
+// bottleneck of a measurement (ARCHITECTURE.md: count at the receiver with XDP, not with nftables counters).
 //
 // What the program does with each frame on the interface it is attached to:
 //   - IPv4 or IPv6 frames that match the Filter (IP protocol, and for TCP/UDP the destination port) are

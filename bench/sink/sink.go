@@ -105,7 +105,7 @@ type Config struct {
 	// Filter selects the frames that are counted and dropped; the others pass to the kernel.
 	Filter Filter
 	// NativeMode attaches in driver (native) XDP mode instead of generic (SKB) mode. On veth generic mode was
-	// the cheaper one (PLATFORM.md), so it is the default.
+	// the cheaper one (ARCHITECTURE.md), so it is the default.
 	NativeMode bool
 }
 

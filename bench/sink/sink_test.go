@@ -3,21 +3,14 @@ package sink
 import (
 	"encoding/binary"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
-
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("sink: skipped, loading XDP programs needs root (run the tests as root)")
-	}
-}
 
 var (
 	srcMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
@@ -183,7 +176,7 @@ func runProgram(t testing.TB, prog *ebpf.Program, f []byte) uint32 {
 // TestProgramAgreesWithMatch runs the real program (BPF_PROG_TEST_RUN) on every sample frame with every filter
 // and checks verdict and counters against Filter.Match.
 func TestProgramAgreesWithMatch(t *testing.T) {
-	needRoot(t)
+	tstest.RequireRoot(t)
 	frames := sampleFrames(t)
 	for _, fc := range filters {
 		t.Run(fc.name, func(t *testing.T) {
@@ -227,9 +220,7 @@ func FuzzProgram(f *testing.F) {
 		f.Add(c.frame, uint8(ProtoUDP), uint16(8080))
 		f.Add(c.frame, uint8(0), uint16(0))
 	}
-	if os.Geteuid() != 0 {
-		f.Skip("sink: skipped, loading XDP programs needs root")
-	}
+	tstest.RequireRoot(f)
 	progs := map[Filter]*ebpf.Program{}
 	f.Cleanup(func() {
 		for _, p := range progs {
@@ -291,7 +282,7 @@ func TestLe16(t *testing.T) {
 
 // BenchmarkProgram measures the program's time per frame in the kernel (BPF_PROG_TEST_RUN with repeats).
 func BenchmarkProgram(b *testing.B) {
-	needRoot(b)
+	tstest.RequireRoot(b)
 	frames := sampleFrames(b)
 	prog, counts, err := load(Filter{Proto: ProtoUDP, DstPort: 8080})
 	if err != nil {
