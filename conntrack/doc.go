@@ -58,8 +58,11 @@
 // takes it only if the candidate reply key is not in the table, checked under the lock of its
 // shard as Linux nf_nat does: no two live flows ever share a translated tuple. A port is free
 // again only when its flow's entry is removed, and entries leave only by expiry of their state's
-// timeout (TIME_WAIT 120 s, CLOSE 10 s after RST), by Delete, or by eviction of a flow that was
-// never assured.
+// timeout, by Delete, by eviction of a flow that was never assured, or by reclaim: when every
+// candidate port is taken, a flow whose backend never answered and that has been idle for a
+// second gives its port to the new flow (Stats.SNATReclaimed). A TCP flow that has never seen a
+// reply past SYN_SENT (a loose pickup from a bare ACK) also expires after TCPUnrepliedTimeout
+// instead of its state's timeout, so that a client cannot pin a backend's ports with bare ACKs.
 //
 // # Full table
 //
