@@ -72,6 +72,12 @@
 // evicted, so a SYN flood cannot push out established connections; when nothing is evictable
 // the new flow is refused and counted (Stats.Full).
 //
+// # New flows per source
+//
+// SourceLimiter caps the rate of new flows per source address (generic cell rate algorithm, one
+// atomic word per hashed bucket, no lock, no allocation). The data plane asks it before Insert,
+// so one sender can neither fill the table nor exhaust a backend's SNAT ports within seconds.
+//
 // # Export and import
 //
 // AppendExport and AppendExportChanged write compact versioned records (41 bytes per IPv4 flow)
