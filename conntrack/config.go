@@ -36,6 +36,12 @@ type Config struct {
 	TCPTimeWaitReuseAfter time.Duration
 	// TCPCloseTimeout keeps a reset connection (and its SNAT port) for a short while.
 	TCPCloseTimeout time.Duration
+	// TCPUnrepliedTimeout caps the idle timeout of a TCP flow whose backend has never answered
+	// (a SYN or a loose pickup without a reply): whatever its state, such a flow holds its SNAT
+	// port no longer than this, so bare ACKs or SYNs from a client cannot pin a backend's ports
+	// for the established timeout. Such flows are also the first to give up their port when a
+	// SNAT range is full (see Insert).
+	TCPUnrepliedTimeout time.Duration
 	// UDPTimeout is the idle timeout of a UDP flow that has seen no reply (nf_conntrack_udp_timeout).
 	UDPTimeout time.Duration
 	// UDPStreamTimeout is the idle timeout of a UDP flow that has seen a reply (nf_conntrack_udp_timeout_stream).
@@ -86,6 +92,7 @@ func DefaultConfig() Config {
 		TCPTimeWaitTimeout:    120 * time.Second,
 		TCPTimeWaitReuseAfter: time.Second,
 		TCPCloseTimeout:       10 * time.Second,
+		TCPUnrepliedTimeout:   30 * time.Second,
 		UDPTimeout:            30 * time.Second,
 		UDPStreamTimeout:      120 * time.Second,
 		ICMPTimeout:           30 * time.Second,
@@ -125,6 +132,7 @@ func (c *Config) validate() error {
 		{"TCPLastAckTimeout", c.TCPLastAckTimeout},
 		{"TCPTimeWaitTimeout", c.TCPTimeWaitTimeout},
 		{"TCPCloseTimeout", c.TCPCloseTimeout},
+		{"TCPUnrepliedTimeout", c.TCPUnrepliedTimeout},
 		{"UDPTimeout", c.UDPTimeout},
 		{"UDPStreamTimeout", c.UDPStreamTimeout},
 		{"ICMPTimeout", c.ICMPTimeout},

@@ -58,8 +58,11 @@
 // takes it only if the candidate reply key is not in the table, checked under the lock of its
 // shard as Linux nf_nat does: no two live flows ever share a translated tuple. A port is free
 // again only when its flow's entry is removed, and entries leave only by expiry of their state's
-// timeout (TIME_WAIT 120 s, CLOSE 10 s after RST), by Delete, or by eviction of a flow that was
-// never assured.
+// timeout, by Delete, by eviction of a flow that was never assured, or by reclaim: when every
+// candidate port is taken, a flow whose backend never answered and that has been idle for a
+// second gives its port to the new flow (Stats.SNATReclaimed). A TCP flow that has never seen a
+// reply past SYN_SENT (a loose pickup from a bare ACK) also expires after TCPUnrepliedTimeout
+// instead of its state's timeout, so that a client cannot pin a backend's ports with bare ACKs.
 //
 // # Full table
 //
@@ -68,6 +71,12 @@
 // ICMP that have not seen a reply, loose pickups without a reply). Assured flows are never
 // evicted, so a SYN flood cannot push out established connections; when nothing is evictable
 // the new flow is refused and counted (Stats.Full).
+//
+// # New flows per source
+//
+// SourceLimiter caps the rate of new flows per source address (generic cell rate algorithm, one
+// atomic word per hashed bucket, no lock, no allocation). The data plane asks it before Insert,
+// so one sender can neither fill the table nor exhaust a backend's SNAT ports within seconds.
 //
 // # Export and import
 //

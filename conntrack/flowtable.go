@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // entry is one flow: both directions' keys and everything the data plane needs. It holds no
@@ -63,9 +64,12 @@ type flowTable[K keyWords] struct {
 
 	seed     uint64
 	timeouts [numStates]uint32 // idle timeout per state, ticks
-	twReuse  uint32            // ticks a closed TCP flow idles before a SYN may take its tuple; 0: never
+	// unreplied caps the timeout of a TCP flow that has seen no reply, ticks.
+	unreplied uint32
+	twReuse   uint32 // ticks a closed TCP flow idles before a SYN may take its tuple; 0: never
 
 	live         atomic.Int64
+	reclaimed    atomic.Uint64 // unreplied flows that gave up their SNAT port to a new flow
 	expireCursor atomic.Uint32
 	evictCursor  atomic.Uint32
 }
@@ -178,8 +182,30 @@ func storeKey[K keyWords](stored, k *K) {
 }
 
 func (t *flowTable[K]) expired(m uint64, tick uint32) bool {
-	return int32(tick-metaLast(m)) > int32(t.timeouts[metaState(m)%numStates])
+	return int32(tick-metaLast(m)) > int32(t.timeout(m))
 }
+
+// timeout is the idle timeout of a flow in ticks: its state's, capped at the unreplied timeout
+// for a TCP flow past SYN_SENT that has never seen a reply (a loose pickup). SYN_SENT keeps its
+// own, already short, timeout.
+func (t *flowTable[K]) timeout(m uint64) uint32 {
+	s := metaState(m) % numStates
+	to := t.timeouts[s]
+	if s.isTCP() && s != TCPSynSent && metaFlags(m)&flagSeenReply == 0 && to > t.unreplied {
+		return t.unreplied
+	}
+	return to
+}
+
+// reclaimable reports whether a live flow may give up its SNAT port to a new flow when the
+// range is full: it has never seen a packet from its backend, is not assured, and has been idle
+// for at least reclaimGraceTicks, so that a handshake in flight is not cut short by a flood.
+func reclaimable(m uint64, tick uint32) bool {
+	return metaFlags(m)&(flagSeenReply|flagAssured) == 0 && int32(tick-metaLast(m)) >= reclaimGraceTicks
+}
+
+// reclaimGraceTicks is one second: far above a backend's answer time on a LAN.
+const reclaimGraceTicks = int32(time.Second>>tickShift) + 1
 
 func (t *flowTable[K]) evictable(m uint64, tick uint32) bool {
 	return metaFlags(m)&flagAssured == 0 || t.expired(m, tick)
@@ -291,7 +317,8 @@ const (
 	removeAny removeMode = iota
 	removeExpired
 	removeEvictable
-	removeReusable // a closed TCP flow whose SNAT tuple a new SYN may take over
+	removeReusable  // a closed TCP flow whose SNAT tuple a new SYN may take over
+	removeUnreplied // a flow that never saw a reply, whose SNAT port a new flow takes when the range is full
 )
 
 func (t *flowTable[K]) wants(m uint64, gen uint16, mode removeMode, tick uint32) bool {
@@ -305,6 +332,8 @@ func (t *flowTable[K]) wants(m uint64, gen uint16, mode removeMode, tick uint32)
 		return t.evictable(m, tick)
 	case removeReusable:
 		return t.reusable(m, tick)
+	case removeUnreplied:
+		return reclaimable(m, tick)
 	}
 	return true
 }
@@ -386,6 +415,10 @@ func (t *flowTable[K]) insert(orig, reply *K, ne *newEntry) (ref uint32, gen uin
 	if ne.portN == 0 {
 		attempts = 1
 	}
+	// victim is the first candidate tuple held by a flow that never saw a reply: when every
+	// candidate is taken, that flow gives up its port (the range is full, and unanswered flows
+	// are the first to go).
+	victim, victimGen, victimAttempt := uint32(0), uint16(0), -1
 	retried := false
 	for a := 0; a < attempts; a++ {
 		if ne.portN > 0 {
@@ -416,6 +449,16 @@ func (t *flowTable[K]) insert(orig, reply *K, ne *newEntry) (ref uint32, gen uin
 				continue
 			}
 			retried = false
+			if victimAttempt == -1 && ne.portN > 0 && reclaimable(m, ne.tick) {
+				victim, victimGen, victimAttempt = refIndex(r), metaGen(m), a
+			}
+			if a == attempts-1 && victimAttempt >= 0 {
+				// Every candidate is taken: reclaim the victim's tuple and try it once more.
+				if t.remove(victim, victimGen, removeUnreplied, ne.tick) {
+					t.reclaimed.Add(1)
+				}
+				a, victimAttempt = victimAttempt-1, -2 // -2: reclaimed once, never again
+			}
 			continue
 		}
 		if t.shards[sO].count.Load() >= t.shardLimit || t.shards[sR].count.Load() >= t.shardLimit {
@@ -423,16 +466,7 @@ func (t *flowTable[K]) insert(orig, reply *K, ne *newEntry) (ref uint32, gen uin
 			t.push(idx)
 			return 0, 0, InsertFull, evicted
 		}
-		e := &t.entries[idx]
-		gen = metaGen(e.meta.Load()) + 1
-		storeKey(&e.orig, orig)
-		storeKey(&e.reply, reply)
-		e.ids.Store(ne.ids)
-		e.ifidx.Store(ne.ifidx)
-		e.changed.Store(ne.tick)
-		e.pkts[0].Store(0)
-		e.pkts[1].Store(0)
-		e.meta.Store(makeMeta(gen, ne.flags, ne.state, ne.tick))
+		gen = t.store(idx, orig, reply, ne)
 		t.insertSlot(hO, makeRef(idx, DirOriginal))
 		t.insertSlot(hR, makeRef(idx, DirReply))
 		t.unlock2(sO, sR)
@@ -444,6 +478,22 @@ func (t *flowTable[K]) insert(orig, reply *K, ne *newEntry) (ref uint32, gen uin
 		return 0, 0, InsertClash, evicted
 	}
 	return 0, 0, InsertNoPort, evicted
+}
+
+// store writes a new flow into free entry idx and returns its generation. The caller holds the
+// locks of both keys' shards and publishes the index slots afterwards.
+func (t *flowTable[K]) store(idx uint32, orig, reply *K, ne *newEntry) uint16 {
+	e := &t.entries[idx]
+	gen := metaGen(e.meta.Load()) + 1
+	storeKey(&e.orig, orig)
+	storeKey(&e.reply, reply)
+	e.ids.Store(ne.ids)
+	e.ifidx.Store(ne.ifidx)
+	e.changed.Store(ne.tick)
+	e.pkts[0].Store(0)
+	e.pkts[1].Store(0)
+	e.meta.Store(makeMeta(gen, ne.flags, ne.state, ne.tick))
+	return gen
 }
 
 // evict frees an entry that is expired or not yet assured, scanning at most scan entries from a

@@ -45,6 +45,7 @@ type Stats struct {
 	Expired       uint64 // entries removed by Expire
 	Imported      uint64 // records inserted by Import
 	ImportSkipped uint64 // well-formed records Import did not insert (present, clash, full)
+	SNATReclaimed uint64 // flows that never saw a reply and gave up their SNAT port to a new flow (range full)
 }
 
 // InsertResult tells what Insert did.
@@ -130,13 +131,16 @@ func New(cfg Config) (*Table, error) {
 	if cfg.TCPTimeWaitReuseAfter > 0 {
 		twReuse = max(1, durationTicks(cfg.TCPTimeWaitReuseAfter))
 	}
+	unrepliedTicks := durationTicks(cfg.TCPUnrepliedTimeout)
 	if cfg.MaxEntries > 0 {
 		t.v4 = newFlowTable[key4](cfg.MaxEntries, seed, t.timeouts)
 		t.v4.twReuse = twReuse
+		t.v4.unreplied = unrepliedTicks
 	}
 	if cfg.MaxEntriesIPv6 > 0 {
 		t.v6 = newFlowTable[key6](cfg.MaxEntriesIPv6, seed^hashM2, t.timeouts)
 		t.v6.twReuse = twReuse
+		t.v6.unreplied = unrepliedTicks
 	}
 	return t, nil
 }
@@ -454,7 +458,19 @@ func (t *Table) Stats() Stats {
 		NoPort: s.noPort.Load(), Clash: s.clash.Load(), Invalid: s.invalid.Load(),
 		Evicted: s.evicted.Load(), Expired: s.expired.Load(),
 		Imported: s.imported.Load(), ImportSkipped: s.importSkipped.Load(),
+		SNATReclaimed: t.reclaimed(),
 	}
+}
+
+func (t *Table) reclaimed() uint64 {
+	var n uint64
+	if t.v4 != nil {
+		n += t.v4.reclaimed.Load()
+	}
+	if t.v6 != nil {
+		n += t.v6.reclaimed.Load()
+	}
+	return n
 }
 
 // Timeout returns the idle timeout of a state.
@@ -512,7 +528,7 @@ func flowOf[K keyWords](ft *flowTable[K], h Handle, now int64, unpack func(*K, *
 	unpack(&kr, &f.Reply)
 	idle := int32(toTick(now) - metaLast(m))
 	f.Idle = time.Duration(idle) << tickShift
-	f.ExpiresIn = time.Duration(int64(ft.timeouts[meta.State])-int64(idle)) << tickShift
+	f.ExpiresIn = time.Duration(int64(ft.timeout(m))-int64(idle)) << tickShift
 	return f, true
 }
 

@@ -463,6 +463,7 @@ func TestSNATPortsUnique(t *testing.T) {
 			t.Fatalf("port %d handed out twice", fl.Reply.DstPort)
 		}
 		seen[fl.Reply.DstPort] = h
+		answer(t, tb, h, TCPFlagSYN|TCPFlagACK, now) // answered: never reclaimed by a new flow
 	}
 	f := newFlow(100)
 	if _, res := tb.Insert(&f, now); res != InsertNoPort {
@@ -479,7 +480,7 @@ func TestSNATPortsUnique(t *testing.T) {
 		h = hh
 		break
 	}
-	for _, p := range []pkt{{DirReply, TCPFlagSYN | TCPFlagACK}, {DirOriginal, TCPFlagACK},
+	for _, p := range []pkt{{DirOriginal, TCPFlagACK},
 		{DirOriginal, TCPFlagFIN | TCPFlagACK}, {DirReply, TCPFlagFIN | TCPFlagACK}, {DirOriginal, TCPFlagACK}} {
 		hd := h
 		hd.dir = p.dir
@@ -492,7 +493,7 @@ func TestSNATPortsUnique(t *testing.T) {
 	if _, res := tb.Insert(&f, now+60*sec); res != InsertNoPort {
 		t.Fatalf("port reused during TIME_WAIT: %v", res)
 	}
-	// After TIME_WAIT (120 s) the port comes back; the SYN_SENT flows (120 s) have expired too.
+	// After TIME_WAIT (120 s) the port comes back; the SYN_RECV flows (60 s) have expired too.
 	if _, res := tb.Insert(&f, now+121*sec); res != Inserted {
 		t.Fatalf("after TIME_WAIT: %v", res)
 	}
@@ -696,9 +697,10 @@ func TestSNATPortOfClosedConnectionIsReusedBySYN(t *testing.T) {
 			t.Fatalf("flow %d: %v", i, res)
 		}
 		hs = append(hs, h)
+		answer(t, tb, h, TCPFlagSYN|TCPFlagACK, now) // answered: never reclaimed by a new flow
 	}
 	closed := hs[2]
-	for _, p := range []pkt{{DirReply, TCPFlagSYN | TCPFlagACK}, {DirOriginal, TCPFlagACK},
+	for _, p := range []pkt{{DirOriginal, TCPFlagACK},
 		{DirOriginal, TCPFlagFIN | TCPFlagACK}, {DirReply, TCPFlagFIN | TCPFlagACK}, {DirOriginal, TCPFlagACK}} {
 		hd := closed
 		hd.dir = p.dir
@@ -758,6 +760,7 @@ func TestPerFlowSNATPortRange(t *testing.T) {
 		if fl, _ := tb.Flow(h, sec); fl.Reply.DstPort < 1024 || fl.Reply.DstPort > 1027 {
 			t.Fatalf("port %d outside 1024-1027", fl.Reply.DstPort)
 		}
+		answer(t, tb, h, TCPFlagSYN|TCPFlagACK, sec) // answered: not reclaimable when the range is full
 	}
 	f.Orig.SrcPort = 30000
 	if _, res := tb.Insert(&f, sec); res != InsertNoPort {
