@@ -1,4 +1,4 @@
-// Command appliance is the AF_XDP Service load balancer daemon: appliance check|run|get|capture|version.
+// Command appliance is the AF_XDP Service load balancer daemon: appliance check|run|get|capture|agent|keygen|version.
 package main
 
 import (
@@ -22,6 +22,7 @@ commands:
         [--address IP] [--bind IP:PORT] [--name NAME] [--secret-key-file F] [--check-interval 1s]
         [--drain-timeout 10s] [--admin ADDR]
                         backend agent: join the appliances' cluster and announce this host's endpoints
+  keygen [FILE]         make a gossip key (base64) and write it to FILE with mode 0600, or print it
   version [-o json]     print the version, build and kernel
 `
 
@@ -46,6 +47,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return cmdCapture(args[1:], stdout, stderr)
 	case "agent":
 		return cmdAgent(args[1:], stdout, stderr)
+	case "keygen":
+		return cmdKeygen(args[1:], stdout, stderr)
 	case "version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
