@@ -8,6 +8,28 @@ type Lookup interface {
 	Frontend4(k [8]byte) (uint32, bool)
 	Frontend6(k [20]byte) (uint32, bool)
 	VIP(a [4]byte) bool
+	// PortRange4 and PortRange6 return the address's steered port range (host order), if any.
+	PortRange4(a [4]byte) (first, last uint16, ok bool)
+	PortRange6(a [16]byte) (first, last uint16, ok bool)
+}
+
+// ours4 reports whether the IPv4 tuple (addr, port, proto) is the appliance's: a frontend, a
+// held VIP (any port: the floating SNAT address), or a port in the address's steered range.
+func ours4(l Lookup, addr [4]byte, port uint16, proto uint8) bool {
+	if _, ok := l.Frontend4(encodeKey4(addr, port, proto)); ok || l.VIP(addr) {
+		return true
+	}
+	first, last, ok := l.PortRange4(addr)
+	return ok && first <= port && port <= last
+}
+
+// ours6 is ours4 for IPv6 (no VIPs).
+func ours6(l Lookup, addr [16]byte, port uint16, proto uint8) bool {
+	if _, ok := l.Frontend6(encodeKey6(addr, port, proto)); ok {
+		return true
+	}
+	first, last, ok := l.PortRange6(addr)
+	return ok && first <= port && port <= last
 }
 
 // Classify is the steering program's decision written in Go: the specification the program is
@@ -54,11 +76,8 @@ func classify4(b []byte, l Lookup) Reason {
 	l4 := b[ihl:]
 	switch proto {
 	case ProtoTCP, ProtoUDP:
-		if _, ok := l.Frontend4(encodeKey4(dst, binary.BigEndian.Uint16(l4[2:4]), proto)); ok {
+		if ours4(l, dst, binary.BigEndian.Uint16(l4[2:4]), proto) {
 			return RedirectFrontend
-		}
-		if l.VIP(dst) {
-			return RedirectFrontend // any port of a held VIP (floating SNAT reply ports)
 		}
 		return PassNoFrontend
 	case ProtoICMP:
@@ -69,15 +88,18 @@ func classify4(b []byte, l Lookup) Reason {
 				return RedirectICMP
 			}
 			flag = FlagEcho
-		case 3, 11:
+		case 3, 11, 12:
 			flag = FlagICMPError
 		default:
 			return PassNoFrontend
 		}
-		if v, ok := l.Frontend4(encodeKey4(dst, 0, ProtoICMP)); ok && Flags(v)&flag != 0 {
-			return RedirectICMP
+		if v, ok := l.Frontend4(encodeKey4(dst, 0, ProtoICMP)); !ok || Flags(v)&flag == 0 {
+			return PassNoFrontend
 		}
-		return PassNoFrontend
+		if flag == FlagICMPError {
+			return quoted4(l4, l)
+		}
+		return RedirectICMP
 	}
 	return PassOtherL4
 }
@@ -92,7 +114,7 @@ func classify6(b []byte, l Lookup) Reason {
 	l4 := b[40:]
 	switch next {
 	case ProtoTCP, ProtoUDP:
-		if _, ok := l.Frontend6(encodeKey6(dst, binary.BigEndian.Uint16(l4[2:4]), next)); ok {
+		if ours6(l, dst, binary.BigEndian.Uint16(l4[2:4]), next) {
 			return RedirectFrontend
 		}
 		return PassNoFrontend
@@ -101,17 +123,69 @@ func classify6(b []byte, l Lookup) Reason {
 		switch l4[0] {
 		case 128:
 			flag = FlagEcho
-		case 1, 2, 3:
+		case 1, 2, 3, 4:
 			flag = FlagICMPError
 		default:
 			return PassNoFrontend
 		}
-		if v, ok := l.Frontend6(encodeKey6(dst, 0, ProtoICMPv6)); ok && Flags(v)&flag != 0 {
-			return RedirectICMP
+		if v, ok := l.Frontend6(encodeKey6(dst, 0, ProtoICMPv6)); !ok || Flags(v)&flag == 0 {
+			return PassNoFrontend
 		}
-		return PassNoFrontend
+		if flag == FlagICMPError {
+			return quoted6(l4, l)
+		}
+		return RedirectICMP
 	}
 	return PassOtherL4
+}
+
+// icmpHeaderLen is the ICMP/ICMPv6 error header before the quoted packet.
+const icmpHeaderLen = 8
+
+// quoted4 decides an ICMP error (icmp: the ICMP header on) by the packet it quotes, one the
+// destination sent: only a TCP/UDP first fragment whose (src, src port, proto) is ours is the
+// appliance's; the host's own (path MTU discovery for SSH, gossip, the Kubernetes API) pass.
+func quoted4(icmp []byte, l Lookup) Reason {
+	if len(icmp) < icmpHeaderLen+20 {
+		return PassMalformed
+	}
+	q := icmp[icmpHeaderLen:]
+	if q[0]>>4 != 4 || q[0]&0x0f < 5 {
+		return PassMalformed
+	}
+	if binary.BigEndian.Uint16(q[6:8])&0x1fff != 0 || (q[9] != ProtoTCP && q[9] != ProtoUDP) {
+		return PassICMPNotOurs
+	}
+	ihl := int(q[0]&0x0f) * 4
+	if len(q) < ihl+4 {
+		return PassMalformed
+	}
+	var src [4]byte
+	copy(src[:], q[12:16])
+	if ours4(l, src, binary.BigEndian.Uint16(q[ihl:ihl+2]), q[9]) {
+		return RedirectICMP
+	}
+	return PassICMPNotOurs
+}
+
+// quoted6 is quoted4 for ICMPv6 errors (the quoted fixed header only: extension headers pass).
+func quoted6(icmp []byte, l Lookup) Reason {
+	if len(icmp) < icmpHeaderLen+40 {
+		return PassMalformed
+	}
+	q := icmp[icmpHeaderLen:]
+	if q[6] != ProtoTCP && q[6] != ProtoUDP {
+		return PassICMPNotOurs
+	}
+	if len(q) < 44 {
+		return PassMalformed
+	}
+	var src [16]byte
+	copy(src[:], q[8:24])
+	if ours6(l, src, binary.BigEndian.Uint16(q[40:42]), q[6]) {
+		return RedirectICMP
+	}
+	return PassICMPNotOurs
 }
 
 func classifyARP(b []byte, l Lookup) Reason {

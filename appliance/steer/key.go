@@ -22,8 +22,11 @@ type Flags uint32
 const (
 	// FlagEcho steers echo requests to the address (ICMP type 8, ICMPv6 type 128).
 	FlagEcho Flags = 1 << 0
-	// FlagICMPError steers ICMP errors to the address: IPv4 destination unreachable (3) and time
-	// exceeded (11); ICMPv6 destination unreachable (1), packet too big (2), time exceeded (3).
+	// FlagICMPError steers ICMP errors to the address: IPv4 destination unreachable (3), time
+	// exceeded (11) and parameter problem (12); ICMPv6 destination unreachable (1), packet too
+	// big (2), time exceeded (3) and parameter problem (4). Only errors whose quoted packet has
+	// a source tuple of the appliance's (frontend, held VIP, steered port range) are steered;
+	// the rest are the host's and pass.
 	FlagICMPError Flags = 1 << 1
 	// FlagsAll is stored when a Frontend's Flags is zero.
 	FlagsAll Flags = FlagEcho | FlagICMPError

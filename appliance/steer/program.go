@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -23,13 +24,17 @@ type Config struct {
 	MaxFrontends int
 	// MaxVIPs is the capacity of the held-VIP map (IPv4 addresses answered by ARP).
 	MaxVIPs int
+	// MaxPortRanges is the capacity of each of the IPv4 and IPv6 port-range maps (one entry
+	// per address whose range of TCP/UDP ports is steered: a node address and its SNAT ports).
+	MaxPortRanges int
 	// Logger receives attach/detach events; nil: slog.Default().
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns maps sized for 64 queues, 65536 frontends per family and 4096 VIPs.
+// DefaultConfig returns maps sized for 64 queues, 65536 frontends per family, 4096 VIPs and
+// 1024 port-range addresses per family.
 func DefaultConfig() Config {
-	return Config{MaxQueues: 64, MaxFrontends: 65536, MaxVIPs: 4096}
+	return Config{MaxQueues: 64, MaxFrontends: 65536, MaxVIPs: 4096, MaxPortRanges: 1024}
 }
 
 // Mode is how the program is attached to an interface.
@@ -70,13 +75,17 @@ type Program struct {
 	front4   *ebpf.Map
 	front6   *ebpf.Map
 	vips     *ebpf.Map
+	ranges4  *ebpf.Map
+	ranges6  *ebpf.Map
 	counters *ebpf.Map
 
-	mu       sync.Mutex // guards everything below and serialises map rewrites
-	cur4     map[key4]uint32
-	cur6     map[key6]uint32
-	curVIPs  map[[4]byte]struct{}
-	attached map[int]attachment
+	mu        sync.Mutex // guards everything below and serialises map rewrites
+	cur4      map[key4]uint32
+	cur6      map[key6]uint32
+	curVIPs   map[[4]byte]uint32
+	curRange4 map[[4]byte]uint32
+	curRange6 map[[16]byte]uint32
+	attached  map[int]attachment
 }
 
 type attachment struct {
@@ -86,12 +95,13 @@ type attachment struct {
 
 // Load creates the maps and loads (verifies) the program. Nothing is attached yet.
 func Load(cfg Config) (*Program, error) {
-	if cfg.MaxQueues <= 0 || cfg.MaxFrontends <= 0 || cfg.MaxVIPs <= 0 {
+	if cfg.MaxQueues <= 0 || cfg.MaxFrontends <= 0 || cfg.MaxVIPs <= 0 || cfg.MaxPortRanges <= 0 {
 		return nil, fmt.Errorf("load steering program: map sizes must be positive: %+v", cfg)
 	}
 	p := &Program{
 		cfg: cfg, log: cfg.Logger,
-		cur4: map[key4]uint32{}, cur6: map[key6]uint32{}, curVIPs: map[[4]byte]struct{}{},
+		cur4: map[key4]uint32{}, cur6: map[key6]uint32{}, curVIPs: map[[4]byte]uint32{},
+		curRange4: map[[4]byte]uint32{}, curRange6: map[[16]byte]uint32{},
 		attached: map[int]attachment{},
 	}
 	if p.log == nil {
@@ -105,6 +115,8 @@ func Load(cfg Config) (*Program, error) {
 		{&p.front4, ebpf.MapSpec{Name: "steer_front4", Type: ebpf.Hash, KeySize: 8, ValueSize: 4, MaxEntries: uint32(cfg.MaxFrontends)}},
 		{&p.front6, ebpf.MapSpec{Name: "steer_front6", Type: ebpf.Hash, KeySize: 20, ValueSize: 4, MaxEntries: uint32(cfg.MaxFrontends)}},
 		{&p.vips, ebpf.MapSpec{Name: "steer_vips", Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: uint32(cfg.MaxVIPs)}},
+		{&p.ranges4, ebpf.MapSpec{Name: "steer_ranges4", Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: uint32(cfg.MaxPortRanges)}},
+		{&p.ranges6, ebpf.MapSpec{Name: "steer_ranges6", Type: ebpf.Hash, KeySize: 16, ValueSize: 4, MaxEntries: uint32(cfg.MaxPortRanges)}},
 		{&p.counters, ebpf.MapSpec{Name: "steer_counters", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: uint32(NumReasons)}},
 	}
 	for _, s := range specs {
@@ -115,11 +127,15 @@ func Load(cfg Config) (*Program, error) {
 		}
 		*s.m = m
 	}
+	ins := instructions(programMaps{
+		xsks: p.xsks, front4: p.front4, front6: p.front6, vips: p.vips,
+		ranges4: p.ranges4, ranges6: p.ranges6, counters: p.counters,
+	})
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "steer",
 		Type:         ebpf.XDP,
 		License:      "Dual MIT/GPL",
-		Instructions: instructions(p.xsks, p.front4, p.front6, p.vips, p.counters),
+		Instructions: ins,
 	})
 	if err != nil {
 		p.closeObjects()
@@ -156,8 +172,11 @@ func (p *Program) XDPProgram() (*xdp.Program, error) {
 	return &xdp.Program{Program: p.prog, Queues: q, Sockets: p.xsks}, nil
 }
 
-// SetFrontends makes the frontend maps hold exactly set: new and changed entries are written
-// first, gone ones deleted after, so no entry that stays is ever missing.
+// SetFrontends makes the frontend maps hold exactly set, or returns an error and leaves them
+// holding the previous set: a set that does not fit MaxFrontends is refused before anything is
+// written, and a write the kernel refuses midway is undone. New and changed entries are written
+// before gone ones are deleted (gone ones first only when both would not fit at once), so no
+// entry that stays is ever missing.
 func (p *Program) SetFrontends(set []Frontend) error {
 	want4 := make(map[key4]uint32, len(set))
 	want6 := map[key6]uint32{}
@@ -175,16 +194,25 @@ func (p *Program) SetFrontends(set []Frontend) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := syncMap(p.front4, p.cur4, want4); err != nil {
+	if err := fits(len(want4), len(want6), p.cfg.MaxFrontends, "MaxFrontends"); err != nil {
+		return fmt.Errorf("set frontends: %w", err)
+	}
+	old4 := maps.Clone(p.cur4)
+	if err := syncMap(p.front4, p.cur4, want4, p.cfg.MaxFrontends); err != nil {
 		return fmt.Errorf("set frontends: IPv4 map: %w", err)
 	}
-	if err := syncMap(p.front6, p.cur6, want6); err != nil {
-		return fmt.Errorf("set frontends: IPv6 map: %w", err)
+	if err := syncMap(p.front6, p.cur6, want6, p.cfg.MaxFrontends); err != nil {
+		err = fmt.Errorf("set frontends: IPv6 map: %w", err)
+		if rerr := syncMap(p.front4, p.cur4, old4, p.cfg.MaxFrontends); rerr != nil {
+			return errors.Join(err, fmt.Errorf("restore IPv4 map: %w", rerr))
+		}
+		return err
 	}
 	return nil
 }
 
-// SetVIPs makes the held-VIP map hold exactly vips (IPv4 only; others are an error).
+// SetVIPs makes the held-VIP map hold exactly vips (IPv4 only; others are an error), or returns
+// an error and leaves the previous set, as SetFrontends.
 func (p *Program) SetVIPs(vips []netip.Addr) error {
 	want := make(map[[4]byte]uint32, len(vips))
 	for _, a := range vips {
@@ -196,40 +224,131 @@ func (p *Program) SetVIPs(vips []netip.Addr) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cur := make(map[[4]byte]uint32, len(p.curVIPs))
-	for k := range p.curVIPs {
-		cur[k] = 1
+	if err := fits(len(want), 0, p.cfg.MaxVIPs, "MaxVIPs"); err != nil {
+		return fmt.Errorf("set VIPs: %w", err)
 	}
-	err := syncMap(p.vips, cur, want)
-	p.curVIPs = make(map[[4]byte]struct{}, len(cur))
-	for k := range cur {
-		p.curVIPs[k] = struct{}{}
-	}
-	if err != nil {
+	if err := syncMap(p.vips, p.curVIPs, want, p.cfg.MaxVIPs); err != nil {
 		return fmt.Errorf("set VIPs: %w", err)
 	}
 	return nil
 }
 
-// syncMap writes want into m (add/update first, then delete), keeping cur equal to the map.
-func syncMap[K comparable](m *ebpf.Map, cur, want map[K]uint32) error {
-	for k, v := range want {
-		if old, ok := cur[k]; ok && old == v {
-			continue
+// PortRange steers TCP and UDP to every port from First to Last (inclusive) of Addr: a node
+// address and the SNAT ports that backends' replies come back to. One map entry per address
+// however wide the range, checked by comparison in the program.
+type PortRange struct {
+	Addr        netip.Addr
+	First, Last uint16
+}
+
+// encode is the range's map value: a host-order u32, low half First, high half Last.
+func (r PortRange) encode() uint32 { return uint32(r.First) | uint32(r.Last)<<16 }
+
+// SetPortRanges makes the port-range maps hold exactly ranges (at most one range per address),
+// or returns an error and leaves the previous ranges, as SetFrontends.
+func (p *Program) SetPortRanges(ranges []PortRange) error {
+	want4 := map[[4]byte]uint32{}
+	want6 := map[[16]byte]uint32{}
+	for _, r := range ranges {
+		if !r.Addr.IsValid() || r.First > r.Last {
+			return fmt.Errorf("set port ranges: %s ports %d-%d: need an address and First <= Last", r.Addr, r.First, r.Last)
 		}
-		if err := m.Put(k, v); err != nil {
-			return fmt.Errorf("put %v: %w", k, err)
+		a, v := r.Addr.Unmap(), r.encode()
+		var prev uint32
+		var dup bool
+		if a.Is4() {
+			prev, dup = want4[a.As4()]
+			want4[a.As4()] = v
+		} else {
+			prev, dup = want6[a.As16()]
+			want6[a.As16()] = v
 		}
-		cur[k] = v
+		if dup && prev != v {
+			return fmt.Errorf("set port ranges: %s has two ranges (ports %d-%d and %d-%d): one range per address", a, prev&0xffff, prev>>16, r.First, r.Last)
+		}
 	}
-	for k := range cur {
-		if _, ok := want[k]; ok {
-			continue
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := fits(len(want4), len(want6), p.cfg.MaxPortRanges, "MaxPortRanges"); err != nil {
+		return fmt.Errorf("set port ranges: %w", err)
+	}
+	old4 := maps.Clone(p.curRange4)
+	if err := syncMap(p.ranges4, p.curRange4, want4, p.cfg.MaxPortRanges); err != nil {
+		return fmt.Errorf("set port ranges: IPv4 map: %w", err)
+	}
+	if err := syncMap(p.ranges6, p.curRange6, want6, p.cfg.MaxPortRanges); err != nil {
+		err = fmt.Errorf("set port ranges: IPv6 map: %w", err)
+		if rerr := syncMap(p.ranges4, p.curRange4, old4, p.cfg.MaxPortRanges); rerr != nil {
+			return errors.Join(err, fmt.Errorf("restore IPv4 map: %w", rerr))
 		}
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete %v: %w", k, err)
+		return err
+	}
+	return nil
+}
+
+// fits refuses a plan whose IPv4 or IPv6 entries exceed a map's capacity (field names the
+// Config field to raise), before anything is written.
+func fits(n4, n6, capacity int, field string) error {
+	if n4 > capacity || n6 > capacity {
+		return fmt.Errorf("plan needs %d IPv4 and %d IPv6 entries, the maps hold %d each (Config.%s): previous entries kept", n4, n6, capacity, field)
+	}
+	return nil
+}
+
+// syncMap makes m hold exactly want (len(want) <= capacity), keeping cur equal to the kernel
+// map. When a write fails it restores the previous contents before returning the error.
+func syncMap[K comparable](m *ebpf.Map, cur, want map[K]uint32, capacity int) error {
+	old := maps.Clone(cur)
+	union := len(cur)
+	for k := range want {
+		if _, ok := cur[k]; !ok {
+			union++
 		}
-		delete(cur, k)
+	}
+	if err := writeMap(m, cur, want, union > capacity); err != nil {
+		if rerr := writeMap(m, cur, old, true); rerr != nil {
+			return errors.Join(err, fmt.Errorf("restore previous entries: %w", rerr))
+		}
+		return err
+	}
+	return nil
+}
+
+// writeMap writes want into m: adds and updates then deletes, or deletes first when
+// deleteFirst (both sets would not fit at once). cur tracks every write that succeeded.
+func writeMap[K comparable](m *ebpf.Map, cur, want map[K]uint32, deleteFirst bool) error {
+	put := func() error {
+		for k, v := range want {
+			if old, ok := cur[k]; ok && old == v {
+				continue
+			}
+			if err := m.Put(k, v); err != nil {
+				return fmt.Errorf("put %v: %w", k, err)
+			}
+			cur[k] = v
+		}
+		return nil
+	}
+	del := func() error {
+		for k := range cur {
+			if _, ok := want[k]; ok {
+				continue
+			}
+			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete %v: %w", k, err)
+			}
+			delete(cur, k)
+		}
+		return nil
+	}
+	steps := []func() error{put, del}
+	if deleteFirst {
+		steps = []func() error{del, put}
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -405,7 +524,7 @@ func (p *Program) closeObjects() {
 	if p.prog != nil {
 		p.prog.Close()
 	}
-	for _, m := range []*ebpf.Map{p.xsks, p.front4, p.front6, p.vips, p.counters} {
+	for _, m := range []*ebpf.Map{p.xsks, p.front4, p.front6, p.vips, p.ranges4, p.ranges6, p.counters} {
 		if m != nil {
 			m.Close()
 		}

@@ -1,14 +1,16 @@
 package steer
 
 import (
+	"maps"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 var (
@@ -18,7 +20,18 @@ var (
 	cip  = netip.MustParseAddr("198.19.0.10")
 	node = netip.MustParseAddr("198.18.0.1")
 	v6   = netip.MustParseAddr("2001:db8::10")
+	v6n  = netip.MustParseAddr("2001:db8::20") // an IPv6 node address with SNAT ports
+	peer = netip.MustParseAddr("198.18.0.9")   // a remote host the node talks to
 )
+
+// The SNAT ports steered on the node addresses in the table cases.
+const snatFirst, snatLast = 61000, 61999
+
+// testRanges is the port-range set the table cases run against.
+var testRanges = []PortRange{
+	{Addr: node, First: snatFirst, Last: snatLast},
+	{Addr: v6n, First: snatFirst, Last: snatLast},
+}
 
 // testFrontends is the set the table cases run against.
 var testFrontends = []Frontend{
@@ -29,17 +42,24 @@ var testFrontends = []Frontend{
 	{Addr: node, Proto: ProtoICMP, Flags: FlagICMPError},
 	{Addr: v6, Port: 443, Proto: ProtoTCP},
 	{Addr: v6, Proto: ProtoICMPv6, Flags: FlagEcho},
+	{Addr: vip, Proto: ProtoICMP, Flags: FlagICMPError},
+	{Addr: v6n, Port: 8443, Proto: ProtoTCP},
+	{Addr: v6n, Proto: ProtoICMPv6, Flags: FlagICMPError},
 }
 
 // goLookup is the Go side of the maps for Classify.
 type goLookup struct {
-	f4   map[key4]uint32
-	f6   map[key6]uint32
-	vips map[[4]byte]bool
+	f4     map[key4]uint32
+	f6     map[key6]uint32
+	vips   map[[4]byte]bool
+	ranges map[netip.Addr]PortRange
 }
 
-func newGoLookup(t testing.TB, fs []Frontend, vips []netip.Addr) *goLookup {
-	l := &goLookup{f4: map[key4]uint32{}, f6: map[key6]uint32{}, vips: map[[4]byte]bool{}}
+func newGoLookup(t testing.TB, fs []Frontend, vips []netip.Addr, ranges []PortRange) *goLookup {
+	l := &goLookup{f4: map[key4]uint32{}, f6: map[key6]uint32{}, vips: map[[4]byte]bool{}, ranges: map[netip.Addr]PortRange{}}
+	for _, r := range ranges {
+		l.ranges[r.Addr] = r
+	}
 	for _, f := range fs {
 		v, err := f.validate()
 		if err != nil {
@@ -60,6 +80,14 @@ func newGoLookup(t testing.TB, fs []Frontend, vips []netip.Addr) *goLookup {
 func (l *goLookup) Frontend4(k [8]byte) (uint32, bool)  { v, ok := l.f4[k]; return v, ok }
 func (l *goLookup) Frontend6(k [20]byte) (uint32, bool) { v, ok := l.f6[k]; return v, ok }
 func (l *goLookup) VIP(a [4]byte) bool                  { return l.vips[a] }
+func (l *goLookup) PortRange4(a [4]byte) (uint16, uint16, bool) {
+	r, ok := l.ranges[netip.AddrFrom4(a)]
+	return r.First, r.Last, ok
+}
+func (l *goLookup) PortRange6(a [16]byte) (uint16, uint16, bool) {
+	r, ok := l.ranges[netip.AddrFrom16(a)]
+	return r.First, r.Last, ok
+}
 
 func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()
@@ -117,6 +145,48 @@ func icmp6(t testing.TB, dst netip.Addr, typ uint8) []byte {
 	return serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload("12345678"))
 }
 
+// sentPacket is an IP packet (no Ethernet header) the node sent from src:sport to dst:dport:
+// what an ICMP error quotes.
+func sentPacket(t testing.TB, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, proto layers.IPProtocol) []byte {
+	var ipl gopacket.SerializableLayer
+	var nl gopacket.NetworkLayer
+	if src.Is4() {
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: proto, Flags: layers.IPv4DontFragment, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		ipl, nl = ip, ip
+	} else {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		ipl, nl = ip, ip
+	}
+	var l4 gopacket.SerializableLayer
+	switch proto {
+	case layers.IPProtocolTCP:
+		tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), ACK: true, Window: 1000}
+		_ = tc.SetNetworkLayerForChecksum(nl)
+		l4 = tc
+	case layers.IPProtocolUDP:
+		u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+		_ = u.SetNetworkLayerForChecksum(nl)
+		l4 = u
+	default:
+		l4 = &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}
+	}
+	return serialize(t, ipl, l4, gopacket.Payload(make([]byte, 64)))
+}
+
+// icmpErr4 is an ICMP error (type, code) from a router to dst quoting the packet q.
+func icmpErr4(t testing.TB, dst netip.Addr, typ, code uint8, q []byte) []byte {
+	return serialize(t, eth(layers.EthernetTypeIPv4), ip4(dst, layers.IPProtocolICMPv4),
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Seq: 1400}, gopacket.Payload(q))
+}
+
+// icmpErr6 is an ICMPv6 error (type, code) to dst quoting the packet q.
+func icmpErr6(t testing.TB, dst netip.Addr, typ, code uint8, q []byte) []byte {
+	ip := ip6(dst, layers.IPProtocolICMPv6)
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, code)}
+	_ = ic.SetNetworkLayerForChecksum(ip)
+	return serialize(t, eth(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append([]byte{0, 0, 0x05, 0x00}, q...)))
+}
+
 func arp(t testing.TB, op uint16, sender, target netip.Addr) []byte {
 	return serialize(t, &layers.Ethernet{SrcMAC: macB, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
 		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
@@ -166,10 +236,35 @@ func frameCases(t testing.TB) []frameCase {
 		{"udp to any port of a held VIP", udpTo(t, vip, 61001), RedirectFrontend},
 		{"echo to clusterIP", icmp4(t, cip, 8), RedirectICMP},
 		{"echo to node", icmp4(t, node, 8), PassNoFrontend},
-		{"unreachable to node", icmp4(t, node, 3), RedirectICMP},
-		{"time exceeded to node", icmp4(t, node, 11), RedirectICMP},
+		{"unreachable to node without a quoted packet", icmp4(t, node, 3), PassMalformed},
+		{"frag needed quoting the host's ssh connection", icmpErr4(t, node, 3, 4, sentPacket(t, node, 22, peer, 50000, layers.IPProtocolTCP)), PassICMPNotOurs},
+		{"frag needed quoting the host's api client port", icmpErr4(t, node, 3, 4, sentPacket(t, node, 45000, peer, 6443, layers.IPProtocolTCP)), PassICMPNotOurs},
+		{"frag needed quoting an SNAT tuple", icmpErr4(t, node, 3, 4, sentPacket(t, node, snatFirst+7, peer, 8080, layers.IPProtocolTCP)), RedirectICMP},
+		{"frag needed quoting the first SNAT port", icmpErr4(t, node, 3, 4, sentPacket(t, node, snatFirst, peer, 8080, layers.IPProtocolTCP)), RedirectICMP},
+		{"frag needed quoting the last SNAT port", icmpErr4(t, node, 3, 4, sentPacket(t, node, snatLast, peer, 8080, layers.IPProtocolTCP)), RedirectICMP},
+		{"frag needed quoting a port below the SNAT range", icmpErr4(t, node, 3, 4, sentPacket(t, node, snatFirst-1, peer, 8080, layers.IPProtocolTCP)), PassICMPNotOurs},
+		{"frag needed quoting a port above the SNAT range", icmpErr4(t, node, 3, 4, sentPacket(t, node, snatLast+1, peer, 8080, layers.IPProtocolTCP)), PassICMPNotOurs},
+		{"frag needed quoting a nodeport reply", icmpErr4(t, node, 3, 4, sentPacket(t, node, 30080, peer, 50000, layers.IPProtocolTCP)), RedirectICMP},
+		{"frag needed quoting a frontend reply", icmpErr4(t, cip, 3, 4, sentPacket(t, cip, 80, peer, 50000, layers.IPProtocolTCP)), RedirectICMP},
+		{"unreachable quoting a held VIP's floating SNAT port", icmpErr4(t, vip, 3, 3, sentPacket(t, vip, 1234, peer, 53, layers.IPProtocolUDP)), RedirectICMP},
+		{"time exceeded quoting an SNAT udp tuple", icmpErr4(t, node, 11, 0, sentPacket(t, node, snatLast, peer, 53, layers.IPProtocolUDP)), RedirectICMP},
+		{"time exceeded quoting the host's gossip", icmpErr4(t, node, 11, 0, sentPacket(t, node, 7946, peer, 7946, layers.IPProtocolUDP)), PassICMPNotOurs},
+		{"parameter problem quoting an SNAT tuple", icmpErr4(t, node, 12, 0, sentPacket(t, node, snatFirst, peer, 80, layers.IPProtocolTCP)), RedirectICMP},
+		{"unreachable quoting an echo", icmpErr4(t, node, 3, 1, sentPacket(t, node, 0, peer, 0, layers.IPProtocolICMPv4)), PassICMPNotOurs},
+		{"unreachable quoting a truncated header", icmpErr4(t, node, 3, 4, sentPacket(t, node, snatFirst, peer, 80, layers.IPProtocolTCP)[:22]), PassMalformed},
+		{"tcp to the first SNAT port of a node", tcpTo(t, node, snatFirst), RedirectFrontend},
+		{"udp to the last SNAT port of a node", udpTo(t, node, snatLast), RedirectFrontend},
+		{"tcp below the SNAT range", tcpTo(t, node, snatFirst-1), PassNoFrontend},
+		{"udp above the SNAT range", udpTo(t, node, snatLast+1), PassNoFrontend},
+		{"tcp v6 SNAT port", tcpTo(t, v6n, snatFirst+1), RedirectFrontend},
+		{"tcp v6 outside the SNAT range", tcpTo(t, v6n, 22), PassNoFrontend},
+		{"too big v6 quoting the host's ssh", icmpErr6(t, v6n, 2, 0, sentPacket(t, v6n, 22, v6, 50000, layers.IPProtocolTCP)), PassICMPNotOurs},
+		{"too big v6 quoting an SNAT tuple", icmpErr6(t, v6n, 2, 0, sentPacket(t, v6n, snatLast, v6, 80, layers.IPProtocolTCP)), RedirectICMP},
+		{"too big v6 quoting a frontend reply", icmpErr6(t, v6n, 2, 0, sentPacket(t, v6n, 8443, v6, 50000, layers.IPProtocolTCP)), RedirectICMP},
+		{"unreachable v6 quoting the host's udp", icmpErr6(t, v6n, 1, 4, sentPacket(t, v6n, 5353, v6, 53, layers.IPProtocolUDP)), PassICMPNotOurs},
+		{"too big v6 truncated quote", icmpErr6(t, v6n, 2, 0, sentPacket(t, v6n, snatLast, v6, 80, layers.IPProtocolTCP)[:30]), PassMalformed},
 		{"echo reply to node", icmp4(t, node, 0), PassNoFrontend},
-		{"unreachable elsewhere", icmp4(t, netip.MustParseAddr("198.18.0.9"), 3), PassNoFrontend},
+		{"unreachable elsewhere", icmpErr4(t, peer, 3, 4, sentPacket(t, peer, snatFirst, node, 80, layers.IPProtocolTCP)), PassNoFrontend},
 		{"tcp v6 frontend", tcpTo(t, v6, 443), RedirectFrontend},
 		{"tcp v6 other", tcpTo(t, v6, 444), PassNoFrontend},
 		{"echo v6 frontend", icmp6(t, v6, 128), RedirectICMP},
@@ -189,7 +284,7 @@ func frameCases(t testing.TB) []frameCase {
 }
 
 func TestClassify(t *testing.T) {
-	l := newGoLookup(t, testFrontends, []netip.Addr{vip})
+	l := newGoLookup(t, testFrontends, []netip.Addr{vip}, testRanges)
 	for _, c := range frameCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := Classify(c.frame, l); got != c.want {
@@ -244,16 +339,9 @@ func TestFrontendValidate(t *testing.T) {
 	}
 }
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load BPF programs: run as root to test the steering program on this kernel")
-	}
-}
-
 func loadTest(t testing.TB) *Program {
 	t.Helper()
-	requireRoot(t)
+	tstest.RequireRoot(t)
 	cfg := DefaultConfig()
 	cfg.MaxFrontends = 1024
 	p, err := Load(cfg)
@@ -265,6 +353,9 @@ func loadTest(t testing.TB) *Program {
 		t.Fatal(err)
 	}
 	if err := p.SetVIPs([]netip.Addr{vip}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetPortRanges(testRanges); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -359,10 +450,10 @@ func FuzzProgramMatchesSpec(f *testing.F) {
 		f.Add(c.frame)
 	}
 	var p *Program
-	if os.Geteuid() == 0 {
+	if tstest.IsRoot() {
 		p = loadTest(f)
 	}
-	l := newGoLookup(f, testFrontends, []netip.Addr{vip})
+	l := newGoLookup(f, testFrontends, []netip.Addr{vip}, testRanges)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		want := Classify(frame, l)
 		if p == nil || len(frame) < 14 || len(frame) > 1500 {
@@ -372,4 +463,132 @@ func FuzzProgramMatchesSpec(f *testing.F) {
 			t.Fatalf("program %s, spec %s for % x", got, want, frame)
 		}
 	})
+}
+
+// kernelKeys4 returns the IPv4 frontend map's keys as the kernel holds them.
+func kernelKeys4(t *testing.T, p *Program) map[key4]uint32 {
+	t.Helper()
+	got := map[key4]uint32{}
+	var k key4
+	var v uint32
+	it := p.front4.Iterate()
+	for it.Next(&k, &v) {
+		got[k] = v
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// manyFrontends is n TCP frontends on distinct ports of addr, from port first.
+func manyFrontends(addr netip.Addr, first, n int) []Frontend {
+	set := make([]Frontend, n)
+	for i := range set {
+		set[i] = Frontend{Addr: addr, Port: uint16(first + i), Proto: ProtoTCP}
+	}
+	return set
+}
+
+func TestPlanTooBigKeepsPreviousPlan(t *testing.T) {
+	p := loadTest(t) // MaxFrontends 1024, holding testFrontends
+	before := kernelKeys4(t, p)
+	tooBig := append(manyFrontends(node, 1000, p.cfg.MaxFrontends), testFrontends...)
+	if err := p.SetFrontends(tooBig); err == nil {
+		t.Fatal("SetFrontends of a plan larger than MaxFrontends: no error")
+	}
+	if got := kernelKeys4(t, p); !maps.Equal(got, before) {
+		t.Fatalf("after a refused plan the kernel map has %d entries, want the previous %d", len(got), len(before))
+	}
+	if !maps.Equal(p.cur4, before) {
+		t.Fatalf("shadow copy has %d entries, kernel map %d", len(p.cur4), len(before))
+	}
+	if got := runReason(t, p, tcpTo(t, cip, 80)); got != RedirectFrontend {
+		t.Fatalf("a previous frontend after a refused plan: %s, want %s", got, RedirectFrontend)
+	}
+
+	tooManyRanges := make([]PortRange, p.cfg.MaxPortRanges+1)
+	for i := range tooManyRanges {
+		tooManyRanges[i] = PortRange{Addr: netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), First: 1000, Last: 2000}
+	}
+	if err := p.SetPortRanges(tooManyRanges); err == nil {
+		t.Fatal("SetPortRanges larger than MaxPortRanges: no error")
+	}
+	if got := runReason(t, p, tcpTo(t, node, snatFirst)); got != RedirectFrontend {
+		t.Fatalf("a previous SNAT port after a refused plan: %s, want %s", got, RedirectFrontend)
+	}
+	if got := runReason(t, p, tcpTo(t, node, 1500)); got != PassNoFrontend {
+		t.Fatalf("a port of the refused plan: %s, want %s", got, PassNoFrontend)
+	}
+}
+
+func TestPlanFillingTheMapReplacesTheOld(t *testing.T) {
+	p := loadTest(t)
+	// Old and new together exceed the map; the new alone fills it exactly: gone entries are
+	// deleted first.
+	full := manyFrontends(node, 1000, p.cfg.MaxFrontends)
+	if err := p.SetFrontends(full); err != nil {
+		t.Fatalf("SetFrontends of exactly MaxFrontends: %v", err)
+	}
+	if got := len(kernelKeys4(t, p)); got != p.cfg.MaxFrontends {
+		t.Fatalf("kernel map has %d entries, want %d", got, p.cfg.MaxFrontends)
+	}
+	for _, c := range []struct {
+		frame []byte
+		want  Reason
+	}{{tcpTo(t, node, 1000), RedirectFrontend}, {tcpTo(t, node, uint16(999+p.cfg.MaxFrontends)), RedirectFrontend}, {tcpTo(t, cip, 80), PassNoFrontend}} {
+		if got := runReason(t, p, c.frame); got != c.want {
+			t.Fatalf("%s, want %s", got, c.want)
+		}
+	}
+}
+
+func TestFailedWriteRestoresPreviousEntries(t *testing.T) {
+	p := loadTest(t)
+	before := kernelKeys4(t, p)
+	// Claim more room than the kernel map has, so the kernel refuses a put midway.
+	want := map[key4]uint32{}
+	for _, f := range manyFrontends(node, 1000, p.cfg.MaxFrontends+10) {
+		want[encodeKey4(f.Addr.As4(), f.Port, f.Proto)] = 1
+	}
+	p.mu.Lock()
+	err := syncMap(p.front4, p.cur4, want, 4*p.cfg.MaxFrontends)
+	p.mu.Unlock()
+	if err == nil {
+		t.Fatal("a write past the kernel map's capacity: no error")
+	}
+	if got := kernelKeys4(t, p); !maps.Equal(got, before) {
+		t.Fatalf("after a failed write the kernel map has %d entries, want the previous %d", len(got), len(before))
+	}
+	if !maps.Equal(p.cur4, before) {
+		t.Fatalf("shadow copy has %d entries, want %d", len(p.cur4), len(before))
+	}
+}
+
+func TestSetPortRangesValidates(t *testing.T) {
+	p := loadTest(t)
+	cases := []struct {
+		name   string
+		ranges []PortRange
+	}{
+		{"first after last", []PortRange{{Addr: node, First: 2, Last: 1}}},
+		{"no address", []PortRange{{First: 1, Last: 2}}},
+		{"two ranges for one address", []PortRange{{Addr: node, First: 1, Last: 2}, {Addr: node, First: 3, Last: 4}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := p.SetPortRanges(c.ranges); err == nil {
+				t.Fatal("no error")
+			}
+			if got := runReason(t, p, udpTo(t, node, snatFirst)); got != RedirectFrontend {
+				t.Fatalf("previous range after a refused set: %s, want %s", got, RedirectFrontend)
+			}
+		})
+	}
+	if err := p.SetPortRanges(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := runReason(t, p, udpTo(t, node, snatFirst)); got != PassNoFrontend {
+		t.Fatalf("after clearing the ranges: %s, want %s", got, PassNoFrontend)
+	}
 }
