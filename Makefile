@@ -2,6 +2,9 @@
 GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 60s
+# VERSION is stamped into both programs and gossiped to the other appliances (appliance get members).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION) -X github.com/xdpsvc/lb/appliance/daemon.version=$(VERSION)
 
 .PHONY: all deps build test bench compare fuzz lint demo clean
 
@@ -11,11 +14,11 @@ all: build
 deps:
 	@./scripts/deps.sh
 
-# build: compile every package and the two programs into bin/.
+# build: compile every package and the two programs into bin/, stamped with VERSION (git describe).
 build:
 	$(GO) build $(PKGS)
-	$(GO) build -o bin/appliance ./appliance
-	$(GO) build -o bin/bench ./bench
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/appliance ./appliance
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bench ./bench
 
 # test: vet, then every test with the race detector; privileged lab tests run when root and skip otherwise.
 test: deps

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,18 +66,34 @@ func LoadState(path string) (*State, error) {
 	return &st, nil
 }
 
-// SaveState writes st to path atomically: a temporary file in the same folder, fsync, rename.
+// SaveState writes st to path atomically: a temporary file in the same folder, fsync, rename,
+// fsync of the folder (so that the rename itself survives a crash). A file that already holds
+// exactly this state is left alone: a reload that changes no allocation writes nothing.
 func SaveState(path string, st *State) error {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save state %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
+	data = append(data, '\n')
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := writeFileAtomic(path, data); err != nil {
 		return fmt.Errorf("save state %s: %w", path, err)
 	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data through a synced temporary file and a rename, then
+// syncs the folder.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
 	tmp := f.Name()
-	_, err = f.Write(append(data, '\n'))
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -88,7 +105,15 @@ func SaveState(path string, st *State) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("save state %s: %w", path, err)
+		return err
 	}
-	return nil
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
