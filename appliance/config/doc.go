@@ -1,5 +1,4 @@
-// Package config loads and validates the appliance's YAML config file (its keys: ARCHITECTURE.md,
-// "Config file").
+// Package config loads and validates the appliance's YAML config file (README.md documents every key).
 //
 // Parsing is strict: unknown keys, wrong types and duplicate keys are errors. Every error is a
 // *FieldError naming the file, the line and the field ("lb.yaml:7: network.serviceCIDR: invalid CIDR
