@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpsvc/lb/bench/tstest"
 	"github.com/xdpsvc/lb/cluster"
 )
 
@@ -145,15 +146,6 @@ func stateAt(app *cluster.Node, agent string) (map[string]cluster.EndpointState,
 	return nil, false
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("after %s: %s", d, what)
-		}
-	}
-}
-
 // TestAgentInCluster: endpoints appear at the appliance, readiness follows the local listener,
 // Run drains on the first stop and leaves after the drain timeout; a killed agent's endpoints
 // go once it is declared dead.
@@ -182,7 +174,7 @@ func TestAgentInCluster(t *testing.T) {
 			return ok && m["default/web"] == st && m["default/dns"] == st
 		}
 	}
-	eventually(t, 10*time.Second, "endpoints ready at the appliance", want(cluster.EndpointReady))
+	tstest.EventuallyTrue(t, 10*time.Second, "endpoints ready at the appliance", want(cluster.EndpointReady))
 	for _, b := range app.Backends() {
 		if e := b.Endpoints[1]; e.Addr != netip.MustParseAddr("127.0.0.1") || e.Ports[0].Port != uint16(port) {
 			t.Fatalf("announced %+v", e)
@@ -190,20 +182,20 @@ func TestAgentInCluster(t *testing.T) {
 	}
 
 	ln.Close()
-	eventually(t, 5*time.Second, "not ready once the listener closed", want(cluster.EndpointNotReady))
+	tstest.EventuallyTrue(t, 5*time.Second, "not ready once the listener closed", want(cluster.EndpointNotReady))
 
 	ln2, err := net.Listen("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln2.Close()
-	eventually(t, 5*time.Second, "ready again", want(cluster.EndpointReady))
+	tstest.EventuallyTrue(t, 5*time.Second, "ready again", want(cluster.EndpointReady))
 
 	stop := make(chan struct{}, 2)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(stop) }()
 	stop <- struct{}{}
-	eventually(t, 5*time.Second, "draining on stop", want(cluster.EndpointDraining))
+	tstest.EventuallyTrue(t, 5*time.Second, "draining on stop", want(cluster.EndpointDraining))
 	select {
 	case err := <-done:
 		if err != nil {
@@ -212,7 +204,7 @@ func TestAgentInCluster(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not leave after the drain timeout")
 	}
-	eventually(t, 3*time.Second, "gone after leaving", func() bool { _, ok := stateAt(app, "backend-1"); return !ok })
+	tstest.EventuallyTrue(t, 3*time.Second, "gone after leaving", func() bool { _, ok := stateAt(app, "backend-1"); return !ok })
 	for _, m := range app.Members() {
 		if m.Name == "backend-1" && m.State != cluster.StateLeft {
 			t.Fatalf("backend-1 is %v, want left", m.State)
@@ -221,18 +213,18 @@ func TestAgentInCluster(t *testing.T) {
 
 	// A killed agent (no leave) disappears once declared dead.
 	b := startAgent(t, app, "backend-2", port, key)
-	eventually(t, 10*time.Second, "second agent seen", func() bool { _, ok := stateAt(app, "backend-2"); return ok })
+	tstest.EventuallyTrue(t, 10*time.Second, "second agent seen", func() bool { _, ok := stateAt(app, "backend-2"); return ok })
 	if err := b.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "killed agent gone", func() bool { _, ok := stateAt(app, "backend-2"); return !ok })
+	tstest.EventuallyTrue(t, 5*time.Second, "killed agent gone", func() bool { _, ok := stateAt(app, "backend-2"); return !ok })
 }
 
 func TestAgentWrongKeyIsRefused(t *testing.T) {
 	app := startAppliance(t, []byte("0123456789abcdef"))
 	a := startAgent(t, app, "intruder", 1, []byte("fedcba9876543210"))
-	time.Sleep(time.Second)
-	if _, ok := stateAt(app, a.Name()); ok {
-		t.Fatal("agent with the wrong key joined")
-	}
+	tstest.Never(t, time.Second, 50*time.Millisecond, "agent with the wrong key joined", func() bool {
+		_, ok := stateAt(app, a.Name())
+		return ok
+	})
 }

@@ -29,6 +29,21 @@ services:
   manifests: [services.yaml]
 `
 
+// pools has a valid first pool and a second one whose first CIDR is invalid and whose later ones
+// overlap: the errors must name each CIDR by its index in the file, at its own line.
+const pools = `network:
+  serviceCIDR: 198.19.0.0/24
+  loadBalancerPools:
+  - name: a
+    cidrs:
+    - 198.19.1.0/28
+  - name: b
+    cidrs:
+    - 198.19.2.0/33
+    - 198.19.0.0/25
+    - 198.19.1.8/29
+`
+
 func TestParse(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -75,6 +90,16 @@ func TestParse(t *testing.T) {
 			wantErr: []string{"lb.yaml:5: network.loadBalancerPools[0].cidrs[0]: 198.19.0.128/25 overlaps serviceCIDR"}},
 		{name: "pools overlapping each other", yaml: "network:\n  serviceCIDR: 198.19.0.0/24\n  loadBalancerPools:\n  - name: a\n    cidrs: [198.19.1.0/28]\n  - name: b\n    cidrs: [198.19.1.8/29]\n",
 			wantErr: []string{`lb.yaml:7: network.loadBalancerPools[1].cidrs[0]: 198.19.1.8/29 overlaps 198.19.1.0/28 of pool "a"`}},
+		{name: "paths and lines of list items: a bad second pool's first CIDR", yaml: pools,
+			wantErr: []string{`lb.yaml:9: network.loadBalancerPools[1].cidrs[0]: invalid CIDR "198.19.2.0/33"`,
+				`lb.yaml:10: network.loadBalancerPools[1].cidrs[1]: 198.19.0.0/25 overlaps serviceCIDR 198.19.0.0/24`,
+				`lb.yaml:11: network.loadBalancerPools[1].cidrs[2]: 198.19.1.8/29 overlaps 198.19.1.0/28 of pool "a"`}},
+		{name: "paths and lines of list items: interfaces, join, manifests, clusterCIDRs",
+			yaml: "network:\n  serviceCIDR: 198.19.0.0/24\n  clusterCIDRs:\n  - 198.18.1.0/24\n  - 198.18.2.1/24\n" +
+				"interfaces:\n- name: a\n- name: a\ncluster:\n  join:\n  - 198.18.0.12:7946\n  - nope\nservices:\n  manifests:\n  - a.yaml\n  - ''\n",
+			wantErr: []string{`lb.yaml:5: network.clusterCIDRs[1]: invalid CIDR "198.18.2.1/24": host bits set`,
+				`lb.yaml:8: interfaces[1].name: duplicate interface "a"`, `lb.yaml:12: cluster.join[1]: invalid address "nope"`,
+				`lb.yaml:16: services.manifests[1]: must not be empty`}},
 		{name: "duplicate pool name", yaml: "network:\n  serviceCIDR: 198.19.0.0/24\n  loadBalancerPools:\n  - {name: a, cidrs: [198.19.1.0/28]}\n  - {name: a, cidrs: [198.19.2.0/28]}\n",
 			wantErr: []string{`lb.yaml:5: network.loadBalancerPools[1].name: duplicate pool name "a"`}},
 		{name: "bad role", yaml: "network: {serviceCIDR: 198.19.0.0/24}\ninterfaces:\n- {name: eth0, role: outside}\n", wantErr: []string{`lb.yaml:3: interfaces[0].role: invalid role "outside"`}},
@@ -153,6 +178,7 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add([]byte(labConfig))
 	f.Add([]byte("network:\n  serviceCIDR: 198.19.0.0/33\n"))
 	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte(pools))
 	f.Add([]byte("network: {serviceCIDR: ::/0, loadBalancerPools: [{name: a, cidrs: [::/1]}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "lb.yaml")

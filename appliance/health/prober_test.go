@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // listener is a real loopback TCP listener that accepts and closes connections; it can be
@@ -94,7 +96,7 @@ func TestThresholdsWithRealListener(t *testing.T) {
 			cfg.HealthyThreshold, cfg.UnhealthyThreshold = tc.healthy, tc.unhealthy
 			p := newProber(t, cfg)
 			p.SetTargets([]netip.AddrPort{l.ep})
-			ctx := context.Background()
+			ctx := t.Context()
 			if isDown(p, l.ep) {
 				t.Fatal("new endpoint must start up")
 			}
@@ -139,7 +141,7 @@ func TestFlappingResetsCounters(t *testing.T) {
 	p := newProber(t, cfg)
 	ep := netip.MustParseAddrPort("127.0.0.1:9")
 	p.SetTargets([]netip.AddrPort{ep})
-	ctx := context.Background()
+	ctx := t.Context()
 	steps := []struct {
 		fail     bool
 		wantDown bool
@@ -167,7 +169,7 @@ func TestRunClosedListenerTurnsDownAndBack(t *testing.T) {
 	cfg.OnChange = func() { changes <- struct{}{} }
 	p := newProber(t, cfg)
 	p.SetTargets([]netip.AddrPort{l.ep})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
 	t.Cleanup(func() {
@@ -235,7 +237,7 @@ func TestBoundedConcurrency(t *testing.T) {
 				eps = append(eps, netip.AddrPortFrom(netip.MustParseAddr("198.18.1.1"), uint16(1000+i)))
 			}
 			p.SetTargets(eps)
-			p.Round(context.Background())
+			p.Round(t.Context())
 			if got := peak.Load(); got > int64(tc.maxInFlight) {
 				t.Fatalf("peak in flight %d > %d", got, tc.maxInFlight)
 			}
@@ -264,7 +266,7 @@ func TestSetTargets(t *testing.T) {
 	if st := p.Stats(); st.Targets != 2 {
 		t.Fatalf("targets %d, want 2 (duplicates, invalid and port 0 dropped)", st.Targets)
 	}
-	p.Round(context.Background())
+	p.Round(t.Context())
 	if got := p.Down(); !slices.Equal(got, []netip.AddrPort{a, b}) {
 		t.Fatalf("down %v", got)
 	}
@@ -275,7 +277,7 @@ func TestSetTargets(t *testing.T) {
 		t.Fatalf("down after SetTargets %v: want b kept down, c new and up, a forgotten", got)
 	}
 	probed.Delete(a)
-	p.Round(context.Background())
+	p.Round(t.Context())
 	if _, ok := probed.Load(a); ok {
 		t.Fatal("a removed endpoint was probed")
 	}
@@ -292,7 +294,7 @@ func TestSkipChangesNothing(t *testing.T) {
 	p := newProber(t, cfg)
 	p.SetTargets([]netip.AddrPort{netip.MustParseAddrPort("198.18.1.21:80")})
 	for range 3 {
-		p.Round(context.Background())
+		p.Round(t.Context())
 	}
 	if st := p.Stats(); st.Skipped != 3 || st.OK+st.Failed != 0 || st.Down != 0 {
 		t.Fatalf("stats %+v", st)
@@ -302,16 +304,18 @@ func TestSkipChangesNothing(t *testing.T) {
 // TestRunStopsOnCancel: Run returns promptly when its context ends, even mid-round.
 func TestRunStopsOnCancel(t *testing.T) {
 	cfg := testConfig()
+	var dialing atomic.Bool
 	cfg.Dial = func(ctx context.Context, _ netip.AddrPort) error {
+		dialing.Store(true)
 		<-ctx.Done()
 		return ctx.Err()
 	}
 	p := newProber(t, cfg)
 	p.SetTargets([]netip.AddrPort{netip.MustParseAddrPort("198.18.1.21:80")})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
+	tstest.EventuallyTrue(t, 5*time.Second, "a probe in flight", dialing.Load)
 	cancel()
 	select {
 	case <-done:

@@ -25,6 +25,7 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/config"
 	"github.com/xdpsvc/lb/appliance/service"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 const pool = "198.19.1.0/28"
@@ -74,23 +75,14 @@ func (r *recorder) last() (Update, int) {
 	return r.updates[len(r.updates)-1], len(r.updates)
 }
 
-// waitFor polls cond every 5 ms for at most 15 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitTimeout bounds every wait for the watcher: generous, since the machine may be busy.
+const waitTimeout = 15 * time.Second
 
 // waitSnapshot waits for an update whose snapshot satisfies cond and returns it.
 func waitSnapshot(t *testing.T, r *recorder, what string, cond func(*service.Snapshot) bool) *service.Snapshot {
 	t.Helper()
 	var snap *service.Snapshot
-	waitFor(t, what, func() bool {
+	tstest.EventuallyTrue(t, waitTimeout, what, func() bool {
 		u, n := r.last()
 		if n == 0 || !cond(u.Snapshot) {
 			return false
@@ -116,7 +108,7 @@ func startWatcher(t *testing.T, client *fake.Clientset, cfg *config.Config, mod 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
@@ -186,7 +178,7 @@ func TestWatchAddChangeDelete(t *testing.T) {
 	client := fake.NewClientset()
 	cfg := applianceConfig(t, "")
 	_, r := startWatcher(t, client, cfg, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	svcs := client.CoreV1().Services("default")
 	eps := client.DiscoveryV1().EndpointSlices("default")
 	// The first state comes once the caches synced, and is empty.
@@ -333,17 +325,17 @@ func TestStatusWriteBack(t *testing.T) {
 				return out
 			}
 			// The API object ends up saying what the snapshot serves.
-			waitFor(t, "status in the API", func() bool {
-				cur, err := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{})
+			tstest.EventuallyTrue(t, waitTimeout, "status in the API", func() bool {
+				cur, err := client.CoreV1().Services("default").Get(t.Context(), "web", metav1.GetOptions{})
 				return err == nil && slices.Equal(ingressIPs(cur), want)
 			})
 			// Another change makes another sync: the status must not be written again.
-			if _, err := client.CoreV1().Services("default").Create(context.Background(),
+			if _, err := client.CoreV1().Services("default").Create(t.Context(),
 				newService("other", corev1.ServiceTypeClusterIP, "198.19.0.11", 80, 0), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			waitSnapshot(t, r, "the second service", func(s *service.Snapshot) bool { return s.Lookup("default/other") != nil })
-			waitFor(t, "the sync of the second service to finish", func() bool { s := w.Stats(); return s.SyncsDone == s.Syncs })
+			tstest.EventuallyTrue(t, waitTimeout, "the sync of the second service to finish", func() bool { s := w.Stats(); return s.SyncsDone == s.Syncs })
 			writes := statusWrites(client)
 			if !tc.wantWrite {
 				if len(writes) != 0 {
@@ -512,7 +504,7 @@ func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
 		return len(s.Services) == 2 && len(endpointsOf(s.Lookup("default/web"))) == 2
 	})
 	vip := before.Lookup("default/web").ExternalIP
-	waitFor(t, "status write", func() bool { return w.Stats().StatusWrites == 1 })
+	tstest.EventuallyTrue(t, waitTimeout, "status write", func() bool { return w.Stats().StatusWrites == 1 })
 	_, updatesBefore := r.last()
 
 	o.set(true)
@@ -530,7 +522,7 @@ func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The reflectors notice (their watches ended) and fail to relist at least twice...
-	waitFor(t, "failed relists during the outage", func() bool { return o.failed.Load() >= 4 })
+	tstest.EventuallyTrue(t, waitTimeout, "failed relists during the outage", func() bool { return o.failed.Load() >= 4 })
 	// ...and nothing was withdrawn meanwhile.
 	u, n := r.last()
 	if n != updatesBefore || u.Snapshot != before {
@@ -560,7 +552,7 @@ func TestMinSyncIntervalSpacesUpdates(t *testing.T) {
 	waitSnapshot(t, r, "first state", func(*service.Snapshot) bool { return true })
 	for i := range 4 {
 		name := fmt.Sprintf("s%d", i)
-		if _, err := client.CoreV1().Services("default").Create(context.Background(),
+		if _, err := client.CoreV1().Services("default").Create(t.Context(),
 			newService(name, corev1.ServiceTypeClusterIP, fmt.Sprintf("198.19.0.%d", 10+i), 80, 0), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -586,7 +578,7 @@ func TestRejectedUpdateIsRetriedAndWritesNoStatus(t *testing.T) {
 		c.OnUpdate = func(u Update) error { calls.Add(1); return r0.onUpdate(u) }
 	})
 	_ = r
-	waitFor(t, "retried updates", func() bool { return calls.Load() >= 3 })
+	tstest.EventuallyTrue(t, waitTimeout, "retried updates", func() bool { return calls.Load() >= 3 })
 	if n := len(statusWrites(client)); n != 0 {
 		t.Fatalf("%d status writes for a refused state", n)
 	}
@@ -594,8 +586,8 @@ func TestRejectedUpdateIsRetriedAndWritesNoStatus(t *testing.T) {
 		t.Errorf("stats %+v", w.Stats())
 	}
 	r0.setFail(nil)
-	waitFor(t, "accepted update", func() bool { _, n := r0.last(); return n == 1 })
-	waitFor(t, "status write", func() bool { return len(statusWrites(client)) == 1 })
+	tstest.EventuallyTrue(t, waitTimeout, "accepted update", func() bool { _, n := r0.last(); return n == 1 })
+	tstest.EventuallyTrue(t, waitTimeout, "status write", func() bool { return len(statusWrites(client)) == 1 })
 }
 
 func TestNewValidatesConfig(t *testing.T) {
