@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/xdpsvc/lb/packet"
 )
 
 // Target is the data plane as a capture needs it: arm a session on every worker, and disarm it.
@@ -59,7 +61,8 @@ type Request struct {
 }
 
 // ParseRequest reads ?service=ns/name | ?vip=IP | ?flow=PROTO SRC:PORT DST:PORT, and
-// ?count=N, ?duration=D (Go duration), ?snaplen=N.
+// ?count=N, ?duration=D (Go duration), ?snaplen=N (at least an Ethernet header; above
+// MaxSnapLenBytes it is capped there).
 func ParseRequest(q url.Values, resolve func(string) ([]Rule, error)) (Request, error) {
 	var req Request
 	given := 0
@@ -123,10 +126,10 @@ func ParseRequest(q url.Values, resolve func(string) ([]Rule, error)) (Request, 
 	}
 	if s := q.Get("snaplen"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 14 || n > 65535 {
-			return req, fmt.Errorf("capture snaplen: invalid value %q (14-65535)", s)
+		if err != nil || n < packet.EthHeaderLen {
+			return req, fmt.Errorf("capture snaplen: invalid value %q (%d-%d)", s, packet.EthHeaderLen, MaxSnapLenBytes)
 		}
-		req.SnapLenBytes = n
+		req.SnapLenBytes = min(n, MaxSnapLenBytes)
 	}
 	return req, nil
 }
