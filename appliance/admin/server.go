@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,8 +31,19 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxFlows is /api/v1/flows's limit when the request gives none; capped at MaxListLimit.
 	MaxFlows int
-	// Routes are extra handlers by ServeMux pattern (e.g. "GET /api/v1/capture"); nil: none.
+	// Routes are extra handlers by ServeMux pattern (e.g. "GET /api/v1/capture") for authorized
+	// callers only, since they stream payloads or change state: served on the Unix socket, and
+	// on the TCP listener only with the bearer token of TokenFile (401 without it; 403 when no
+	// TokenFile is set). nil: none.
 	Routes map[string]http.Handler
+	// SocketPath, when set, is a Unix socket (created mode 0600, its directory if missing) that
+	// serves every route, Routes included, without a token: the file permissions authorize its
+	// callers (root and the daemon's user). Empty: no socket.
+	SocketPath string
+	// TokenFile, when set, holds the bearer token that opens Routes on the TCP listener (see
+	// ReadTokenFile: mode 0600 or 0400, at least MinTokenBytes). It is read once, at Start.
+	// Empty: Routes are not served on TCP.
+	TokenFile string
 	// ReadHeaderTimeout bounds reading a request's headers; 0: the default.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that sends no request for this long; 0: the
@@ -73,10 +86,17 @@ type Server struct {
 	servers []*http.Server
 	ln      net.Listener
 	done    chan error
+	// socket is the Unix socket's path and file (Close removes it if it is still ours).
+	socket     string
+	socketFile os.FileInfo
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// Handler returns the API's routes over src.
-func Handler(src Source, cfg Config) http.Handler {
+// Handler returns the API's routes over src, each of cfg.Routes wrapped by guard (nil: served
+// as they are).
+func Handler(src Source, cfg Config, guard func(http.Handler) http.Handler) http.Handler {
 	cfg = cfg.withDefaults()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +119,9 @@ func Handler(src Source, cfg Config) http.Handler {
 		}
 	})
 	for pattern, h := range cfg.Routes {
+		if guard != nil {
+			h = guard(h)
+		}
 		mux.Handle(pattern, h)
 	}
 	return mux
@@ -126,16 +149,34 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
-// Start listens on cfg.Listen and serves in the background until Close.
+// Start listens on cfg.Listen (and cfg.SocketPath) and serves in the background until Close.
 func Start(src Source, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
+	guard := func(http.Handler) http.Handler { return socketOnly(cfg.SocketPath) }
+	if cfg.TokenFile != "" {
+		token, err := ReadTokenFile(cfg.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		guard = func(h http.Handler) http.Handler { return requireToken(token, h) }
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", cfg.Listen, err)
 	}
-	s := &Server{ln: ln, done: make(chan error, 1)}
-	s.serve(ln, Handler(src, cfg), cfg)
-	cfg.Logger.Info("admin API listening", "addr", ln.Addr().String())
+	s := &Server{ln: ln, done: make(chan error, 2)}
+	if cfg.SocketPath != "" {
+		uln, fi, err := listenUnix(cfg.SocketPath)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		s.socket, s.socketFile = cfg.SocketPath, fi
+		s.serve(uln, Handler(src, cfg, nil), cfg)
+	}
+	s.serve(ln, Handler(src, cfg, guard), cfg)
+	cfg.Logger.Info("admin API listening", "addr", ln.Addr().String(), "socket", cfg.SocketPath,
+		"tokenFile", cfg.TokenFile)
 	return s, nil
 }
 
@@ -156,14 +197,25 @@ func (s *Server) serve(ln net.Listener, h http.Handler, cfg Config) {
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close stops the server, waiting up to the context's deadline for requests in flight.
+// Close stops the server, waiting up to the context's deadline for requests in flight, and
+// removes the Unix socket. Later calls return the first call's result.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(ctx) })
+	return s.closeErr
+}
+
+func (s *Server) close(ctx context.Context) error {
 	var err error
 	for _, hs := range s.servers {
 		err = errors.Join(err, hs.Shutdown(ctx))
 	}
 	for range s.servers {
 		err = errors.Join(err, <-s.done)
+	}
+	if s.socket != "" {
+		if fi, serr := os.Lstat(s.socket); serr == nil && os.SameFile(fi, s.socketFile) {
+			err = errors.Join(err, os.Remove(s.socket))
+		}
 	}
 	return err
 }
