@@ -13,9 +13,10 @@ import (
 )
 
 // cmdGet queries a running node's admin API: appliance get services|endpoints|flows|members
-// [--admin URL | --config FILE] [-o table|json].
+// [--admin URL|unix:///PATH | --config FILE] [--token-file FILE] [-o table|json]. The lists
+// are open on the node's TCP listener; the socket and the token work too.
 func cmdGet(args []string, stdout, stderr io.Writer) int {
-	const use = "usage: appliance get services|endpoints|flows|members [--admin URL | --config FILE] [-o table|json]"
+	const use = "usage: appliance get services|endpoints|flows|members [--admin URL|unix:///PATH | --config FILE] [--token-file FILE] [-o table|json]"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, use)
 		return 2
@@ -23,10 +24,11 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 	what := args[0]
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	adminURL := fs.String("admin", "", "admin API address (default: the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
+	adminURL := fs.String("admin", "", "admin API address, host:port or unix:///PATH (default: the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
+	tokenFile := fs.String("token-file", "", "file holding the node's admin token (mode 0600), sent as a bearer token")
 	cfgPath := fs.String("config", "", "read the admin address from this appliance config")
 	output := fs.String("o", "table", "output format: table or json")
-	limit := fs.Int("limit", 1000, "flows: at most this many")
+	limit := fs.Int("limit", 1000, fmt.Sprintf("flows: at most this many (the node caps it at %d)", admin.MaxListLimit))
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -47,6 +49,14 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 		base = config.DefaultConfig().Admin.Listen
 	}
 	c := &admin.Client{Base: base}
+	if *tokenFile != "" {
+		tok, err := admin.ReadTokenFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "appliance get: %v\n", err)
+			return 1
+		}
+		c.Token = tok
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 

@@ -194,3 +194,24 @@ func TestSocketPathChecks(t *testing.T) {
 		t.Fatalf("file at the socket path changed: %q", b)
 	}
 }
+
+// TestClientOverSocketAndToken: the Client reaches the capture route over unix:// without a
+// token, and over TCP with one.
+func TestClientOverSocketAndToken(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	srv := startAuth(t, Config{SocketPath: sock, TokenFile: writeTokenFile(t, testToken, 0o600)})
+	for _, c := range []*Client{{Base: "unix://" + sock}, {Base: srv.Addr(), Token: testToken}} {
+		resp, err := c.Open(t.Context(), "/api/v1/capture")
+		if err != nil {
+			t.Fatalf("%s: %v", c.Base, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "payload bytes" {
+			t.Fatalf("%s: %q", c.Base, b)
+		}
+	}
+	if _, err := (&Client{Base: srv.Addr()}).Open(t.Context(), "/api/v1/capture"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("without a token: %v, want 401", err)
+	}
+}
