@@ -75,29 +75,10 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	if *snaplen > 0 {
 		q.Set("snaplen", strconv.Itoa(*snaplen))
 	}
-	base := *adminURL
-	if base == "" && *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			printErrors(stderr, err)
-			return 1
-		}
-		base = cfg.Admin.Listen
-	}
-	if base == "" {
-		base = config.DefaultConfig().Admin.Listen
-		if fi, err := os.Stat(admin.DefaultSocketPath); err == nil && fi.Mode().Type() == os.ModeSocket {
-			base = "unix://" + admin.DefaultSocketPath
-		}
-	}
-	c := &admin.Client{Base: base}
-	if *tokenFile != "" {
-		tok, err := admin.ReadTokenFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "appliance capture: %v\n", err)
-			return 1
-		}
-		c.Token = tok
+	c, err := adminClient(*adminURL, *cfgPath, *tokenFile, true)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

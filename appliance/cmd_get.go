@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
@@ -36,26 +37,10 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, use)
 		return 2
 	}
-	base := *adminURL
-	if base == "" && *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			printErrors(stderr, err)
-			return 1
-		}
-		base = cfg.Admin.Listen
-	}
-	if base == "" {
-		base = config.DefaultConfig().Admin.Listen
-	}
-	c := &admin.Client{Base: base}
-	if *tokenFile != "" {
-		tok, err := admin.ReadTokenFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "appliance get: %v\n", err)
-			return 1
-		}
-		c.Token = tok
+	c, err := adminClient(*adminURL, *cfgPath, *tokenFile, false)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -100,4 +85,34 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// adminClient is the client of `appliance get` and `appliance capture`: the node at addr, else
+// the admin.listen of the config at cfgPath, else (with preferSocket, when it exists) the socket
+// at admin.DefaultSocketPath, else the default admin.listen; with the token of tokenFile if given.
+func adminClient(addr, cfgPath, tokenFile string, preferSocket bool) (*admin.Client, error) {
+	if addr == "" && cfgPath != "" {
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		addr = cfg.Admin.Listen
+	}
+	if addr == "" && preferSocket {
+		if fi, err := os.Stat(admin.DefaultSocketPath); err == nil && fi.Mode().Type() == os.ModeSocket {
+			addr = "unix://" + admin.DefaultSocketPath
+		}
+	}
+	if addr == "" {
+		addr = config.DefaultConfig().Admin.Listen
+	}
+	c := &admin.Client{Base: addr}
+	if tokenFile != "" {
+		tok, err := admin.ReadTokenFile(tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		c.Token = tok
+	}
+	return c, nil
 }
