@@ -5,28 +5,33 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/capture"
 	"github.com/xdpsvc/lb/appliance/config"
 )
 
-const captureUsage = `usage: appliance capture [--admin ADDR | --config FILE] [--service NS/NAME | --vip IP | --flow "PROTO SRC:PORT DST:PORT"]
+const captureUsage = `usage: appliance capture [--admin ADDR|unix:///PATH | --config FILE] [--token-file FILE]
+                         [--service NS/NAME | --vip IP | --flow "PROTO SRC:PORT DST:PORT"]
                          [--count N] [--duration D] [--snaplen BYTES] -w FILE|-`
 
 // cmdCapture asks a running node for a pcapng capture of its data plane and writes it to a
-// file (or stdout with -w -); it ends after --count frames, --duration, or Ctrl-C.
+// file (or stdout with -w -); it ends after --count frames, --duration, or Ctrl-C. The node
+// serves captures only to authorized callers: on its admin Unix socket (--admin unix:///PATH;
+// tried first at admin.DefaultSocketPath when no address is given) or over TCP with its admin
+// token (--token-file). The file is created mode 0600: it holds payloads.
 func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	adminURL := fs.String("admin", "", "admin API address (default: the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
+	adminURL := fs.String("admin", "", "admin API address, host:port or unix:///PATH (default: unix://"+admin.DefaultSocketPath+
+		" if it exists, else the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
+	tokenFile := fs.String("token-file", "", "file holding the node's admin token (mode 0600), for a capture over TCP")
 	cfgPath := fs.String("config", "", "read the admin address from this appliance config")
 	svc := fs.String("service", "", "capture one Service's traffic (namespace/name)")
 	vip := fs.String("vip", "", "capture traffic to or from this address")
@@ -70,20 +75,10 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	if *snaplen > 0 {
 		q.Set("snaplen", strconv.Itoa(*snaplen))
 	}
-	base := *adminURL
-	if base == "" && *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			printErrors(stderr, err)
-			return 1
-		}
-		base = cfg.Admin.Listen
-	}
-	if base == "" {
-		base = config.DefaultConfig().Admin.Listen
-	}
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	c, err := adminClient(*adminURL, *cfgPath, *tokenFile, true)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -93,27 +88,17 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 		ctx, cancel = context.WithTimeout(ctx, *duration+30*time.Second) // the node ends it; this is a backstop
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/capture?"+q.Encode(), nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "appliance capture: %v\n", err)
-		return 2
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Open(ctx, "/api/v1/capture?"+q.Encode())
 	if err != nil {
 		fmt.Fprintf(stderr, "appliance capture: %v\n", err)
 		return 1
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		fmt.Fprintf(stderr, "appliance capture: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
-		return 1
-	}
 
 	var w io.Writer = stdout
 	var f *os.File
 	if *out != "-" {
-		f, err = os.Create(*out)
+		f, err = createPrivate(*out)
 		if err != nil {
 			fmt.Fprintf(stderr, "appliance capture: %v\n", err)
 			return 1
@@ -138,4 +123,17 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "appliance capture: %s frames written to %s (%s received frames matched the filter; %s frames lost to a full capture ring)\n",
 		resp.Trailer.Get(capture.TrailerWritten), *out, resp.Trailer.Get(capture.TrailerMatched), resp.Trailer.Get(capture.TrailerDropped))
 	return 0
+}
+
+// createPrivate creates (or truncates) path with mode 0600, also when it existed with a wider one.
+func createPrivate(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("chmod 0600 %s: %w", path, err)
+	}
+	return f, nil
 }

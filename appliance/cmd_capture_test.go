@@ -2,11 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/capture"
 )
 
@@ -61,13 +63,33 @@ func udp(t *testing.T, src, dst string, sport, dport uint16) []byte {
 
 func TestCaptureCommand(t *testing.T) {
 	ft := &fakeTarget{in: udp(t, "198.18.0.100", "198.19.1.1", 4000, 5000), out: udp(t, "198.18.1.11", "198.18.1.21", 61000, 5000)}
-	h := capture.Handler(capture.HandlerConfig{Target: ft})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ft.query = r.URL.RawQuery
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
+	h := capture.Handler(capture.HandlerConfig{Target: ft, Logger: slog.New(slog.DiscardHandler)})
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "admin.sock")
+	token := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(token, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loose := filepath.Join(dir, "loose.token")
+	if err := os.WriteFile(loose, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(loose, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := admin.Start(snapshotSource{}, admin.Config{Listen: "127.0.0.1:0", SocketPath: sock, TokenFile: token,
+		Logger: slog.New(slog.DiscardHandler),
+		Routes: map[string]http.Handler{"GET /api/v1/capture": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ft.query = r.URL.RawQuery
+			h.ServeHTTP(w, r)
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
 	t.Cleanup(ft.wg.Wait)
+	viaSocket := []string{"--admin", "unix://" + sock}
+	viaToken := []string{"--admin", srv.Addr(), "--token-file", token}
 
 	cases := []struct {
 		name     string
@@ -76,19 +98,22 @@ func TestCaptureCommand(t *testing.T) {
 		wantErr  string
 		query    string // the request's query, when it reaches the node
 	}{
-		{"vip with count", []string{"--vip", "198.19.1.1", "--count", "2"}, 0, "2 frames written", "count=2&vip=198.19.1.1"},
-		{"flow", []string{"--flow", "udp 198.18.0.100:4000 198.19.1.1:5000", "--count", "2", "--duration", "10s"}, 0, "2 frames written",
+		{"vip with count", append([]string{"--vip", "198.19.1.1", "--count", "2"}, viaSocket...), 0, "2 frames written", "count=2&vip=198.19.1.1"},
+		{"flow", append([]string{"--flow", "udp 198.18.0.100:4000 198.19.1.1:5000", "--count", "2", "--duration", "10s"}, viaSocket...), 0, "2 frames written",
 			"count=2&duration=10s&flow=udp+198.18.0.100%3A4000+198.19.1.1%3A5000"},
-		{"bad flow is a usage error", []string{"--flow", "udp 1.2.3.4", "--count", "2"}, 2, "flow", ""},
-		{"two filters are a usage error", []string{"--vip", "198.19.1.1", "--service", "default/web"}, 2, "usage: appliance capture", ""},
-		{"node refuses a bad request", []string{"--vip", "nonsense", "--count", "2"}, 1, "400 Bad Request", ""},
+		{"over TCP with the token", append([]string{"--vip", "198.19.1.1", "--count", "2"}, viaToken...), 0, "2 frames written", "count=2&vip=198.19.1.1"},
+		{"over TCP without a token: refused", []string{"--admin", srv.Addr(), "--vip", "198.19.1.1", "--count", "2"}, 1, "401 Unauthorized", ""},
+		{"token file others may read: refused", []string{"--admin", srv.Addr(), "--token-file", loose, "--count", "2"}, 1, "chmod 0600 " + loose, ""},
+		{"bad flow is a usage error", append([]string{"--flow", "udp 1.2.3.4", "--count", "2"}, viaSocket...), 2, "flow", ""},
+		{"two filters are a usage error", append([]string{"--vip", "198.19.1.1", "--service", "default/web"}, viaSocket...), 2, "usage: appliance capture", ""},
+		{"node refuses a bad request", append([]string{"--vip", "nonsense", "--count", "2"}, viaSocket...), 1, "400 Bad Request", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "cap.pcapng")
 			ft.query = ""
 			var out, errb bytes.Buffer
-			args := append([]string{"capture", "--admin", srv.URL, "-w", path}, c.args...)
+			args := append([]string{"capture", "-w", path}, c.args...)
 			if code := dispatch(args, &out, &errb); code != c.wantCode {
 				t.Fatalf("exit %d, want %d: %s", code, c.wantCode, &errb)
 			}
@@ -100,6 +125,9 @@ func TestCaptureCommand(t *testing.T) {
 			}
 			if ft.query != c.query {
 				t.Errorf("query %q, want %q", ft.query, c.query)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("capture file mode %v (%v), want 0600: it holds payloads", fi.Mode(), err)
 			}
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -180,6 +208,9 @@ func TestVersionOfABuiltBinary(t *testing.T) {
 	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X main.version=v9.9.9-test", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Skipf("go build with VCS stamping unavailable here: %v\n%s", err, out)
+	}
+	if info, err := exec.Command("go", "version", "-m", bin).Output(); err != nil || !strings.Contains(string(info), "vcs.revision=") {
+		t.Skipf("go build stamped no VCS revision here (git or the checkout unusable to the go command): %v\n%s", err, info)
 	}
 	out, err := exec.Command(bin, "version", "-o", "json").Output()
 	if err != nil {

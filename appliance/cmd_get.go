@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
@@ -13,9 +14,10 @@ import (
 )
 
 // cmdGet queries a running node's admin API: appliance get services|endpoints|flows|members
-// [--admin URL | --config FILE] [-o table|json].
+// [--admin URL|unix:///PATH | --config FILE] [--token-file FILE] [-o table|json]. The lists
+// are open on the node's TCP listener; the socket and the token work too.
 func cmdGet(args []string, stdout, stderr io.Writer) int {
-	const use = "usage: appliance get services|endpoints|flows|members [--admin URL | --config FILE] [-o table|json]"
+	const use = "usage: appliance get services|endpoints|flows|members [--admin URL|unix:///PATH | --config FILE] [--token-file FILE] [-o table|json]"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, use)
 		return 2
@@ -23,10 +25,11 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 	what := args[0]
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	adminURL := fs.String("admin", "", "admin API address (default: the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
+	adminURL := fs.String("admin", "", "admin API address, host:port or unix:///PATH (default: the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
+	tokenFile := fs.String("token-file", "", "file holding the node's admin token (mode 0600), sent as a bearer token")
 	cfgPath := fs.String("config", "", "read the admin address from this appliance config")
 	output := fs.String("o", "table", "output format: table or json")
-	limit := fs.Int("limit", 1000, "flows: at most this many")
+	limit := fs.Int("limit", 1000, fmt.Sprintf("flows: at most this many (the node caps it at %d)", admin.MaxListLimit))
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -34,19 +37,11 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, use)
 		return 2
 	}
-	base := *adminURL
-	if base == "" && *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			printErrors(stderr, err)
-			return 1
-		}
-		base = cfg.Admin.Listen
+	c, err := adminClient(*adminURL, *cfgPath, *tokenFile, false)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
 	}
-	if base == "" {
-		base = config.DefaultConfig().Admin.Listen
-	}
-	c := &admin.Client{Base: base}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -90,4 +85,34 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// adminClient is the client of `appliance get` and `appliance capture`: the node at addr, else
+// the admin.listen of the config at cfgPath, else (with preferSocket, when it exists) the socket
+// at admin.DefaultSocketPath, else the default admin.listen; with the token of tokenFile if given.
+func adminClient(addr, cfgPath, tokenFile string, preferSocket bool) (*admin.Client, error) {
+	if addr == "" && cfgPath != "" {
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		addr = cfg.Admin.Listen
+	}
+	if addr == "" && preferSocket {
+		if fi, err := os.Stat(admin.DefaultSocketPath); err == nil && fi.Mode().Type() == os.ModeSocket {
+			addr = "unix://" + admin.DefaultSocketPath
+		}
+	}
+	if addr == "" {
+		addr = config.DefaultConfig().Admin.Listen
+	}
+	c := &admin.Client{Base: addr}
+	if tokenFile != "" {
+		tok, err := admin.ReadTokenFile(tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		c.Token = tok
+	}
+	return c, nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,7 +37,8 @@ func TestGetServicesFromAdminAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := admin.Start(snapshotSource{snap}, admin.Config{Listen: "127.0.0.1:0"})
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	srv, err := admin.Start(snapshotSource{snap}, admin.Config{Listen: "127.0.0.1:0", SocketPath: sock, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +52,7 @@ func TestGetServicesFromAdminAPI(t *testing.T) {
 		{"services table", []string{"get", "services", "--admin", srv.Addr()}, []string{"NAMESPACE", "web", "LoadBalancer", "80:30080/TCP"}},
 		{"services json", []string{"get", "svc", "--admin", srv.Addr(), "-o", "json"}, []string{`"name": "web-nodeport"`, `"nodePort": 30080`}},
 		{"endpoints table", []string{"get", "endpoints", "--admin", srv.Addr()}, []string{"ENDPOINT", "198.18.1.21"}},
+		{"over the socket", []string{"get", "services", "--admin", "unix://" + sock}, []string{"NAMESPACE", "web", "80:30080/TCP"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

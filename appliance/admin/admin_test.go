@@ -1,11 +1,17 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,5 +137,76 @@ func TestPortsColumnAndAge(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// limitSource records the limit the flows endpoint asks for.
+type limitSource struct {
+	staticSource
+	asked atomic.Int64
+}
+
+func (s *limitSource) Flows(limit int) []FlowStatus { s.asked.Store(int64(limit)); return nil }
+
+// TestFlowsLimitCapped: ?limit= and Config.MaxFlows are capped at MaxListLimit, so a request
+// cannot make the node build an unbounded list.
+func TestFlowsLimitCapped(t *testing.T) {
+	src := &limitSource{}
+	srv, err := Start(src, Config{Listen: "127.0.0.1:0", MaxFlows: 10 * MaxListLimit, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(t.Context()) })
+	c := &Client{Base: srv.Addr()}
+	cases := []struct {
+		name, query string
+		want        int64
+	}{
+		{"default capped", "", MaxListLimit},
+		{"small limit kept", "?limit=5", 5},
+		{"huge limit capped", "?limit=1000000000", MaxListLimit},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var flows []FlowStatus
+			if err := c.Get(t.Context(), "/api/v1/flows"+tc.query, &flows); err != nil {
+				t.Fatal(err)
+			}
+			if got := src.asked.Load(); got != tc.want {
+				t.Fatalf("source asked for %d flows, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIdleConnectionClosed: a keep-alive connection that sends nothing more is closed after
+// IdleTimeout, and the server has its header, idle and write timeouts set.
+func TestIdleConnectionClosed(t *testing.T) {
+	srv, err := Start(&staticSource{}, Config{Listen: "127.0.0.1:0", IdleTimeout: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(t.Context()) })
+	for _, hs := range srv.servers {
+		if hs.ReadHeaderTimeout <= 0 || hs.IdleTimeout != 100*time.Millisecond || hs.WriteTimeout <= 0 {
+			t.Fatalf("server timeouts: header %v idle %v write %v", hs.ReadHeaderTimeout, hs.IdleTimeout, hs.WriteTimeout)
+		}
+	}
+	conn, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %v, want EOF (closed by the server)", err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/xdpsvc/lb/packet"
 )
 
 func udpFrame(t testing.TB, src, dst string, sport, dport uint16) []byte {
@@ -413,8 +415,49 @@ func FuzzParseRequest(f *testing.F) {
 			return
 		}
 		_ = req.Filter.Match(frame)
-		if req.SnapLenBytes != 0 && (req.SnapLenBytes < 14 || req.SnapLenBytes > 65535) {
+		if req.SnapLenBytes != 0 && (req.SnapLenBytes < packet.EthHeaderLen || req.SnapLenBytes > MaxSnapLenBytes) {
 			t.Fatalf("snaplen %d accepted", req.SnapLenBytes)
 		}
 	})
+}
+
+// TestSnapLenCappedAtFrameSize: a snap length beyond the longest frame the data plane handles
+// (packet.MaxFrameLen) is capped there, and a worker's ring stays within MaxRingBytes whatever
+// the snap length and slot count asked for.
+func TestSnapLenCappedAtFrameSize(t *testing.T) {
+	cases := []struct {
+		name           string
+		snap, slots    int
+		wantSnap       int
+		wantSlotsAtMax int // 0: the slots asked for
+	}{
+		{"default", 0, 0, 2048, 0},
+		{"small", 128, 64, 128, 0},
+		{"largest frame", packet.MaxFrameLen, 4096, packet.MaxFrameLen, 1024},
+		{"pcap's largest snap length", 65535, 4096, packet.MaxFrameLen, 1024},
+		{"many slots of default size", 2048, MaxRingSlots, 2048, MaxRingBytes / 2048},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := NewSession(Config{SnapLenBytes: c.snap, RingSlots: c.slots}, []string{"p"}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := s.Ring(0)
+			if s.Config().SnapLenBytes != c.wantSnap || r.snap != c.wantSnap {
+				t.Fatalf("snap length %d (ring %d), want %d", s.Config().SnapLenBytes, r.snap, c.wantSnap)
+			}
+			if len(r.data) > MaxRingBytes || len(r.data) != len(r.meta)*c.wantSnap {
+				t.Fatalf("ring of %d slots holds %d bytes, at most %d", len(r.meta), len(r.data), MaxRingBytes)
+			}
+			if c.wantSlotsAtMax != 0 && len(r.meta) != c.wantSlotsAtMax {
+				t.Fatalf("%d slots, want %d", len(r.meta), c.wantSlotsAtMax)
+			}
+		})
+	}
+	q := url.Values{"snaplen": {"65535"}}
+	req, err := ParseRequest(q, nil)
+	if err != nil || req.SnapLenBytes != MaxSnapLenBytes {
+		t.Fatalf("?snaplen=65535: %d, %v; want it capped at %d", req.SnapLenBytes, err, MaxSnapLenBytes)
+	}
 }

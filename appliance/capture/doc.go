@@ -18,6 +18,13 @@
 // flow in either direction. Its frame decoder reads untrusted bytes and never panics (fuzzed by
 // FuzzFilterMatch).
 //
+// Bounds: the snap length is capped at MaxSnapLenBytes (the longest frame the data plane
+// handles), a worker's ring at MaxRingBytes, a capture's duration at HandlerConfig.MaxDuration.
+// The duration holds even against a client that stops reading: a timer disarms the session at
+// its end and the response's writes get a deadline TailWriteTimeout later.
+//
 // Goroutines: Ring.Begin/End only on the ring's worker; Ring.Pop, Stream and Session.Stats on
-// any one consumer goroutine; Handler on net/http's goroutines.
+// any one consumer goroutine; Handler on net/http's goroutines, plus one timer goroutine per
+// capture that calls Target.StopCapture at its end (StopCapture must be safe from any goroutine
+// and idempotent).
 package capture

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/xdpsvc/lb/packet"
 )
 
 // Target is the data plane as a capture needs it: arm a session on every worker, and disarm it.
@@ -30,14 +32,24 @@ type HandlerConfig struct {
 	// ResolveService turns "namespace/name" into rules matching the Service's frontends
 	// (ClusterIPs, external IP, node addresses with nodePorts); nil: ?service= is refused.
 	ResolveService func(key string) ([]Rule, error)
-	// MaxDuration caps every capture; 0: 10 minutes.
+	// MaxDuration caps every capture; 0: DefaultMaxDuration.
 	MaxDuration time.Duration
+	// TailWriteTimeout is how long after a capture's duration its response may still take to
+	// deliver the last frames and the trailers; a client that stops reading loses its connection
+	// then. 0: DefaultTailWriteTimeout.
+	TailWriteTimeout time.Duration
 	// Logger receives start/stop messages; nil: slog.Default().
 	Logger *slog.Logger
 	// Done, when closed, ends every running capture (the daemon closes it on shutdown, so
 	// that a capture in progress does not hold the admin server open); nil: never.
 	Done <-chan struct{}
 }
+
+// Defaults of HandlerConfig.
+const (
+	DefaultMaxDuration      = 10 * time.Minute
+	DefaultTailWriteTimeout = 5 * time.Second
+)
 
 // Trailer names carrying a capture's counters at the end of the HTTP response.
 const (
@@ -59,7 +71,8 @@ type Request struct {
 }
 
 // ParseRequest reads ?service=ns/name | ?vip=IP | ?flow=PROTO SRC:PORT DST:PORT, and
-// ?count=N, ?duration=D (Go duration), ?snaplen=N.
+// ?count=N, ?duration=D (Go duration), ?snaplen=N (at least an Ethernet header; above
+// MaxSnapLenBytes it is capped there).
 func ParseRequest(q url.Values, resolve func(string) ([]Rule, error)) (Request, error) {
 	var req Request
 	given := 0
@@ -123,10 +136,10 @@ func ParseRequest(q url.Values, resolve func(string) ([]Rule, error)) (Request, 
 	}
 	if s := q.Get("snaplen"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 14 || n > 65535 {
-			return req, fmt.Errorf("capture snaplen: invalid value %q (14-65535)", s)
+		if err != nil || n < packet.EthHeaderLen {
+			return req, fmt.Errorf("capture snaplen: invalid value %q (%d-%d)", s, packet.EthHeaderLen, MaxSnapLenBytes)
 		}
-		req.SnapLenBytes = n
+		req.SnapLenBytes = min(n, MaxSnapLenBytes)
 	}
 	return req, nil
 }
@@ -134,9 +147,16 @@ func ParseRequest(q url.Values, resolve func(string) ([]Rule, error)) (Request, 
 // Handler serves GET /api/v1/capture: it arms a session, streams pcapng
 // (application/vnd.tcpdump.pcapng) until the count, the duration or the client ends it, disarms,
 // and reports the counters in trailers.
+//
+// The duration holds whatever the client does: a timer disarms the session when it ends, even
+// while a write is blocked on a client that stopped reading, and every write of the response has
+// a deadline TailWriteTimeout after it, so the handler (and its connection) is released too.
 func Handler(cfg HandlerConfig) http.Handler {
 	if cfg.MaxDuration <= 0 {
-		cfg.MaxDuration = 10 * time.Minute
+		cfg.MaxDuration = DefaultMaxDuration
+	}
+	if cfg.TailWriteTimeout <= 0 {
+		cfg.TailWriteTimeout = DefaultTailWriteTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -150,6 +170,7 @@ func Handler(cfg HandlerConfig) http.Handler {
 		if req.Duration == 0 || req.Duration > cfg.MaxDuration {
 			req.Duration = cfg.MaxDuration
 		}
+		end := time.Now().Add(req.Duration)
 		ccfg := DefaultConfig()
 		ccfg.Filter = req.Filter
 		if req.SnapLenBytes > 0 {
@@ -165,11 +186,18 @@ func Handler(cfg HandlerConfig) http.Handler {
 			return
 		}
 		defer cfg.Target.StopCapture(s)
+		disarm := time.AfterFunc(time.Until(end), func() { cfg.Target.StopCapture(s) })
+		defer disarm.Stop()
+		rc := http.NewResponseController(w)
+		if err := rc.SetWriteDeadline(end.Add(cfg.TailWriteTimeout)); err != nil {
+			// Only a ResponseWriter without a connection (a test recorder) lacks deadlines; the
+			// timer above still disarms the session on time.
+			cfg.Logger.Warn("capture: response without a write deadline", "err", err)
+		}
 		cfg.Logger.Info("capture started", "filter", req.Filter.String(), "count", req.MaxFrames, "duration", req.Duration.String())
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcapng")
 		w.Header().Set("Trailer", TrailerMatched+", "+TrailerDropped+", "+TrailerWritten)
 		w.WriteHeader(http.StatusOK)
-		rc := http.NewResponseController(w)
 		ctx := r.Context()
 		if cfg.Done != nil {
 			var cancel context.CancelFunc
@@ -183,7 +211,7 @@ func Handler(cfg HandlerConfig) http.Handler {
 				}
 			}()
 		}
-		st, err := Stream(ctx, s, w, StreamOptions{MaxFrames: req.MaxFrames, Duration: req.Duration,
+		st, err := Stream(ctx, s, w, StreamOptions{MaxFrames: req.MaxFrames, Duration: max(time.Until(end), time.Nanosecond),
 			Flush: func() { _ = rc.Flush() }})
 		w.Header().Set(TrailerMatched, strconv.FormatUint(st.Matched, 10))
 		w.Header().Set(TrailerDropped, strconv.FormatUint(st.Dropped, 10))

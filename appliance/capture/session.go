@@ -3,6 +3,8 @@ package capture
 import (
 	"errors"
 	"fmt"
+
+	"github.com/xdpsvc/lb/packet"
 )
 
 // Config configures a capture Session.
@@ -10,18 +12,29 @@ type Config struct {
 	// Filter selects the frames; the zero Filter keeps all.
 	Filter Filter
 	// SnapLenBytes is how many bytes of each frame are kept (longer frames are truncated, their
-	// wire length recorded).
+	// wire length recorded); capped at MaxSnapLenBytes.
 	SnapLenBytes int
-	// RingSlots is each worker's ring capacity in frames; rounded up to a power of two.
+	// RingSlots is each worker's ring capacity in frames; rounded up to a power of two, then
+	// halved until the ring's bytes (RingSlots * SnapLenBytes) fit in MaxRingBytes.
 	RingSlots int
 }
 
-// DefaultConfig keeps every frame whole (2048 bytes, an AF_XDP frame) in 4096-slot rings
-// (8 MiB per worker while armed).
+// DefaultConfig keeps frames whole up to the default AF_XDP frame (xsk.DefaultConfig's
+// FrameSizeBytes), each worker's ring preallocating RingSlots*SnapLenBytes bytes while armed.
 func DefaultConfig() Config { return Config{SnapLenBytes: 2048, RingSlots: 4096} }
 
-// MaxRingSlots bounds Config.RingSlots.
-const MaxRingSlots = 1 << 20
+// Bounds of a session's buffers.
+const (
+	// MaxRingSlots bounds Config.RingSlots.
+	MaxRingSlots = 1 << 20
+	// MaxSnapLenBytes caps Config.SnapLenBytes: the longest frame the data plane handles
+	// (packet.MaxFrameLen; longer ones are dropped as Oversized before any translation), so a
+	// larger snap length would only reserve ring bytes no frame can fill.
+	MaxSnapLenBytes = packet.MaxFrameLen
+	// MaxRingBytes bounds the frame bytes one worker's ring preallocates while a capture is
+	// armed; a larger snap length gets fewer slots.
+	MaxRingBytes = 16 << 20
+)
 
 // Session is one armed capture: a filter and one Ring per data-plane worker.
 type Session struct {
@@ -43,15 +56,16 @@ func NewSession(cfg Config, ports []string, workers int) (*Session, error) {
 	if cfg.RingSlots > MaxRingSlots {
 		return nil, fmt.Errorf("capture: %d ring slots, at most %d", cfg.RingSlots, MaxRingSlots)
 	}
-	if cfg.SnapLenBytes > 65535 {
-		return nil, fmt.Errorf("capture: snap length %d, at most 65535", cfg.SnapLenBytes)
-	}
+	cfg.SnapLenBytes = min(cfg.SnapLenBytes, MaxSnapLenBytes)
 	if len(ports) == 0 {
 		return nil, errors.New("capture: no ports")
 	}
 	slots := 1
 	for slots < cfg.RingSlots {
 		slots <<= 1
+	}
+	for slots > 1 && slots*cfg.SnapLenBytes > MaxRingBytes {
+		slots >>= 1
 	}
 	cfg.RingSlots = slots
 	s := &Session{cfg: cfg, ports: append([]string(nil), ports...)}
