@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/agent"
 	"github.com/xdpsvc/lb/appliance/config"
+	"github.com/xdpsvc/lb/bench/tstest"
 	"github.com/xdpsvc/lb/cluster"
 )
 
@@ -146,7 +146,7 @@ spec:
 	good := startAgent("good-agent", "198.18.1.21")
 
 	c := &admin.Client{Base: fmt.Sprintf("127.0.0.1:%d", adminPort)}
-	bg := context.Background()
+	bg := t.Context()
 	endpoint := func() (admin.EndpointStatus, int, error) {
 		var eps []admin.EndpointStatus
 		if err := c.Get(bg, "/api/v1/endpoints", &eps); err != nil {
@@ -159,7 +159,7 @@ spec:
 		}
 		return admin.EndpointStatus{}, len(eps), nil
 	}
-	poll(t, 15*time.Second, "agent's endpoint ready in the admin API", func() error {
+	tstest.Eventually(t, 15*time.Second, "agent's endpoint ready in the admin API", func() error {
 		e, n, err := endpoint()
 		if err != nil {
 			return err
@@ -177,7 +177,7 @@ spec:
 	stop <- struct{}{}
 	done := make(chan error, 1)
 	go func() { done <- good.Run(stop) }()
-	poll(t, 5*time.Second, "endpoint draining", func() error {
+	tstest.Eventually(t, 5*time.Second, "endpoint draining", func() error {
 		e, _, err := endpoint()
 		if err != nil {
 			return err
@@ -190,7 +190,7 @@ spec:
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 5*time.Second, "endpoint gone after the agent left", func() error {
+	tstest.Eventually(t, 5*time.Second, "endpoint gone after the agent left", func() error {
 		_, n, err := endpoint()
 		if err != nil {
 			return err
