@@ -26,36 +26,32 @@ var version = "dev"
 // later one.
 var garpRepeats = []time.Duration{250 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
 
-// startCluster joins the appliance cluster. It returns once the join list has been tried, so the
-// first ownership computed already sees the members that answered.
-func (n *node) startCluster() error {
+// clusterConfig is the cluster.Config the appliance config asks for: identity, bind and join
+// addresses, failure-detector timings, quorum, the secret key (already read from
+// cluster.secretKeyFile; nil: none) and the metadata announced to the other members (role,
+// version, MACs and addresses of the ports, Syncing when there are peers to take flows from).
+// The callbacks and the logger are left for the caller to set. It reads nothing.
+func clusterConfig(cfg *config.Config, ports []dataplane.Port, secretKey []byte) (cluster.Config, error) {
 	ccfg := cluster.DefaultConfig()
-	ccfg.Name = n.cfg.Node.Name
-	ccfg.Logger = n.opts.Logger // the cluster adds its own node attribute
-	bind, err := netip.ParseAddrPort(n.cfg.Cluster.Bind)
+	ccfg.Name = cfg.Node.Name
+	cc := cfg.Cluster
+	bind, err := netip.ParseAddrPort(cc.Bind)
 	if err != nil {
-		return fmt.Errorf("cluster.bind %q: %w", n.cfg.Cluster.Bind, err)
+		return cluster.Config{}, fmt.Errorf("cluster.bind %q: %w", cc.Bind, err)
 	}
 	ccfg.BindAddr = bind
 	// The cluster keeps joining these in the background (until one answers) and re-joins any
 	// that is not an alive member later, which heals partitions.
-	ccfg.Join = n.cfg.Cluster.Join
-	cc := n.cfg.Cluster
+	ccfg.Join = cc.Join
 	ccfg.ProbeInterval, ccfg.ProbeTimeout, ccfg.SuspicionMult = cc.ProbeInterval, cc.ProbeTimeout, cc.SuspicionMult
 	ccfg.GossipInterval, ccfg.PushPullInterval = cc.GossipInterval, cc.PushPullInterval
 	ccfg.RequireQuorum, ccfg.ForgetDeadAfter = cc.RequireQuorum, cc.ForgetDeadAfter
 	ccfg.ExpectedMembers = expectedMembers(cc)
-	if n.cfg.Cluster.SecretKeyFile != "" {
-		key, err := os.ReadFile(n.cfg.Cluster.SecretKeyFile)
-		if err != nil {
-			return fmt.Errorf("cluster.secretKeyFile: %w", err)
-		}
-		ccfg.SecretKey = []byte(strings.TrimSpace(string(key)))
-	}
+	ccfg.SecretKey = secretKey
 	// With peers to join, start Syncing: no VIP is placed on this node until it has the others'
 	// flows (flowsync.go's warmup clears the flag).
 	ccfg.Meta = cluster.Meta{Role: cluster.RoleAppliance, Version: version, Syncing: ccfg.ExpectedMembers > 1 && cc.FlowSyncBytesPerSecond > 0}
-	for _, p := range n.ports {
+	for _, p := range ports {
 		ccfg.Meta.MACs = append(ccfg.Meta.MACs, p.MAC)
 		for _, pf := range p.Prefixes {
 			if p.Role != dataplane.RoleCluster {
@@ -66,6 +62,33 @@ func (n *node) startCluster() error {
 			}
 		}
 	}
+	return ccfg, nil
+}
+
+// readSecretKey reads cluster.secretKeyFile (nil when none is configured).
+func readSecretKey(cc config.ClusterConfig) ([]byte, error) {
+	if cc.SecretKeyFile == "" {
+		return nil, nil
+	}
+	key, err := os.ReadFile(cc.SecretKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.secretKeyFile: %w", err)
+	}
+	return []byte(strings.TrimSpace(string(key))), nil
+}
+
+// startCluster joins the appliance cluster. It returns once the join list has been tried, so the
+// first ownership computed already sees the members that answered.
+func (n *node) startCluster() error {
+	key, err := readSecretKey(n.cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	ccfg, err := clusterConfig(n.cfg, n.ports, key)
+	if err != nil {
+		return err
+	}
+	ccfg.Logger = n.opts.Logger // the cluster adds its own node attribute
 	ccfg.OnOwnership = func(ev cluster.OwnershipEvent) {
 		n.ownershipChanges.WithLabelValues(ev.Change.String()).Inc()
 		select {
