@@ -2,9 +2,13 @@ package daemon
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -169,7 +173,7 @@ spec:
 		}
 		return nil
 	})
-	if n := agentSourceOf(t, "agents-test").refusals(refusedAddress); n != 1 {
+	if n := refusalsCounted(t, c.Base, refusedAddress); n != 1 {
 		t.Fatalf("address refusals counted %v, want 1", n)
 	}
 
@@ -203,20 +207,29 @@ spec:
 	_ = bad.Kill()
 }
 
-// agentSourceOf finds the running daemon's agent source by node name (tests only).
-func agentSourceOf(t *testing.T, name string) *agentSource {
+// refusalsCounted reads appliance_agent_endpoints_refused_total{reason} from the admin API's
+// /metrics at base.
+func refusalsCounted(t *testing.T, base, reason string) float64 {
 	t.Helper()
-	var out *agentSource
-	agentsOf.Range(func(k, v any) bool {
-		if k.(*node).cfg.Node.Name == name {
-			out = v.(*agentSource)
-		}
-		return true
-	})
-	if out == nil {
-		t.Fatalf("no agent source for %s", name)
+	resp, err := http.Get("http://" + base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^appliance_agent_endpoints_refused_total\{reason="` + regexp.QuoteMeta(reason) + `"\} (\S+)$`)
+	m := re.FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func TestAgentsInErrors(t *testing.T) {

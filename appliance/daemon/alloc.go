@@ -136,7 +136,7 @@ func (n *node) publishAllocations(snap *service.Snapshot, st *service.State) {
 		}
 		items = append(items, a)
 	}
-	if n.publishedOnce && slices.EqualFunc(items, n.published, func(a, b cluster.Allocation) bool {
+	if n.control.publishedOnce && slices.EqualFunc(items, n.control.published, func(a, b cluster.Allocation) bool {
 		return sameAllocation(a, b) && a.Service == b.Service && a.CreatedUnixMilli == b.CreatedUnixMilli
 	}) {
 		return // unchanged: no new generation to gossip
@@ -145,5 +145,5 @@ func (n *node) publishAllocations(snap *service.Snapshot, st *service.State) {
 		n.log.Error("propose allocations to the cluster", "err", err)
 		return
 	}
-	n.published, n.publishedOnce = items, true
+	n.control.published, n.control.publishedOnce = items, true
 }
