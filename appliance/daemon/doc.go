@@ -8,7 +8,7 @@
 // Cluster behaviour: a LoadBalancer VIP is served only while the cluster ranks this node first
 // for it (cluster.Node.Holds); an ownership change recompiles the data-plane plan and steering
 // maps and announces gained VIPs with repeated gratuitous ARP on every interface. Every
-// flowSyncInterval (250 ms) the node sends its new and changed flows (conntrack export records) to the
+// flowSyncInterval the node sends its new and changed flows (conntrack export records) to the
 // other appliances over memberlist's TCP channel and imports theirs; together with the VIP
 // being the floating SNAT source of its own flows, this keeps established connections alive
 // when a VIP moves.
