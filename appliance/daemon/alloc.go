@@ -9,7 +9,7 @@ import (
 	"github.com/xdpsvc/lb/cluster"
 )
 
-// Allocation gossip (DESIGN.md section 5): every node proposes the ClusterIPs, external IPs and
+// Allocation gossip (ARCHITECTURE.md, allocation): every node proposes the ClusterIPs, external IPs and
 // nodePorts it allocated, with the time it first allocated them, and the cluster resolves all
 // proposals with one rule (cluster.AllocationStore: the earliest wins, a value taken by an
 // earlier winner is cleared in the later one). In manifest mode each build then
