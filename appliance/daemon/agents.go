@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,14 +50,9 @@ type agentSource struct {
 	apiLogged bool
 }
 
-var agentsOf sync.Map // *node -> *agentSource
-
-// agents returns n's agent source, created on first use.
-func (n *node) agents() *agentSource {
-	if s, ok := agentsOf.Load(n); ok {
-		return s.(*agentSource)
-	}
-	s := &agentSource{
+// newAgentSource makes the agent source with its metrics.
+func newAgentSource() *agentSource {
+	return &agentSource{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "appliance_agent_endpoints_refused_total",
 			Help: "Endpoints announced by backend agents and refused, by reason (address, unknown_service, build); counted once per agent, Service and reason until it changes.",
@@ -68,9 +62,10 @@ func (n *node) agents() *agentSource {
 		}),
 		lastRefs: map[string]bool{},
 	}
-	actual, _ := agentsOf.LoadOrStore(n, s)
-	return actual.(*agentSource)
 }
+
+// agents returns n's agent source.
+func (n *node) agents() *agentSource { return n.agentSrc }
 
 // agentMetrics are the agent source's Prometheus metrics.
 func (n *node) agentMetrics() []prometheus.Collector {
@@ -103,7 +98,7 @@ func (n *node) agentObjects() []service.Object {
 	}
 	s := n.agents()
 	svcs := map[string]*corev1.Service{}
-	for _, o := range n.objs {
+	for _, o := range n.control.objs {
 		if o.Service != nil {
 			svcs[o.Name()] = o.Service
 		}
@@ -130,11 +125,11 @@ func (n *node) agentObjects() []service.Object {
 		if len(agents) == 0 {
 			break
 		}
-		all := slices.Clone(n.objs)
+		all := slices.Clone(n.control.objs)
 		for _, a := range agents {
 			all = append(all, byAgent[a]...)
 		}
-		_, _, err := n.builder.Build(all, n.state)
+		_, _, err := n.builder.Build(all, n.control.state)
 		bad := agentsInErrors(err)
 		if len(bad) == 0 {
 			break // built, or failed for reasons of the manifests' own
@@ -290,13 +285,4 @@ func agentSliceName(svc, agent string) string {
 		name = name[:240]
 	}
 	return fmt.Sprintf("%s-%08x", name, h.Sum32())
-}
-
-// refusals returns the count of refusals for reason (tests and status).
-func (s *agentSource) refusals(reason string) float64 {
-	m := &dto.Metric{}
-	if err := s.refused.WithLabelValues(reason).Write(m); err != nil {
-		return 0
-	}
-	return m.GetCounter().GetValue()
 }

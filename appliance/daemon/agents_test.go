@@ -1,11 +1,14 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/agent"
 	"github.com/xdpsvc/lb/appliance/config"
+	"github.com/xdpsvc/lb/bench/tstest"
 	"github.com/xdpsvc/lb/cluster"
 )
 
@@ -146,7 +150,7 @@ spec:
 	good := startAgent("good-agent", "198.18.1.21")
 
 	c := &admin.Client{Base: fmt.Sprintf("127.0.0.1:%d", adminPort)}
-	bg := context.Background()
+	bg := t.Context()
 	endpoint := func() (admin.EndpointStatus, int, error) {
 		var eps []admin.EndpointStatus
 		if err := c.Get(bg, "/api/v1/endpoints", &eps); err != nil {
@@ -159,7 +163,7 @@ spec:
 		}
 		return admin.EndpointStatus{}, len(eps), nil
 	}
-	poll(t, 15*time.Second, "agent's endpoint ready in the admin API", func() error {
+	tstest.Eventually(t, 15*time.Second, "agent's endpoint ready in the admin API", func() error {
 		e, n, err := endpoint()
 		if err != nil {
 			return err
@@ -169,7 +173,7 @@ spec:
 		}
 		return nil
 	})
-	if n := agentSourceOf(t, "agents-test").refusals(refusedAddress); n != 1 {
+	if n := refusalsCounted(t, c.Base, refusedAddress); n != 1 {
 		t.Fatalf("address refusals counted %v, want 1", n)
 	}
 
@@ -177,7 +181,7 @@ spec:
 	stop <- struct{}{}
 	done := make(chan error, 1)
 	go func() { done <- good.Run(stop) }()
-	poll(t, 5*time.Second, "endpoint draining", func() error {
+	tstest.Eventually(t, 5*time.Second, "endpoint draining", func() error {
 		e, _, err := endpoint()
 		if err != nil {
 			return err
@@ -190,7 +194,7 @@ spec:
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 5*time.Second, "endpoint gone after the agent left", func() error {
+	tstest.Eventually(t, 5*time.Second, "endpoint gone after the agent left", func() error {
 		_, n, err := endpoint()
 		if err != nil {
 			return err
@@ -203,20 +207,29 @@ spec:
 	_ = bad.Kill()
 }
 
-// agentSourceOf finds the running daemon's agent source by node name (tests only).
-func agentSourceOf(t *testing.T, name string) *agentSource {
+// refusalsCounted reads appliance_agent_endpoints_refused_total{reason} from the admin API's
+// /metrics at base.
+func refusalsCounted(t *testing.T, base, reason string) float64 {
 	t.Helper()
-	var out *agentSource
-	agentsOf.Range(func(k, v any) bool {
-		if k.(*node).cfg.Node.Name == name {
-			out = v.(*agentSource)
-		}
-		return true
-	})
-	if out == nil {
-		t.Fatalf("no agent source for %s", name)
+	resp, err := http.Get("http://" + base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^appliance_agent_endpoints_refused_total\{reason="` + regexp.QuoteMeta(reason) + `"\} (\S+)$`)
+	m := re.FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func TestAgentsInErrors(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"github.com/xdpsvc/lb/cluster"
 )
 
-// Allocation gossip (DESIGN.md section 5): every node proposes the ClusterIPs, external IPs and
+// Allocation gossip (ARCHITECTURE.md, allocation): every node proposes the ClusterIPs, external IPs and
 // nodePorts it allocated, with the time it first allocated them, and the cluster resolves all
 // proposals with one rule (cluster.AllocationStore: the earliest wins, a value taken by an
 // earlier winner is cleared in the later one). In manifest mode each build then
@@ -136,7 +136,7 @@ func (n *node) publishAllocations(snap *service.Snapshot, st *service.State) {
 		}
 		items = append(items, a)
 	}
-	if n.publishedOnce && slices.EqualFunc(items, n.published, func(a, b cluster.Allocation) bool {
+	if n.control.publishedOnce && slices.EqualFunc(items, n.control.published, func(a, b cluster.Allocation) bool {
 		return sameAllocation(a, b) && a.Service == b.Service && a.CreatedUnixMilli == b.CreatedUnixMilli
 	}) {
 		return // unchanged: no new generation to gossip
@@ -145,5 +145,5 @@ func (n *node) publishAllocations(snap *service.Snapshot, st *service.State) {
 		n.log.Error("propose allocations to the cluster", "err", err)
 		return
 	}
-	n.published, n.publishedOnce = items, true
+	n.control.published, n.control.publishedOnce = items, true
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/service"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // allocNode is one daemon of TestAllocationsConverge, run in-process with idle I/O (no root).
@@ -101,7 +102,7 @@ spec:
 	a := startAllocNode(t, "lb-a", pa, pb, manifest, stateA)
 	b := startAllocNode(t, "lb-b", pb, pa, manifest, stateB)
 	want := "[198.19.0.100] 198.19.1.9 31111"
-	poll(t, 15*time.Second, "both nodes serve lb-b's (older) values for web", func() error {
+	tstest.Eventually(t, 15*time.Second, "both nodes serve lb-b's (older) values for web", func() error {
 		for n, node := range map[string]*allocNode{"lb-a": a, "lb-b": b} {
 			got, err := node.values("web")
 			if err != nil {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/dataplane"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // idleIO is a FrameIO with no traffic: the daemon's control path runs for real, the packet
@@ -105,7 +105,7 @@ state:
 		Ports:       []discoveryv1.EndpointPort{{Name: &pname, Port: &port, Protocol: &proto}},
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"198.18.1.21"}}},
 	}
-	bg := context.Background()
+	bg := t.Context()
 	if _, err := client.CoreV1().Services("default").Create(bg, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ state:
 
 	c := &admin.Client{Base: fmt.Sprintf("127.0.0.1:%d", adminPort)}
 	var vip string
-	poll(t, 15*time.Second, "service served from the API", func() error {
+	tstest.Eventually(t, 15*time.Second, "service served from the API", func() error {
 		var svcs []admin.ServiceStatus
 		if err := c.Get(bg, "/api/v1/services", &svcs); err != nil {
 			return err
@@ -130,7 +130,7 @@ state:
 		vip = s.ExternalIP
 		return nil
 	})
-	poll(t, 10*time.Second, "external IP written to status", func() error {
+	tstest.Eventually(t, 10*time.Second, "external IP written to status", func() error {
 		got, err := client.CoreV1().Services("default").Get(bg, "web", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -148,7 +148,7 @@ state:
 		}
 		return false
 	}
-	poll(t, 5*time.Second, "frontends in the steering maps", func() error {
+	tstest.Eventually(t, 5*time.Second, "frontends in the steering maps", func() error {
 		if !has(vip, 80) || !has("198.19.0.10", 80) || !has("198.18.1.11", 30080) {
 			return fmt.Errorf("frontends %v", rio.frontends())
 		}
@@ -158,26 +158,10 @@ state:
 	if err := client.CoreV1().Services("default").Delete(bg, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 10*time.Second, "deleted service withdrawn", func() error {
+	tstest.Eventually(t, 10*time.Second, "deleted service withdrawn", func() error {
 		if has(vip, 80) || has("198.19.0.10", 80) {
 			return fmt.Errorf("frontends still %v", rio.frontends())
 		}
 		return nil
 	})
-}
-
-// poll retries cond with backoff until it returns nil or timeout passes.
-func poll(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(delay)
-	}
 }

@@ -26,36 +26,32 @@ var version = "dev"
 // later one.
 var garpRepeats = []time.Duration{250 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
 
-// startCluster joins the appliance cluster. It returns once the join list has been tried, so the
-// first ownership computed already sees the members that answered.
-func (n *node) startCluster() error {
+// clusterConfig is the cluster.Config the appliance config asks for: identity, bind and join
+// addresses, failure-detector timings, quorum, the secret key (already read from
+// cluster.secretKeyFile; nil: none) and the metadata announced to the other members (role,
+// version, MACs and addresses of the ports, Syncing when there are peers to take flows from).
+// The callbacks and the logger are left for the caller to set. It reads nothing.
+func clusterConfig(cfg *config.Config, ports []dataplane.Port, secretKey []byte) (cluster.Config, error) {
 	ccfg := cluster.DefaultConfig()
-	ccfg.Name = n.cfg.Node.Name
-	ccfg.Logger = n.opts.Logger // the cluster adds its own node attribute
-	bind, err := netip.ParseAddrPort(n.cfg.Cluster.Bind)
+	ccfg.Name = cfg.Node.Name
+	cc := cfg.Cluster
+	bind, err := netip.ParseAddrPort(cc.Bind)
 	if err != nil {
-		return fmt.Errorf("cluster.bind %q: %w", n.cfg.Cluster.Bind, err)
+		return cluster.Config{}, fmt.Errorf("cluster.bind %q: %w", cc.Bind, err)
 	}
 	ccfg.BindAddr = bind
 	// The cluster keeps joining these in the background (until one answers) and re-joins any
 	// that is not an alive member later, which heals partitions.
-	ccfg.Join = n.cfg.Cluster.Join
-	cc := n.cfg.Cluster
+	ccfg.Join = cc.Join
 	ccfg.ProbeInterval, ccfg.ProbeTimeout, ccfg.SuspicionMult = cc.ProbeInterval, cc.ProbeTimeout, cc.SuspicionMult
 	ccfg.GossipInterval, ccfg.PushPullInterval = cc.GossipInterval, cc.PushPullInterval
 	ccfg.RequireQuorum, ccfg.ForgetDeadAfter = cc.RequireQuorum, cc.ForgetDeadAfter
 	ccfg.ExpectedMembers = expectedMembers(cc)
-	if n.cfg.Cluster.SecretKeyFile != "" {
-		key, err := os.ReadFile(n.cfg.Cluster.SecretKeyFile)
-		if err != nil {
-			return fmt.Errorf("cluster.secretKeyFile: %w", err)
-		}
-		ccfg.SecretKey = []byte(strings.TrimSpace(string(key)))
-	}
+	ccfg.SecretKey = secretKey
 	// With peers to join, start Syncing: no VIP is placed on this node until it has the others'
 	// flows (flowsync.go's warmup clears the flag).
 	ccfg.Meta = cluster.Meta{Role: cluster.RoleAppliance, Version: version, Syncing: ccfg.ExpectedMembers > 1 && cc.FlowSyncBytesPerSecond > 0}
-	for _, p := range n.ports {
+	for _, p := range ports {
 		ccfg.Meta.MACs = append(ccfg.Meta.MACs, p.MAC)
 		for _, pf := range p.Prefixes {
 			if p.Role != dataplane.RoleCluster {
@@ -66,14 +62,41 @@ func (n *node) startCluster() error {
 			}
 		}
 	}
+	return ccfg, nil
+}
+
+// readSecretKey reads cluster.secretKeyFile (nil when none is configured).
+func readSecretKey(cc config.ClusterConfig) ([]byte, error) {
+	if cc.SecretKeyFile == "" {
+		return nil, nil
+	}
+	key, err := os.ReadFile(cc.SecretKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.secretKeyFile: %w", err)
+	}
+	return []byte(strings.TrimSpace(string(key))), nil
+}
+
+// startCluster joins the appliance cluster. It returns once the join list has been tried, so the
+// first ownership computed already sees the members that answered.
+func (n *node) startCluster() error {
+	key, err := readSecretKey(n.cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	ccfg, err := clusterConfig(n.cfg, n.ports, key)
+	if err != nil {
+		return err
+	}
+	ccfg.Logger = n.opts.Logger // the cluster adds its own node attribute
 	ccfg.OnOwnership = func(ev cluster.OwnershipEvent) {
-		n.ownershipChanges.WithLabelValues(ev.Change.String()).Inc()
+		n.metrics.ownershipChanges.WithLabelValues(ev.Change.String()).Inc()
 		select {
-		case n.ownership <- ev:
+		case n.events.ownership <- ev:
 		default:
 			// The control loop is busy; it recomputes from the node's state anyway.
 			select {
-			case n.ownership <- cluster.OwnershipEvent{}:
+			case n.events.ownership <- cluster.OwnershipEvent{}:
 			default:
 			}
 		}
@@ -83,7 +106,7 @@ func (n *node) startCluster() error {
 		ccfg.OnAllocations = func() { n.requestRefresh("cluster allocations changed") }
 	}
 	ccfg.OnFailover = func(vip netip.Addr, from string, d time.Duration) {
-		n.failover.Observe(d.Seconds())
+		n.metrics.failover.Observe(d.Seconds())
 		n.log.Info("failover", "vip", vip.String(), "node", from, "took", d.String())
 	}
 	ccfg.OnMembers = n.agentsChanged // backend agents' endpoints (agents.go)
@@ -94,7 +117,7 @@ func (n *node) startCluster() error {
 	n.cl = node
 	if n.fsync != nil && n.cfg.Cluster.FlowSyncBytesPerSecond > 0 {
 		// Before joining: a peer sends this node its flows as soon as it sees it.
-		if err := n.fsync.handle(); err != nil {
+		if err := n.fsync.handle(node); err != nil {
 			return err
 		}
 	}
@@ -124,22 +147,22 @@ func expectedMembers(cc config.ClusterConfig) int {
 
 // clusterMetrics are the cluster's Prometheus metrics.
 func (n *node) clusterMetrics() []prometheus.Collector {
-	n.ownershipChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+	n.metrics.ownershipChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "appliance_vip_ownership_changes_total", Help: "VIP ownership changes seen by this node, by kind (gained, lost, moved).",
 	}, []string{"change"})
-	n.failover = prometheus.NewHistogram(prometheus.HistogramOpts{
+	n.metrics.failover = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "appliance_failover_duration_seconds",
 		Help:    "From this node detecting a member's death to it announcing one of that member's VIPs.",
 		Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5},
 	})
-	n.vipConflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+	n.metrics.vipConflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "appliance_vip_conflicts_total",
 		Help: "Another MAC seen answering ARP for a VIP this node held, by resolution (stepped_down: a member ranked above answered; kept: a member ranked below; unknown_mac: no member's MAC).",
 	}, []string{"resolution"})
 	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "appliance_vips_held", Help: "LoadBalancer VIPs this node announces.",
 	}, func() float64 { return float64(len(n.dp.Plan().HeldVIPs())) })
-	return append([]prometheus.Collector{n.ownershipChanges, n.failover, held}, n.agentMetrics()...)
+	return append([]prometheus.Collector{n.metrics.ownershipChanges, n.metrics.failover, held}, n.agentMetrics()...)
 }
 
 // setClusterVIPs tells the cluster which VIPs exist (from the snapshot).
@@ -248,18 +271,18 @@ func (n *node) watchConflicts(ctx context.Context) {
 		mac := net.HardwareAddr(c.MAC[:]).String()
 		switch {
 		case res.StepDown:
-			n.vipConflicts.WithLabelValues("stepped_down").Inc()
+			n.metrics.vipConflicts.WithLabelValues("stepped_down").Inc()
 			n.log.Warn("VIP conflict: a member ranked above answers; stepping down", "vip", c.VIP.String(), "member", res.Other, "mac", mac)
 			continue
 		case res.Other == "":
-			n.vipConflicts.WithLabelValues("unknown_mac").Inc()
+			n.metrics.vipConflicts.WithLabelValues("unknown_mac").Inc()
 			n.log.Warn("VIP conflict: a MAC of no member answers for a held VIP; announcing it again", "vip", c.VIP.String(), "mac", mac)
 		case res.OtherAlive:
-			n.vipConflicts.WithLabelValues("kept").Inc()
+			n.metrics.vipConflicts.WithLabelValues("kept").Inc()
 			n.log.Info("VIP conflict: a live member ranked below answers; its view will release the VIP", "vip", c.VIP.String(), "member", res.Other, "mac", mac)
 			continue
 		default:
-			n.vipConflicts.WithLabelValues("kept").Inc()
+			n.metrics.vipConflicts.WithLabelValues("kept").Inc()
 			n.log.Warn("VIP conflict: a member this node sees dead answers (partition); keeping the VIP and announcing it again", "vip", c.VIP.String(), "member", res.Other, "mac", mac)
 		}
 		if now := time.Now(); now.Sub(lastAnnounce[c.VIP]) >= time.Second {

@@ -69,47 +69,99 @@ type Options struct {
 	KubeClient kubernetes.Interface
 }
 
-// node is the running daemon's control state, owned by the Run goroutine (the admin API reads
-// through the mutex-guarded fields).
+// node is the running daemon. Its fields are grouped by who owns them and what guards them.
 type node struct {
+	// Set by newNode and never changed after: read from any goroutine.
 	opts    Options
 	log     *slog.Logger
 	cfg     *config.Config
+	fromAPI bool // Services come from the Kubernetes API (else from manifest files)
 	ports   []dataplane.Port
-	dp      *dataplane.DataPlane
-	io      IOLayer
-	builder *service.Builder
-	state   *service.State
-	mtimes  map[string]time.Time
-	objs    []service.Object // manifest objects last loaded (manifest mode)
-	nb      *kernelNeighbors
-
-	// refresh asks the control loop to rebuild what it serves from the current sources (other
-	// sources than manifests and the API changed: agents' endpoints, endpoint health). The value
-	// says why, for the log.
-	refresh chan string
-
-	kubeUpdates      chan kubeUpdate
-	cl               *cluster.Node
-	leaveOnce        sync.Once
-	ownership        chan cluster.OwnershipEvent
-	ownershipChanges *prometheus.CounterVec
-	vipConflicts     *prometheus.CounterVec
-	published        []cluster.Allocation // last allocations proposed to the cluster
-	publishedOnce    bool                 // published holds a proposal (an empty one included)
-	fsync            *flowSync
-	failover         prometheus.Histogram
-	health           *healthCheck // endpoint health probing and its gossip (health.go)
-
-	mu      sync.RWMutex
-	raw     *service.Snapshot // as built from the sources, before overlays (health)
-	snap    *service.Snapshot // what is served: raw with the overlays applied
-	healthy error
+	builder *service.Builder // used by the control goroutine only
 	started time.Time
+
+	// The parts. health, fsync and agentSrc are built by newNode; cl, nb, dp and io by start,
+	// before any goroutine that uses them runs; none is replaced after start. Each part keeps
+	// its own concurrency contract.
+	cl       *cluster.Node
+	nb       *kernelNeighbors
+	dp       *dataplane.DataPlane
+	io       IOLayer
+	health   *healthCheck // endpoint health probing and its gossip (health.go)
+	fsync    *flowSync    // flow-state sync (flowsync.go)
+	agentSrc *agentSource // backend agents' endpoints (agents.go)
+
+	// control is owned by the control goroutine (Run's): newNode and start fill it before the
+	// event loop runs, after that only the loop reads and writes it. No lock.
+	control struct {
+		state         *service.State
+		mtimes        map[string]time.Time
+		objs          []service.Object     // manifest objects last loaded (manifest mode)
+		published     []cluster.Allocation // last allocations proposed to the cluster
+		publishedOnce bool                 // published holds a proposal (an empty one included)
+	}
+
+	// events are the channels into the control goroutine's event loop, made by newNode. Any
+	// goroutine sends (the cluster's callbacks, health checking, the Kubernetes watcher); only
+	// the loop receives.
+	events struct {
+		// refresh asks the loop to rebuild what it serves from the current sources (other
+		// sources than manifests and the API changed: agents' endpoints, endpoint health). The
+		// value says why, for the log.
+		refresh     chan string
+		kubeUpdates chan kubeUpdate
+		ownership   chan cluster.OwnershipEvent
+	}
+
+	// metrics are the daemon's own Prometheus metrics, made by newNode; safe from any goroutine.
+	metrics struct {
+		ownershipChanges *prometheus.CounterVec
+		vipConflicts     *prometheus.CounterVec
+		failover         prometheus.Histogram
+		collectors       []prometheus.Collector // every daemon metric, for the admin registry
+	}
+
+	// view is what is served, guarded by its RWMutex: the control goroutine writes it, the
+	// admin API's handlers and the capture routes read it.
+	view struct {
+		sync.RWMutex
+		raw     *service.Snapshot // as built from the sources, before overlays (health)
+		snap    *service.Snapshot // what is served: raw with the overlays applied
+		healthy error
+	}
+
+	// running is what start started, for stop; owned by the control goroutine (start, stop).
+	running struct {
+		leaveOnce   sync.Once          // leaveCluster runs once (the loop, then stop)
+		cancel      context.CancelFunc // ends the goroutines below
+		goroutines  sync.WaitGroup     // workers, conflict watcher, health checking
+		captureDone chan struct{}      // closed: captures in progress end
+		srv         *admin.Server
+	}
 }
 
-// Run runs a node until ctx ends or SIGINT/SIGTERM arrives.
+// Run runs a node until ctx ends or SIGINT/SIGTERM arrives: newNode builds it, start starts its
+// goroutines, serve runs the event loop, and stop tears everything down.
 func Run(ctx context.Context, opts Options) error {
+	n, err := newNode(opts)
+	if err != nil {
+		return err
+	}
+	snap, err := n.initialSnapshot()
+	if err != nil {
+		return err
+	}
+	defer n.stop()
+	if err := n.start(ctx, snap); err != nil {
+		return err
+	}
+	return n.serve(ctx)
+}
+
+// newNode builds a node from opts: the config (and the AF_XDP preflight checks when the I/O is
+// AF_XDP), the ports, the persisted state, health checking, flow sync and the metrics. It
+// starts no goroutine and opens nothing that needs closing.
+func newNode(opts Options) (*node, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -120,74 +172,77 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.OpenIO == nil {
 		opts.OpenIO = openAFXDP
 	}
-	log := opts.Logger
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	log = log.With("node", cfg.Node.Name)
+	log := opts.Logger.With("node", cfg.Node.Name)
 	if preflight {
 		// Before anything is opened: refuse with what is missing and how to fix it.
 		if err := checkAFXDP(cfg, log); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	n := &node{opts: opts, log: log, cfg: cfg, builder: service.NewBuilder(cfg), started: time.Now(),
-		refresh: make(chan string, 1)}
-	if n.health, err = newHealthCheck(n); err != nil {
-		return err
-	}
-
+	n := &node{opts: opts, log: log, cfg: cfg, fromAPI: cfg.Services.FromAPI(), builder: service.NewBuilder(cfg),
+		started: time.Now(), agentSrc: newAgentSource()}
+	n.events.refresh = make(chan string, 1)
+	n.events.kubeUpdates = make(chan kubeUpdate)
+	n.events.ownership = make(chan cluster.OwnershipEvent, 64)
 	if n.ports = opts.Ports; n.ports == nil {
 		if n.ports, err = discoverPorts(cfg.Interfaces); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	n.state, err = service.LoadState(cfg.State.Path)
-	if err != nil {
-		return err
+	if n.health, err = newHealthCheck(cfg.HealthChecks, cfg.Node.Name, n.ports, n, log); err != nil {
+		return nil, err
 	}
-	fromAPI := cfg.Services.FromAPI()
-	var snap *service.Snapshot
-	if fromAPI {
-		// Services come from the Kubernetes API; nothing is served until its first update.
-		snap = &service.Snapshot{}
-	} else {
-		if err := n.loadManifests(); err != nil {
-			return err
-		}
-		if snap, err = n.build(); err != nil {
-			return err
-		}
+	if n.control.state, err = service.LoadState(cfg.State.Path); err != nil {
+		return nil, err
 	}
-
-	n.ownership = make(chan cluster.OwnershipEvent, 64)
-	clusterCollectors := n.clusterMetrics()
-	fsync, fsyncCollectors := n.flowSyncMetrics()
+	fsync, fsyncCollectors := newFlowSync(cfg.Node.Name, cfg.Cluster.FlowSyncBytesPerSecond, log)
 	n.fsync = fsync
+	n.metrics.collectors = append(n.clusterMetrics(), fsyncCollectors...)
+	n.metrics.collectors = append(n.metrics.collectors, n.health.collectors()...)
+	return n, nil
+}
+
+// initialSnapshot is what the node serves first: in manifest mode, the manifests built against
+// the persisted state (saved); in API mode nothing until the API's first update.
+func (n *node) initialSnapshot() (*service.Snapshot, error) {
+	if n.fromAPI {
+		return &service.Snapshot{}, nil
+	}
+	if err := n.loadManifests(); err != nil {
+		return nil, err
+	}
+	return n.build()
+}
+
+// start brings the node up serving snap: it joins the cluster, makes the data plane and applies
+// snap, opens the I/O and programs the steering maps, serves the admin API, and starts the
+// workers, the conflict watcher, flow sync, health checking and (API mode) the Kubernetes
+// watcher, then announces the VIPs it holds. On error what was started stays recorded for
+// stop, which the caller runs in every case.
+func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 	if err := n.startCluster(); err != nil {
 		return err
 	}
-	defer n.leaveCluster()
 	n.setClusterVIPs(snap)
-
-	dcfg := dataplane.DefaultConfig()
-	dcfg.Ports = n.ports
-	dcfg.HoldsVIP = n.cl.Holds
-	dcfg.ClusterCIDRs = cfg.Network.ClusterCIDRs
-	dcfg.Logger = log
-	nb, err := newKernelNeighbors(ctx, log)
+	nb, err := newKernelNeighbors(ctx, n.log)
 	if err != nil {
 		return fmt.Errorf("neighbour resolver: %w", err)
 	}
-	defer nb.Close()
 	n.nb = nb
+	dcfg := dataplane.DefaultConfig()
+	dcfg.Ports = n.ports
+	dcfg.HoldsVIP = n.cl.Holds
+	dcfg.ClusterCIDRs = n.cfg.Network.ClusterCIDRs
+	dcfg.Logger = n.log
 	dcfg.Neighbors = nb
-	n.dp, err = dataplane.New(dcfg)
-	if err != nil {
+	if n.dp, err = dataplane.New(dcfg); err != nil {
 		return err
 	}
-	fsync.setTable(n.dp.Conntrack())
+	n.fsync.setTable(n.dp.Conntrack())
 	empty := n.dp.Plan()
 	served := n.overlay(snap)
 	plan, err := n.dp.Apply(served)
@@ -195,115 +250,146 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	n.setSnapshot(snap, served)
-	n.publishAllocations(snap, n.state)
+	n.publishAllocations(snap, n.control.state)
 
-	n.io, err = opts.OpenIO(n.ports, n.dp, log)
-	if err != nil {
+	if n.io, err = n.opts.OpenIO(n.ports, n.dp, n.log); err != nil {
 		return fmt.Errorf("open data plane: %w", err)
 	}
-	defer func() {
-		if err := n.io.Close(); err != nil {
-			log.Error("close data plane", "err", err)
-		}
-	}()
 	if err := n.io.Sync(plan); err != nil {
 		return fmt.Errorf("steering program: %w", err)
 	}
-	log.Info("data plane open", "mode", n.io.Modes(), "ports", len(n.ports), "queues", len(n.io.Queues()))
+	n.log.Info("data plane open", "mode", n.io.Modes(), "ports", len(n.ports), "queues", len(n.io.Queues()))
+	if err := n.startAdmin(); err != nil {
+		return err
+	}
+	if err := n.startGoroutines(ctx); err != nil {
+		return err
+	}
+	n.resolveEndpoints(snap)
+	n.announceChanges(empty, plan)
+	if n.opts.Ready != nil {
+		close(n.opts.Ready)
+	}
+	n.log.Info("serving", "services", len(snap.Services), "frontends", len(plan.Frontends()), "admin", n.running.srv.Addr())
+	return nil
+}
 
+// startAdmin serves the admin API with every metric registered.
+func (n *node) startAdmin() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(dataplane.NewCollector(n.dp), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if c, ok := n.io.(prometheus.Collector); ok {
 		reg.MustRegister(c)
 	}
-	reg.MustRegister(clusterCollectors...)
-	reg.MustRegister(fsyncCollectors...)
-	reg.MustRegister(n.health.collectors()...)
-	captureDone := make(chan struct{})
-	srv, err := admin.Start(n, admin.Config{Listen: cfg.Admin.Listen, Registry: reg, Logger: log, MaxFlows: 1000,
-		Routes: n.captureRoutes(captureDone)})
+	reg.MustRegister(n.metrics.collectors...)
+	n.running.captureDone = make(chan struct{})
+	srv, err := admin.Start(n, admin.Config{Listen: n.cfg.Admin.Listen, Registry: reg, Logger: n.log, MaxFlows: 1000,
+		Routes: n.captureRoutes(n.running.captureDone)})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Close(sctx)
-	}()
-	defer close(captureDone) // runs first: captures in progress end before the server shuts down
+	n.running.srv = srv
+	return nil
+}
 
-	wctx, stopWorkers := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+// startGoroutines starts one worker per queue index, the conflict watcher, flow sync, health
+// checking and, in API mode, the Kubernetes watcher, all ending with running.cancel.
+func (n *node) startGoroutines(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	n.running.cancel = cancel
 	for q, queue := range n.io.Queues() {
 		w, err := n.dp.AddWorker(q, queue.IO)
 		if err != nil {
-			stopWorkers()
 			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.Run(wctx, queue.Wait)
-		}()
+		n.running.goroutines.Go(func() { w.Run(wctx, queue.Wait) })
 	}
-	defer func() {
-		stopWorkers()
-		wg.Wait()
-	}()
+	n.running.goroutines.Go(func() { n.watchConflicts(wctx) })
+	if err := n.fsync.start(wctx); err != nil {
+		return err
+	}
+	if err := n.health.start(wctx, n.cl, &n.running.goroutines); err != nil {
+		return err
+	}
+	if n.fromAPI {
+		return n.startKube(wctx)
+	}
+	return nil
+}
 
-	go n.watchConflicts(wctx)
-	if err := fsync.start(wctx); err != nil {
-		return err
+// stop tears down whatever start started, in this order (each step skipped when its part was
+// never started):
+//
+//  1. leave the cluster, handing the VIPs over while the data plane still serves;
+//  2. end the goroutines (workers, conflict watcher, flow sync, health checking, Kubernetes
+//     watcher) and wait for the workers, the conflict watcher and health checking;
+//  3. end captures in progress, then close the admin API server;
+//  4. close the I/O: the XDP programs are detached and the sockets closed;
+//  5. close the neighbour resolver.
+func (n *node) stop() {
+	if n.cl != nil {
+		n.leaveCluster()
 	}
-	if err := n.health.start(wctx, &wg); err != nil {
-		return err
+	if n.running.cancel != nil {
+		n.running.cancel()
+		n.running.goroutines.Wait()
 	}
-	if fromAPI {
-		if err := n.startKube(wctx); err != nil {
-			return err
+	if n.running.captureDone != nil {
+		close(n.running.captureDone)
+	}
+	if n.running.srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = n.running.srv.Close(sctx)
+		cancel()
+	}
+	if n.io != nil {
+		if err := n.io.Close(); err != nil {
+			n.log.Error("close data plane", "err", err)
 		}
 	}
-	n.resolveEndpoints(snap)
-	n.announceChanges(empty, plan)
-	if opts.Ready != nil {
-		close(opts.Ready)
+	if n.nb != nil {
+		n.nb.Close()
 	}
-	log.Info("serving", "services", len(snap.Services), "frontends", len(plan.Frontends()), "admin", srv.Addr())
+}
 
+// serve is the control goroutine's event loop: reloads (SIGHUP, a changed manifest file),
+// Kubernetes updates, refresh requests and ownership changes, until ctx ends or SIGINT/SIGTERM
+// arrives; it then leaves the cluster (stop does the rest).
+func (n *node) serve(ctx context.Context) error {
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	tick := time.NewTicker(opts.ReloadCheckInterval)
+	tick := time.NewTicker(n.opts.ReloadCheckInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("stopping", "reason", ctx.Err())
+			n.log.Info("stopping", "reason", ctx.Err())
 			n.leaveCluster()
 			return nil
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				if !fromAPI {
+				if !n.fromAPI {
 					n.reload("SIGHUP")
 				}
 				continue
 			}
-			log.Info("stopping", "signal", s.String())
+			n.log.Info("stopping", "signal", s.String())
 			n.leaveCluster()
 			return nil
-		case req := <-n.kubeUpdates:
+		case req := <-n.events.kubeUpdates:
 			n.applyKube(req)
 		case <-tick.C:
-			if !fromAPI && n.manifestsChanged() {
+			if !n.fromAPI && n.manifestsChanged() {
 				n.reload("manifest changed")
 			}
-		case why := <-n.refresh:
+		case why := <-n.events.refresh:
 			n.refreshView(why)
-		case <-n.ownership:
+		case <-n.events.ownership:
 			// Coalesce a burst of events into one recompile.
-			for len(n.ownership) > 0 {
-				<-n.ownership
+			for len(n.events.ownership) > 0 {
+				<-n.events.ownership
 			}
 			n.ownershipChanged()
 		}
@@ -313,7 +399,7 @@ func Run(ctx context.Context, opts Options) error {
 // leaveCluster hands this node's VIPs over and leaves the cluster, while the data plane still
 // serves (it is closed after this returns).
 func (n *node) leaveCluster() {
-	n.leaveOnce.Do(func() {
+	n.running.leaveOnce.Do(func() {
 		if err := n.cl.Close(2 * time.Second); err != nil {
 			n.log.Warn("leave cluster", "err", err)
 		}
@@ -327,7 +413,7 @@ func (n *node) loadManifests() error {
 	if err != nil {
 		return err
 	}
-	n.objs, n.mtimes = objs, mt
+	n.control.objs, n.control.mtimes = objs, mt
 	return nil
 }
 
@@ -335,15 +421,15 @@ func (n *node) loadManifests() error {
 // objects (extraObjects) against the persisted state, saving the new state on success. It
 // changes nothing on failure.
 func (n *node) build() (*service.Snapshot, error) {
-	objs := n.objs
+	objs := n.control.objs
 	if extra := n.extraObjects(); len(extra) > 0 {
 		objs = append(append(make([]service.Object, 0, len(objs)+len(extra)), objs...), extra...)
 	}
-	prev := n.state
+	prev := n.control.state
 	if n.cl != nil {
 		resolved := n.cl.Allocations()
 		n.builder.SetReserved(clusterReservations(resolved))
-		prev = adoptResolved(n.state, n.rawSnapshot(), resolved)
+		prev = adoptResolved(n.control.state, n.rawSnapshot(), resolved)
 	}
 	snap, st, err := n.builder.Build(objs, prev)
 	if err != nil {
@@ -353,21 +439,21 @@ func (n *node) build() (*service.Snapshot, error) {
 	if err := service.SaveState(n.cfg.State.Path, st); err != nil {
 		return nil, fmt.Errorf("save state: %w", err)
 	}
-	n.state = st
+	n.control.state = st
 	return snap, nil
 }
 
 // reload re-reads the manifest files, rebuilds and applies; on any error the previous snapshot
 // keeps serving.
 func (n *node) reload(why string) {
-	old, oldMtimes := n.objs, n.mtimes
+	old, oldMtimes := n.control.objs, n.control.mtimes
 	if err := n.loadManifests(); err != nil {
 		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
 		return
 	}
 	snap, err := n.build()
 	if err != nil {
-		n.objs, n.mtimes = old, oldMtimes
+		n.control.objs, n.control.mtimes = old, oldMtimes
 		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
 		return
 	}
@@ -378,9 +464,9 @@ func (n *node) reload(why string) {
 // changed: in manifest mode the snapshot is rebuilt from the loaded objects plus extraObjects; in
 // both modes the overlays are applied again.
 func (n *node) refreshView(why string) {
-	n.mu.RLock()
-	raw := n.raw
-	n.mu.RUnlock()
+	n.view.RLock()
+	raw := n.view.raw
+	n.view.RUnlock()
 	if !n.cfg.Services.FromAPI() {
 		snap, err := n.build()
 		if err != nil {
@@ -398,7 +484,7 @@ func (n *node) refreshView(why string) {
 // requestRefresh asks the control loop to call refreshView; requests coalesce.
 func (n *node) requestRefresh(why string) {
 	select {
-	case n.refresh <- why:
+	case n.events.refresh <- why:
 	default:
 	}
 }
@@ -418,14 +504,14 @@ func (n *node) applySnapshot(raw *service.Snapshot, st *service.State, why strin
 		return err
 	}
 	if st != nil {
-		stampCreated(st, n.state, time.Now())
+		stampCreated(st, n.control.state, time.Now())
 		if err := service.SaveState(n.cfg.State.Path, st); err != nil {
 			n.log.Error("save state", "err", err)
 		}
-		n.state = st
+		n.control.state = st
 	}
 	n.setSnapshot(raw, snap)
-	n.publishAllocations(raw, n.state)
+	n.publishAllocations(raw, n.control.state)
 	if old != nil {
 		d := snap.Diff(old)
 		n.log.Info("services updated", "why", why, "added", len(d.Added), "removed", len(d.Removed),
@@ -472,11 +558,11 @@ func (n *node) statManifests() map[string]time.Time {
 
 func (n *node) manifestsChanged() bool {
 	now := n.statManifests()
-	if len(now) != len(n.mtimes) {
+	if len(now) != len(n.control.mtimes) {
 		return true
 	}
 	for p, t := range now {
-		if old, ok := n.mtimes[p]; !ok || !old.Equal(t) {
+		if old, ok := n.control.mtimes[p]; !ok || !old.Equal(t) {
 			return true
 		}
 	}
@@ -485,32 +571,32 @@ func (n *node) manifestsChanged() bool {
 
 // setSnapshot records the snapshot as built (raw) and as served (with the overlays).
 func (n *node) setSnapshot(raw, served *service.Snapshot) {
-	n.mu.Lock()
-	n.raw, n.snap = raw, served
-	n.mu.Unlock()
+	n.view.Lock()
+	n.view.raw, n.view.snap = raw, served
+	n.view.Unlock()
 }
 
 // rawSnapshot is the last snapshot as built, before the overlays.
 func (n *node) rawSnapshot() *service.Snapshot {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.raw
+	n.view.RLock()
+	defer n.view.RUnlock()
+	return n.view.raw
 }
 
 func (n *node) snapshot() *service.Snapshot {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.snap
+	n.view.RLock()
+	defer n.view.RUnlock()
+	return n.view.snap
 }
 
 // Healthy implements admin.Source.
 func (n *node) Healthy() error {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if n.snap == nil {
+	n.view.RLock()
+	defer n.view.RUnlock()
+	if n.view.snap == nil {
 		return errors.New("no services loaded")
 	}
-	return n.healthy
+	return n.view.healthy
 }
 
 // Services implements admin.Source.

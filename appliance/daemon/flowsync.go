@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +38,15 @@ const (
 // theirs, so that the node taking a VIP over already holds the flows' translations (SNAT port,
 // backend) and established connections keep flowing. Imports are validated by conntrack
 // (untrusted bytes); a malformed message is counted and dropped.
+//
+// Concurrency: the message handlers run on the cluster's dispatch goroutine, the sender (loop)
+// and warmup on their own (start); they share only the atomics and channels below. The other
+// fields are set before handle and then only read.
 type flowSync struct {
-	n                            *node
+	log                          *slog.Logger
+	self                         string     // this node's name
+	bytesPerSec                  int        // cluster.flowSyncBytesPerSecond; 0: sync off
+	gossip                       flowGossip // set by handle, before any message can arrive
 	sent, received, bad, skipped prometheus.Counter
 	// lagNs is how old the oldest change not yet sent to the peers may be (the start of the
 	// table walk in progress), in nanoseconds: about flowSyncInterval when the bandwidth bound
@@ -46,7 +54,7 @@ type flowSync struct {
 	lagNs atomic.Int64
 	// ct is the flow table, set by setTable once the data plane exists; tableReady is closed
 	// then. Flows that arrive before (a peer's full export right after joining) wait for it.
-	ct         atomic.Pointer[conntrack.Table]
+	ct         atomic.Pointer[flowTable]
 	tableReady chan struct{}
 	// done receives a peer's msgFlowsDone (for warmup).
 	done chan struct{}
@@ -54,19 +62,22 @@ type flowSync struct {
 	resync chan string
 }
 
-func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
+// newFlowSync builds the flow sync of node self with its metrics (nothing runs until start).
+func newFlowSync(self string, bytesPerSecond int, log *slog.Logger) (*flowSync, []prometheus.Collector) {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "appliance_flow_sync_" + name, Help: help})
 	}
 	fs := &flowSync{
-		n:          n,
-		tableReady: make(chan struct{}),
-		done:       make(chan struct{}, 1),
-		resync:     make(chan string, 64),
-		sent:       c("sent_bytes_total", "Bytes of flow records sent to other appliances."),
-		received:   c("imported_flows_total", "Flows imported from other appliances."),
-		bad:        c("malformed_messages_total", "Flow-sync messages refused as malformed."),
-		skipped:    c("send_errors_total", "Flow-sync messages that could not be sent to a member."),
+		log:         log,
+		self:        self,
+		bytesPerSec: bytesPerSecond,
+		tableReady:  make(chan struct{}),
+		done:        make(chan struct{}, 1),
+		resync:      make(chan string, 64),
+		sent:        c("sent_bytes_total", "Bytes of flow records sent to other appliances."),
+		received:    c("imported_flows_total", "Flows imported from other appliances."),
+		bad:         c("malformed_messages_total", "Flow-sync messages refused as malformed."),
+		skipped:     c("send_errors_total", "Flow-sync messages that could not be sent to a member."),
 	}
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "appliance_flow_sync_lag_seconds",
@@ -78,25 +89,26 @@ func (n *node) flowSyncMetrics() (*flowSync, []prometheus.Collector) {
 // handle registers the flow-sync message handlers. It runs right after the cluster node is
 // created and before it joins, so that a peer's full export, sent as soon as this node joins,
 // is not dropped for want of a handler while the data plane is still being set up.
-func (fs *flowSync) handle() error {
-	if err := fs.n.cl.Handle(msgFlows, func(p []byte) {
+func (fs *flowSync) handle(gossip flowGossip) error {
+	fs.gossip = gossip
+	if err := gossip.Handle(msgFlows, func(p []byte) {
 		select {
 		case <-fs.tableReady:
 		case <-time.After(30 * time.Second):
 			fs.bad.Inc()
-			fs.n.log.Warn("flow sync: no flow table to import into; message dropped")
+			fs.log.Warn("flow sync: no flow table to import into; message dropped")
 			return
 		}
-		k, err := fs.ct.Load().Import(p, time.Now().UnixNano())
+		k, err := (*fs.ct.Load()).Import(p, time.Now().UnixNano())
 		fs.received.Add(float64(k))
 		if err != nil {
 			fs.bad.Inc()
-			fs.n.log.Debug("flow sync: malformed message", "err", err)
+			fs.log.Debug("flow sync: malformed message", "err", err)
 		}
 	}); err != nil {
 		return err
 	}
-	if err := fs.n.cl.Handle(msgFlowsRequest, func(p []byte) {
+	if err := fs.gossip.Handle(msgFlowsRequest, func(p []byte) {
 		if len(p) == 0 || len(p) > 255 {
 			fs.bad.Inc()
 			return
@@ -108,7 +120,7 @@ func (fs *flowSync) handle() error {
 	}); err != nil {
 		return err
 	}
-	return fs.n.cl.Handle(msgFlowsDone, func([]byte) {
+	return fs.gossip.Handle(msgFlowsDone, func([]byte) {
 		select {
 		case fs.done <- struct{}{}:
 		default:
@@ -117,19 +129,19 @@ func (fs *flowSync) handle() error {
 }
 
 // setTable hands flow sync the data plane's flow table.
-func (fs *flowSync) setTable(ct *conntrack.Table) {
-	fs.ct.Store(ct)
+func (fs *flowSync) setTable(ct flowTable) {
+	fs.ct.Store(&ct)
 	close(fs.tableReady)
 }
 
 // start runs the sender and the warm-up (after handle and setTable).
 func (fs *flowSync) start(ctx context.Context) error {
-	if fs.n.cfg.Cluster.FlowSyncBytesPerSecond == 0 {
-		fs.n.log.Info("flow-state sync off (cluster.flowSyncBytesPerSecond: 0): established connections break on failover")
+	if fs.bytesPerSec == 0 {
+		fs.log.Info("flow-state sync off (cluster.flowSyncBytesPerSecond: 0): established connections break on failover")
 		return nil
 	}
 	go fs.warmup(ctx, fs.done)
-	go fs.loop(ctx, fs.ct.Load())
+	go fs.loop(ctx, *fs.ct.Load())
 	return nil
 }
 
@@ -138,7 +150,7 @@ func (fs *flowSync) start(ctx context.Context) error {
 // syncWarmupMax: until then the others keep the VIPs that rank this node first, so a VIP that
 // moves (back) to a restarted node finds its connections' state already there.
 func (fs *flowSync) warmup(ctx context.Context, done <-chan struct{}) {
-	cl := fs.n.cl
+	cl := fs.gossip
 	if !cl.Meta().Syncing {
 		return
 	}
@@ -161,7 +173,7 @@ wait:
 			if time.Since(asked) >= time.Second {
 				asked = time.Now()
 				for _, p := range fs.peers() {
-					_ = cl.SendTo(p, msgFlowsRequest, []byte(fs.n.cfg.Node.Name))
+					_ = cl.SendTo(p, msgFlowsRequest, []byte(fs.self))
 				}
 			}
 			// Nobody alive to sync from a second after start (a lone node, or the first of a
@@ -178,13 +190,13 @@ wait:
 	m := cl.Meta()
 	m.Syncing = false
 	if err := cl.SetMeta(m, 2*time.Second); err != nil {
-		fs.n.log.Warn("clear syncing flag", "err", err)
+		fs.log.Warn("clear syncing flag", "err", err)
 		return
 	}
-	fs.n.log.Info("flow state synced; taking VIPs", "why", why, "took", time.Since(start).Round(time.Millisecond).String())
+	fs.log.Info("flow state synced; taking VIPs", "why", why, "took", time.Since(start).Round(time.Millisecond).String())
 }
 
-func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
+func (fs *flowSync) loop(ctx context.Context, ct flowTable) {
 	t := time.NewTicker(flowSyncInterval)
 	defer t.Stop()
 	// Each tick may send at most budget bytes to each peer (cluster.flowSyncBytesPerSecond). The
@@ -194,7 +206,7 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 	// the budget goes to full exports for peers seen for the first time (a node that joined or
 	// restarted gets the flows that were established before and have not changed since, so a
 	// VIP that moves back to it keeps them).
-	budget := max(int(float64(fs.n.cfg.Cluster.FlowSyncBytesPerSecond)*flowSyncInterval.Seconds()), flowSyncMaxBytes)
+	budget := max(int(float64(fs.bytesPerSec)*flowSyncInterval.Seconds()), flowSyncMaxBytes)
 	since := time.Now().UnixNano()
 	walkStart := since
 	var cur conntrack.ExportCursor
@@ -206,7 +218,7 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 	buf := make([]byte, 0, flowSyncMaxBytes+128)
 	send := func(to []string, t cluster.MsgType, b []byte) {
 		for _, p := range to {
-			if err := fs.n.cl.SendTo(p, t, b); err != nil {
+			if err := fs.gossip.SendTo(p, t, b); err != nil {
 				fs.skipped.Inc()
 				continue
 			}
@@ -288,8 +300,8 @@ func (fs *flowSync) loop(ctx context.Context, ct *conntrack.Table) {
 // peers are the other live appliance members.
 func (fs *flowSync) peers() []string {
 	var out []string
-	for _, m := range fs.n.cl.Members() {
-		if m.Name != fs.n.cfg.Node.Name && m.State == cluster.StateAlive && m.MetaValid && m.Meta.Role == cluster.RoleAppliance {
+	for _, m := range fs.gossip.Members() {
+		if m.Name != fs.self && m.State == cluster.StateAlive && m.MetaValid && m.Meta.Role == cluster.RoleAppliance {
 			out = append(out, m.Name)
 		}
 	}

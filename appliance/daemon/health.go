@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
@@ -12,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 
+	"github.com/xdpsvc/lb/appliance/config"
+	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/appliance/health"
 	"github.com/xdpsvc/lb/appliance/service"
 	"github.com/xdpsvc/lb/cluster"
@@ -38,8 +41,16 @@ const (
 // node's report to the other appliances, resolves all reports with health.Resolve, and serves
 // the endpoints resolved down as not ready (overlay). With healthChecks.enabled false it does
 // nothing and overlay serves the snapshot as built.
+//
+// Concurrency: the prober and the gossip loop run on their own goroutines (start); receive runs
+// on the cluster's dispatch goroutine; apply runs on the control goroutine; dial on the
+// prober's. mu guards the view and the resolved down set, routeMu the route cache; the other
+// fields are set before start and then only read.
 type healthCheck struct {
-	n       *node
+	log     *slog.Logger
+	refresh refreshRequester // asked to rebuild what is served when the down set changes
+	gossip  healthGossip     // set by start, before the handler and the goroutines
+	ports   []dataplane.Port // the appliance's interfaces (dial probes only through them)
 	self    string
 	enabled bool
 	prober  *health.Prober
@@ -70,9 +81,9 @@ type routeVerdict struct {
 // is noticed within this time).
 const routeCacheFor = 30 * time.Second
 
-func newHealthCheck(n *node) (*healthCheck, error) {
-	c := n.cfg.HealthChecks
-	h := &healthCheck{n: n, self: n.cfg.Node.Name, enabled: c.Enabled, kick: make(chan struct{}, 1),
+// newHealthCheck builds the health checking of node self from c (nothing runs until start).
+func newHealthCheck(c config.HealthChecksConfig, self string, ports []dataplane.Port, refresh refreshRequester, log *slog.Logger) (*healthCheck, error) {
+	h := &healthCheck{log: log, refresh: refresh, ports: ports, self: self, enabled: c.Enabled, kick: make(chan struct{}, 1),
 		view: health.NewView(), down: map[netip.AddrPort]bool{}, gen: uint64(time.Now().UnixNano()),
 		dialer: net.Dialer{Timeout: c.Timeout},
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{Name: "appliance_health_reports_malformed_total",
@@ -87,7 +98,7 @@ func newHealthCheck(n *node) (*healthCheck, error) {
 	pc.HealthyThreshold, pc.UnhealthyThreshold = c.HealthyThreshold, c.UnhealthyThreshold
 	pc.Dial = h.dial
 	pc.OnChange = h.signal
-	pc.Logger = n.log
+	pc.Logger = log
 	p, err := health.NewProber(pc)
 	if err != nil {
 		return nil, err
@@ -118,13 +129,14 @@ func (h *healthCheck) collectors() []prometheus.Collector {
 	}
 }
 
-// start registers the report handler and runs the prober and the gossip loop on goroutines
-// counted in wg, until ctx ends.
-func (h *healthCheck) start(ctx context.Context, wg *sync.WaitGroup) error {
+// start registers the report handler with gossip and runs the prober and the gossip loop on
+// goroutines counted in wg, until ctx ends.
+func (h *healthCheck) start(ctx context.Context, gossip healthGossip, wg *sync.WaitGroup) error {
 	if !h.enabled {
 		return nil
 	}
-	if err := h.n.cl.Handle(msgHealth, h.receive); err != nil {
+	h.gossip = gossip
+	if err := gossip.Handle(msgHealth, h.receive); err != nil {
 		return err
 	}
 	wg.Add(2)
@@ -152,7 +164,7 @@ func (h *healthCheck) receive(p []byte) {
 	r, err := health.DecodeReport(p)
 	if err != nil {
 		h.malformed.Inc()
-		h.n.log.Debug("endpoint health: malformed report", "err", err)
+		h.log.Debug("endpoint health: malformed report", "err", err)
 		return
 	}
 	if r.Origin == h.self {
@@ -214,8 +226,8 @@ func (h *healthCheck) update(force bool) {
 		h.send(rep, alive)
 	}
 	if changed {
-		h.n.log.Info("endpoint health view changed", "down", len(down))
-		h.n.requestRefresh("endpoint health changed")
+		h.log.Info("endpoint health view changed", "down", len(down))
+		h.refresh.requestRefresh("endpoint health changed")
 	}
 }
 
@@ -223,7 +235,7 @@ func (h *healthCheck) update(force bool) {
 // are known dead or gone.
 func (h *healthCheck) appliances() (alive, gone []string) {
 	alive = []string{h.self}
-	for _, m := range h.n.cl.Members() {
+	for _, m := range h.gossip.Members() {
 		if m.Name == h.self {
 			continue
 		}
@@ -243,12 +255,12 @@ func (h *healthCheck) send(rep health.Report, alive []string) {
 	}
 	b, err := health.AppendReport(nil, rep)
 	if err != nil {
-		h.n.log.Error("endpoint health: encode report", "err", err)
+		h.log.Error("endpoint health: encode report", "err", err)
 		return
 	}
 	if len(b) <= healthBroadcastMaxBytes {
 		// Gossip (a newer report replaces a queued older one); the periodic resend covers loss.
-		if err := h.n.cl.Broadcast(msgHealth, "report", b); err != nil {
+		if err := h.gossip.Broadcast(msgHealth, "report", b); err != nil {
 			h.sendErrors.Inc()
 		}
 		return
@@ -257,9 +269,9 @@ func (h *healthCheck) send(rep health.Report, alive []string) {
 		if m == h.self {
 			continue
 		}
-		if err := h.n.cl.SendTo(m, msgHealth, b); err != nil {
+		if err := h.gossip.SendTo(m, msgHealth, b); err != nil {
 			h.sendErrors.Inc()
-			h.n.log.Debug("endpoint health: send report", "member", m, "err", err)
+			h.log.Debug("endpoint health: send report", "member", m, "err", err)
 		}
 	}
 }
@@ -293,7 +305,7 @@ func (h *healthCheck) onOwnInterface(a netip.Addr) bool {
 	if routes, err := netlink.RouteGet(net.IP(a.AsSlice())); err == nil {
 	found:
 		for _, r := range routes {
-			for _, p := range h.n.ports {
+			for _, p := range h.ports {
 				if p.Ifindex == r.LinkIndex {
 					own = true
 					break found

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/service"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 func snapWith(svcs ...*service.Service) *service.Snapshot {
@@ -139,20 +139,6 @@ healthChecks: {interval: 200ms, timeout: 200ms, healthyThreshold: 2, unhealthyTh
 	return &healthNode{name: name, admin: &admin.Client{Base: fmt.Sprintf("127.0.0.1:%d", adminPort)}}
 }
 
-// endpointReady returns the readiness of addr in /api/v1/endpoints.
-func (h *healthNode) endpointReady(addr string) (bool, error) {
-	var eps []admin.EndpointStatus
-	if err := h.admin.Get(context.Background(), "/api/v1/endpoints", &eps); err != nil {
-		return false, err
-	}
-	for _, e := range eps {
-		if e.Address == addr {
-			return e.Ready, nil
-		}
-	}
-	return false, fmt.Errorf("%s: endpoint %s not listed in %+v", h.name, addr, eps)
-}
-
 // TestHealthChecksAcrossTwoDaemons: two in-process appliances on loopback gossip; an endpoint
 // on 127.0.0.1 whose listener closes is shown not ready by both within a few intervals, and
 // ready again by both once it reopens. A UDP endpoint on the same address and port is never
@@ -199,10 +185,10 @@ endpoints:
 	}
 	want := func(ready bool, what string) {
 		t.Helper()
-		poll(t, 10*time.Second, what, func() error {
+		tstest.Eventually(t, 10*time.Second, what, func() error {
 			for _, n := range nodes {
 				var eps []admin.EndpointStatus
-				if err := n.admin.Get(context.Background(), "/api/v1/endpoints", &eps); err != nil {
+				if err := n.admin.Get(t.Context(), "/api/v1/endpoints", &eps); err != nil {
 					return err
 				}
 				if len(eps) != 2 {
@@ -223,7 +209,7 @@ endpoints:
 	}
 	want(true, "endpoint ready while its listener is open")
 	// The view is gossiped: each node holds the other's report.
-	poll(t, 10*time.Second, "reports exchanged", func() error {
+	tstest.Eventually(t, 10*time.Second, "reports exchanged", func() error {
 		for _, n := range nodes {
 			resp, err := http.Get("http://" + n.admin.Base + "/metrics")
 			if err != nil {

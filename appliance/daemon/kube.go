@@ -25,17 +25,16 @@ func (n *node) startKube(ctx context.Context) error {
 			return err
 		}
 	}
-	n.kubeUpdates = make(chan kubeUpdate)
 	w, err := kube.New(kube.Config{
 		Client:       client,
 		Appliance:    n.cfg,
-		InitialState: n.state,
+		InitialState: n.control.state,
 		WriteStatus:  true,
 		Logger:       n.log,
 		OnUpdate: func(u kube.Update) error {
 			req := kubeUpdate{u: u, done: make(chan error, 1)}
 			select {
-			case n.kubeUpdates <- req:
+			case n.events.kubeUpdates <- req:
 			case <-ctx.Done():
 				return ctx.Err()
 			}

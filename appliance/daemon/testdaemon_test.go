@@ -21,7 +21,7 @@ func runTestDaemon(t *testing.T, name, cfgPath string, kube kubernetes.Interface
 	t.Helper()
 	rio := &recordingIO{}
 	ready, finished := make(chan struct{}), make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	var runErr error
 	go func() {
 		defer close(finished)

@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"time"
+
+	"github.com/xdpsvc/lb/cluster"
+	"github.com/xdpsvc/lb/conntrack"
+)
+
+// The small views health checking (health.go) and flow sync (flowsync.go) have of the rest of
+// the node, one per concern, so that each runs in a test against a fake. *cluster.Node
+// implements the gossip ones, *node the refresh one and *conntrack.Table the flow table.
+
+// memberView is who is in the cluster.
+type memberView interface {
+	// Members returns every member in the local view (dead and left ones until forgotten),
+	// sorted by name: a copy, safe to call from any goroutine.
+	Members() []cluster.MemberInfo
+}
+
+// messageRouter delivers incoming gossip messages by type.
+type messageRouter interface {
+	// Handle registers fn for messages of type t (t >= cluster.MsgUserMin). fn runs on the
+	// cluster's dispatch goroutine, one message at a time, with a payload it may keep; it must
+	// not block for long (other messages wait). Call it before the node joins, so that no
+	// early message finds no handler.
+	Handle(t cluster.MsgType, fn func(payload []byte)) error
+}
+
+// messageSender sends gossip messages to the other members.
+type messageSender interface {
+	// Broadcast queues a best-effort gossip message to all members and returns at once; a
+	// non-empty key replaces a queued message with the same key. Safe from any goroutine.
+	Broadcast(t cluster.MsgType, key string, payload []byte) error
+	// SendTo sends a message reliably (TCP) to one alive member and blocks until it is written
+	// or fails: call it from the sender's own goroutine, never from a Handle callback.
+	SendTo(member string, t cluster.MsgType, payload []byte) error
+}
+
+// selfMeta is this node's own gossiped metadata.
+type selfMeta interface {
+	// Meta returns this node's current metadata (a copy). Safe from any goroutine.
+	Meta() cluster.Meta
+	// SetMeta replaces it and gossips it, blocking up to timeout for the broadcast to go out.
+	// Safe from any goroutine; not from a Handle callback.
+	SetMeta(m cluster.Meta, timeout time.Duration) error
+}
+
+// healthGossip is what health checking needs from the cluster: the members, to resolve the
+// reports of the live ones, and the messages that carry the reports.
+type healthGossip interface {
+	memberView
+	messageRouter
+	messageSender
+}
+
+// flowGossip is what flow sync needs from the cluster: the peers, the flow messages, and the
+// own Syncing flag it clears once warmed up.
+type flowGossip interface {
+	memberView
+	messageRouter
+	messageSender
+	selfMeta
+}
+
+// refreshRequester is what health checking needs from the plan's owner.
+type refreshRequester interface {
+	// requestRefresh asks the control goroutine to rebuild what is served (the overlays
+	// changed); it never blocks and requests coalesce. Safe from any goroutine.
+	requestRefresh(why string)
+}
+
+// flowTable is what flow sync needs from the data plane: the flow table's export and import.
+// Both run concurrently with the workers (conntrack's export/import contract).
+type flowTable interface {
+	// AppendExportChanged appends records of the flows changed since the given time (ns),
+	// continuing at cur, at most maxRecords. Called from the flow-sync sender only.
+	AppendExportChanged(buf []byte, since int64, cur *conntrack.ExportCursor, maxRecords int) []byte
+	// AppendExportAll appends records of every flow, continuing at cur. Sender only.
+	AppendExportAll(buf []byte, cur *conntrack.ExportCursor, maxRecords int) []byte
+	// Import installs records from a peer (untrusted bytes) and returns how many it took.
+	// Called on the cluster's dispatch goroutine.
+	Import(data []byte, now int64) (int, error)
+}
+
+var (
+	_ healthGossip = (*cluster.Node)(nil)
+	_ flowGossip   = (*cluster.Node)(nil)
+	_ flowTable    = (*conntrack.Table)(nil)
+)
