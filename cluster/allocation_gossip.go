@@ -63,13 +63,19 @@ func (n *Node) mergeAllocationMessage(payload []byte) {
 }
 
 // mergeAllocationSet merges another origin's set; one no newer than the set
-// held is counted and ignored. A change of the resolved view wakes the event
-// goroutine for OnAllocations.
+// held is counted and ignored, and so is one whose origin is not an alive
+// member (the store holds sets of members only: bounded by maxMembers). A
+// change of the resolved view wakes the event goroutine for OnAllocations.
 func (n *Node) mergeAllocationSet(s AllocationSet) {
 	if s.Origin == n.cfg.Name { // this node is the authority on its own set
 		return
 	}
 	n.mu.Lock()
+	if r := n.members[s.Origin]; r == nil || r.state != StateAlive {
+		n.mu.Unlock()
+		n.counters.foreignGossip.Add(1)
+		return
+	}
 	if !n.allocations.Merge(s) {
 		n.mu.Unlock()
 		n.counters.allocationSetsRejected.Add(1)

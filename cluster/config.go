@@ -63,6 +63,15 @@ type Config struct {
 	// MessageQueueLen bounds received user messages waiting for their handler;
 	// messages that find it full are counted in Stats.MessagesDropped.
 	MessageQueueLen int
+	// MessageQueueBytes bounds the payload bytes of the received user messages
+	// waiting for their handler; beyond it messages are dropped and counted in
+	// Stats.MessagesDropped.
+	MessageQueueBytes int
+	// MaxMessageBytes is the largest user message (header included) accepted
+	// for a type registered with Handle or HandleFrom, unless SetMessageLimit
+	// set another; larger ones are dropped before they are copied and counted
+	// in Stats.OversizedMessages.
+	MaxMessageBytes int
 
 	// OnOwnership, if set, receives every VIP ownership change. Called from
 	// the node's event goroutine, one call at a time; must not block long.
@@ -108,6 +117,8 @@ func DefaultConfig() Config {
 		ForgetDeadAfter:     5 * time.Minute,
 		MaxQueuedBroadcasts: 1024,
 		MessageQueueLen:     1024,
+		MessageQueueBytes:   16 << 20,
+		MaxMessageBytes:     2 << 20,
 	}
 }
 
@@ -128,8 +139,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster config: intervals and timeouts must be positive")
 	case c.SuspicionMult < 1:
 		return fmt.Errorf("cluster config: suspicion multiplier %d, want at least 1", c.SuspicionMult)
-	case c.MaxQueuedBroadcasts < 1 || c.MessageQueueLen < 1:
+	case c.MaxQueuedBroadcasts < 1 || c.MessageQueueLen < 1 || c.MessageQueueBytes < 1:
 		return fmt.Errorf("cluster config: queue lengths must be positive")
+	case c.MaxMessageBytes <= msgHeaderBytes || c.MaxMessageBytes > c.MessageQueueBytes:
+		return fmt.Errorf("cluster config: max message bytes %d: must exceed the header and fit MessageQueueBytes %d", c.MaxMessageBytes, c.MessageQueueBytes)
 	case c.ExpectedMembers < 0:
 		return fmt.Errorf("cluster config: expected members %d: negative", c.ExpectedMembers)
 	case c.ForgetDeadAfter < 0:

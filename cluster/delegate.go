@@ -1,7 +1,5 @@
 package cluster
 
-import "bytes"
-
 // delegate implements memberlist.Delegate for Node. memberlist calls its
 // methods from its own goroutines, several at once; each method takes n.mu
 // only for short sections, never blocks and never calls back into memberlist.
@@ -25,6 +23,9 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // it must not block, since it would stall memberlist's receive loop, so user
 // messages go to the bounded userMessages queue and are dropped (counted)
 // when it is full. Allocation sets are merged here, under n.mu.
+//
+// Sizes are checked against the limit of the message's kind before anything
+// is decoded or copied: memberlist accepts user messages of up to 20 MiB.
 func (d *delegate) NotifyMsg(b []byte) {
 	n := (*Node)(d)
 	t, payload, err := DecodeMessage(b)
@@ -33,20 +34,23 @@ func (d *delegate) NotifyMsg(b []byte) {
 		return
 	}
 	if t == MsgAllocations {
+		if len(b) > maxAllocationMessageBytes {
+			n.counters.oversizedMessages.Add(1)
+			return
+		}
 		n.mergeAllocationMessage(payload)
 		return
 	}
 	n.mu.Lock()
-	_, ok := n.handlers[t]
+	h, ok := n.handlers[t]
 	n.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok || h.fn == nil:
 		n.counters.unknownMessages.Add(1)
-		return
-	}
-	select {
-	case n.userMessages <- userMessage{msgType: t, payload: bytes.Clone(payload)}:
+	case len(b) > h.maxBytes:
+		n.counters.oversizedMessages.Add(1)
 	default:
-		n.counters.messagesDropped.Add(1)
+		n.enqueueUserMessage(t, payload)
 	}
 }
 
@@ -80,6 +84,10 @@ func (d *delegate) LocalState(join bool) []byte {
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	n := (*Node)(d)
 	if len(buf) == 0 {
+		return
+	}
+	if len(buf) > maxStateBytes {
+		n.counters.oversizedMessages.Add(1)
 		return
 	}
 	sets, err := DecodeState(buf)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/hashicorp/memberlist"
@@ -17,16 +18,65 @@ type userMessage struct {
 	payload []byte // a copy the handler may keep
 }
 
+// handler is a registered message type: its callback and the largest
+// message (header included) accepted for it.
+type handler struct {
+	fn       func(payload []byte)
+	maxBytes int
+}
+
 // Handle registers fn for messages of type t (t >= MsgUserMin). fn runs on
-// the node's dispatch goroutine with a payload it may keep.
+// the node's dispatch goroutine with a payload it may keep. Messages larger
+// than Config.MaxMessageBytes (or SetMessageLimit's limit) never reach it.
 func (n *Node) Handle(t MsgType, fn func(payload []byte)) error {
 	if t < MsgUserMin {
 		return fmt.Errorf("cluster handle type %d: reserved (below %d)", t, MsgUserMin)
 	}
 	n.mu.Lock()
-	n.handlers[t] = fn
+	h, ok := n.handlers[t]
+	if !ok {
+		h.maxBytes = n.cfg.MaxMessageBytes
+	}
+	h.fn = fn
+	n.handlers[t] = h
 	n.mu.Unlock()
 	return nil
+}
+
+// SetMessageLimit sets the largest message of type t (header included) that
+// is accepted, between the header size and Config.MessageQueueBytes; larger
+// ones are dropped before they are copied (Stats.OversizedMessages). Without
+// it a type's limit is Config.MaxMessageBytes. Call it before or after Handle.
+func (n *Node) SetMessageLimit(t MsgType, maxBytes int) error {
+	if t < MsgUserMin {
+		return fmt.Errorf("cluster message limit type %d: reserved (below %d)", t, MsgUserMin)
+	}
+	if maxBytes <= msgHeaderBytes || maxBytes > n.cfg.MessageQueueBytes {
+		return fmt.Errorf("cluster message limit type %d: %d bytes: must exceed the header and fit MessageQueueBytes %d", t, maxBytes, n.cfg.MessageQueueBytes)
+	}
+	n.mu.Lock()
+	h := n.handlers[t]
+	h.maxBytes = maxBytes
+	n.handlers[t] = h
+	n.mu.Unlock()
+	return nil
+}
+
+// enqueueUserMessage copies payload into the dispatch queue unless the queue
+// is full in count or bytes (counted drop). Any goroutine; never blocks.
+func (n *Node) enqueueUserMessage(t MsgType, payload []byte) {
+	size := int64(len(payload))
+	if n.queuedBytes.Add(size) > int64(n.cfg.MessageQueueBytes) {
+		n.queuedBytes.Add(-size)
+		n.counters.messagesDropped.Add(1)
+		return
+	}
+	select {
+	case n.userMessages <- userMessage{msgType: t, payload: bytes.Clone(payload)}:
+	default:
+		n.queuedBytes.Add(-size)
+		n.counters.messagesDropped.Add(1)
+	}
 }
 
 // Broadcast gossips a message of type t to all members (best effort,
@@ -76,8 +126,9 @@ func (n *Node) dispatchLoop() {
 		case <-n.done:
 			return
 		case m := <-n.userMessages:
+			n.queuedBytes.Add(-int64(len(m.payload)))
 			n.mu.Lock()
-			fn := n.handlers[m.msgType]
+			fn := n.handlers[m.msgType].fn
 			n.mu.Unlock()
 			if fn != nil {
 				fn(m.payload)

@@ -67,7 +67,10 @@ type Stats struct {
 	MalformedState    uint64        // push-pull states that did not decode
 	UnknownMessages   uint64        // well-formed messages of a type nobody handles
 	StaleAllocations  uint64        // allocation sets older than the one held
-	MessagesDropped   uint64        // user messages dropped because the handler queue was full
+	MessagesDropped   uint64        // user messages dropped because the handler queue was full (count or bytes)
+	OversizedMessages uint64        // messages and push-pull states over their kind's size limit, dropped unread
+	ForeignGossip     uint64        // allocation sets refused: origin not a live member (see mergeAllocationSet)
+	MembersRefused    uint64        // member events dropped because the local view was full (maxMembers)
 	BroadcastsPruned  uint64        // outgoing broadcasts dropped by the queue bound
 	JoinAttempts      uint64        // join attempts made by the background joiner
 }
@@ -81,6 +84,9 @@ type nodeCounters struct {
 	unknownMessages        atomic.Uint64 // Stats.UnknownMessages
 	allocationSetsRejected atomic.Uint64 // Stats.StaleAllocations
 	messagesDropped        atomic.Uint64 // Stats.MessagesDropped
+	oversizedMessages      atomic.Uint64 // Stats.OversizedMessages
+	foreignGossip          atomic.Uint64 // Stats.ForeignGossip
+	membersRefused         atomic.Uint64 // Stats.MembersRefused
 	broadcastsPruned       atomic.Uint64 // Stats.BroadcastsPruned
 	joinAttempts           atomic.Uint64 // Stats.JoinAttempts
 	failovers              atomic.Uint64 // Stats.Failovers
@@ -122,7 +128,7 @@ type Node struct {
 	allocations     *AllocationStore         // every origin's latest allocation set
 	localGeneration uint64                   // the generation of this node's own set
 	resolved        map[string]Allocation    // allocations resolved from the store
-	handlers        map[MsgType]func([]byte) // user message handlers (Handle)
+	handlers        map[MsgType]handler      // user message handlers (Handle) and their size limits
 	deathDetectedAt map[string]time.Time     // when an alive appliance was seen dead, for failover times
 	leaving         bool                     // Leave began: hold nothing from now on
 	membersChanged  bool                     // a member joined, changed state or metadata since OnMembers last ran
@@ -135,6 +141,7 @@ type Node struct {
 	conflictEvents     chan OwnershipEvent // ownership changes from conflicts, for the event goroutine
 	leaveRequests      chan chan struct{}  // Leave asks the event goroutine to give up every VIP
 	userMessages       chan userMessage    // received user messages, for the dispatch goroutine
+	queuedBytes        atomic.Int64        // payload bytes in userMessages (bounded by MessageQueueBytes)
 	done               chan struct{}       // closed by Shutdown
 	wg                 sync.WaitGroup      // the node's goroutines
 	shutdownOnce       sync.Once
@@ -160,7 +167,7 @@ func New(cfg Config) (*Node, error) {
 			ExpectedMembers: cfg.ExpectedMembers}),
 		allocations:        NewAllocationStore(),
 		resolved:           map[string]Allocation{},
-		handlers:           map[MsgType]func([]byte){},
+		handlers:           map[MsgType]handler{},
 		deathDetectedAt:    map[string]time.Time{},
 		yields:             map[netip.Addr]yield{},
 		reconcileKick:      make(chan struct{}, 1),
@@ -466,6 +473,9 @@ func (n *Node) Stats() Stats {
 		UnknownMessages:   c.unknownMessages.Load(),
 		StaleAllocations:  c.allocationSetsRejected.Load(),
 		MessagesDropped:   c.messagesDropped.Load(),
+		OversizedMessages: c.oversizedMessages.Load(),
+		ForeignGossip:     c.foreignGossip.Load(),
+		MembersRefused:    c.membersRefused.Load(),
 		BroadcastsPruned:  c.broadcastsPruned.Load(),
 		JoinAttempts:      c.joinAttempts.Load(),
 	}

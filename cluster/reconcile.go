@@ -120,11 +120,7 @@ func (n *Node) forgetLongDeadMembersLocked(now time.Time) {
 		if r.state == StateAlive || now.Sub(r.since) < n.cfg.ForgetDeadAfter {
 			continue
 		}
-		delete(n.members, name)
-		delete(n.deathDetectedAt, name)
-		if n.allocations.Forget(name) && n.resolveLocked() {
-			n.signal(n.allocationsChanged)
-		}
+		n.forgetMemberLocked(name)
 	}
 }
 

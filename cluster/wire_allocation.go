@@ -15,6 +15,14 @@ const (
 	maxAllocsPerSet  = 65535
 	maxSetsPerState  = 4096
 	allocSetMinBytes = 1 + 8 + 2 // origin length, generation, item count
+
+	// maxAllocationSetBytes bounds an encoded allocation set: SetAllocations
+	// refuses a larger one and receivers drop it unread.
+	maxAllocationSetBytes = 4 << 20
+	// maxAllocationMessageBytes bounds a MsgAllocations message.
+	maxAllocationMessageBytes = msgHeaderBytes + maxAllocationSetBytes
+	// maxStateBytes bounds a push-pull state, sent or received.
+	maxStateBytes = 16 << 20
 )
 
 // Allocation is one Service's allocated values as proposed by one node.
@@ -35,7 +43,11 @@ type AllocationSet struct {
 
 // EncodeAllocationSet encodes s: origin, generation, count, then items.
 func EncodeAllocationSet(s AllocationSet) ([]byte, error) {
-	return appendAllocationSet(nil, s)
+	b, err := appendAllocationSet(nil, s)
+	if err == nil && len(b) > maxAllocationSetBytes {
+		return nil, fmt.Errorf("encode allocations: %d bytes, more than %d: %w", len(b), maxAllocationSetBytes, ErrInvalid)
+	}
+	return b, err
 }
 
 func appendAllocationSet(b []byte, s AllocationSet) ([]byte, error) {
@@ -92,6 +104,9 @@ func encodeState(sets []AllocationSet) ([]byte, error) {
 		enc, err := EncodeAllocationSet(s)
 		if err != nil {
 			return nil, err
+		}
+		if len(b)+4+len(enc) > maxStateBytes {
+			return nil, fmt.Errorf("encode state: more than %d bytes: %w", maxStateBytes, ErrInvalid)
 		}
 		b = binary.BigEndian.AppendUint32(b, uint32(len(enc)))
 		b = append(b, enc...)

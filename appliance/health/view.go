@@ -5,6 +5,10 @@ import (
 	"slices"
 )
 
+// MaxViewOrigins bounds the origins a View holds reports from: a report from a new origin is
+// refused while the view is full. Retain drops the origins that are no longer members.
+const MaxViewOrigins = 1024
+
 // View holds the newest report of each appliance and resolves them into one verdict per
 // endpoint with Resolve. It is not safe for concurrent use.
 type View struct {
@@ -15,9 +19,11 @@ type View struct {
 func NewView() *View { return &View{reports: map[string]Report{}} }
 
 // Merge keeps r when it is newer (higher generation) than the report held from r.Origin, and
-// reports whether it did. r.Down is normalised (sorted, unique) on the way in.
+// reports whether it did. r.Down is normalised (sorted, unique) on the way in. A report from a
+// new origin is refused while the view holds MaxViewOrigins origins.
 func (v *View) Merge(r Report) bool {
-	if old, ok := v.reports[r.Origin]; ok && old.Generation >= r.Generation {
+	old, ok := v.reports[r.Origin]
+	if ok && old.Generation >= r.Generation || !ok && len(v.reports) >= MaxViewOrigins {
 		return false
 	}
 	r.Down = normalise(r.Down)
@@ -28,6 +34,20 @@ func (v *View) Merge(r Report) bool {
 // Forget drops origin's report (a member that died or left: a restarted member then counts
 // again from whatever generation it sends).
 func (v *View) Forget(origin string) { delete(v.reports, origin) }
+
+// Retain drops the reports of every origin not in members (members that died, left or were
+// never appliances), so the view holds no more origins than the cluster has members.
+func (v *View) Retain(members []string) {
+	keep := make(map[string]bool, len(members))
+	for _, m := range members {
+		keep[m] = true
+	}
+	for o := range v.reports {
+		if !keep[o] {
+			delete(v.reports, o)
+		}
+	}
+}
 
 // Origins returns the origins of the reports held, sorted.
 func (v *View) Origins() []string {

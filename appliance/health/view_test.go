@@ -1,6 +1,7 @@
 package health
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -107,5 +108,24 @@ func TestMergeGenerations(t *testing.T) {
 	}
 	if got := v.Origins(); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("origins %v", got)
+	}
+}
+
+// TestViewBounded: reports from any number of names never grow the view past MaxViewOrigins,
+// and Retain drops the origins that are not members.
+func TestViewBounded(t *testing.T) {
+	v := NewView()
+	for i := range MaxViewOrigins + 500 {
+		v.Merge(Report{Origin: fmt.Sprintf("forged-%d", i), Generation: 1})
+	}
+	if n := len(v.Origins()); n > MaxViewOrigins {
+		t.Fatalf("view holds %d origins, bound %d", n, MaxViewOrigins)
+	}
+	v.Retain([]string{"forged-1", "lb-a"})
+	if got := v.Origins(); !slices.Equal(got, []string{"forged-1"}) {
+		t.Fatalf("after Retain: origins %v", got)
+	}
+	if !v.Merge(Report{Origin: "lb-a", Generation: 1}) {
+		t.Fatal("a member's report refused after Retain made room")
 	}
 }
