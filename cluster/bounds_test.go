@@ -22,10 +22,10 @@ func TestNodeGossipSizeBounds(t *testing.T) {
 	if err := b.Handle(MsgUserMin, func(p []byte) { got <- len(p) }); err != nil {
 		t.Fatal(err)
 	}
-	d.NotifyMsg(EncodeMessage(MsgUserMin, make([]byte, 16<<10)))                      // over MaxMessageBytes
-	d.NotifyMsg(EncodeMessage(MsgAllocations, make([]byte, maxAllocationSetBytes+1))) // over the set limit
+	d.NotifyMsg(EncodeMessage(MsgUserMin, "lb-a", make([]byte, 16<<10)))                      // over MaxMessageBytes
+	d.NotifyMsg(EncodeMessage(MsgAllocations, "lb-a", make([]byte, maxAllocationSetBytes+1))) // over the set limit
 	d.MergeRemoteState(make([]byte, maxStateBytes+1), false)
-	d.NotifyMsg(EncodeMessage(MsgUserMin, []byte("small")))
+	d.NotifyMsg(EncodeMessage(MsgUserMin, "lb-a", []byte("small")))
 	tstest.EventuallyTrue(t, 5*time.Second, "the small message arrives", func() bool { return len(got) > 0 })
 	if n := <-got; n != len("small") {
 		t.Fatalf("handler got a %d-byte payload: an oversized message was queued", n)
@@ -43,7 +43,7 @@ func TestNodeGossipSizeBounds(t *testing.T) {
 		t.Fatal("limit above MessageQueueBytes accepted")
 	}
 	for range 20 {
-		d.NotifyMsg(EncodeMessage(MsgUserMin+1, make([]byte, 15<<10)))
+		d.NotifyMsg(EncodeMessage(MsgUserMin+1, "lb-a", make([]byte, 15<<10)))
 	}
 	if q := b.queuedBytes.Load(); q > 64<<10 {
 		t.Fatalf("%d payload bytes queued, bound %d", q, 64<<10)
@@ -61,12 +61,13 @@ func TestNodeOriginKeyedStoresBounded(t *testing.T) {
 	b := nodes[1]
 	d := (*delegate)(b)
 	for i := range 2000 {
-		set, err := EncodeAllocationSet(AllocationSet{Origin: fmt.Sprintf("ghost-%d", i), Generation: 1,
+		origin := fmt.Sprintf("ghost-%d", i)
+		set, err := EncodeAllocationSet(AllocationSet{Origin: origin, Generation: 1,
 			Items: []Allocation{{Service: "ns/x", CreatedUnixMilli: int64(i)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.NotifyMsg(EncodeMessage(MsgAllocations, set))
+		d.NotifyMsg(EncodeMessage(MsgAllocations, origin, set))
 	}
 	b.mu.Lock()
 	held := len(b.allocations.Sets())

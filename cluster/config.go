@@ -53,6 +53,11 @@ type Config struct {
 	// ForgetDeadAfter is how long a dead appliance still counts in the last
 	// known membership, and how long a dead origin's allocations are kept. 0 = forever.
 	ForgetDeadAfter time.Duration
+	// MaxGenerationLead is how far ahead of this node's clock, read as
+	// nanoseconds since the Unix epoch, a received allocation set's generation
+	// may be (generations start from the sender's clock): it covers clock skew
+	// between appliances. Sets further ahead are refused (Stats.FutureGenerations).
+	MaxGenerationLead time.Duration
 	// ExpectedMembers is the floor of the membership the quorum counts
 	// against (see OwnerConfig.ExpectedMembers); 0 = no floor.
 	ExpectedMembers int
@@ -115,6 +120,7 @@ func DefaultConfig() Config {
 		TCPTimeout:          2 * time.Second,
 		RequireQuorum:       true,
 		ForgetDeadAfter:     5 * time.Minute,
+		MaxGenerationLead:   10 * time.Minute,
 		MaxQueuedBroadcasts: 1024,
 		MessageQueueLen:     1024,
 		MessageQueueBytes:   16 << 20,
@@ -145,6 +151,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster config: max message bytes %d: must exceed the header and fit MessageQueueBytes %d", c.MaxMessageBytes, c.MessageQueueBytes)
 	case c.ExpectedMembers < 0:
 		return fmt.Errorf("cluster config: expected members %d: negative", c.ExpectedMembers)
+	case c.MaxGenerationLead <= 0:
+		return fmt.Errorf("cluster config: max generation lead %s: must be positive", c.MaxGenerationLead)
 	case c.ForgetDeadAfter < 0:
 		return fmt.Errorf("cluster config: forget dead after %s: negative", c.ForgetDeadAfter)
 	}

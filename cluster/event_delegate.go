@@ -56,6 +56,10 @@ func (n *Node) recordMember(node *memberlist.Node, state MemberState) {
 	if r.state != state {
 		r.since = now
 		n.membersChanged = true
+		if state == StateAlive && node.Name != n.cfg.Name {
+			r.restarted = r.state != 0 // back from dead or left: a new incarnation
+			n.greet[node.Name] = true
+		}
 	}
 	if state == StateDead && r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance && !r.meta.Leaving {
 		n.deathDetectedAt[node.Name] = now
@@ -100,11 +104,12 @@ func (n *Node) evictOneGoneMemberLocked() bool {
 	return true
 }
 
-// forgetMemberLocked drops name's member record, death time and allocation
-// set. n.mu held.
+// forgetMemberLocked drops name's member record, death time, pending
+// greeting and allocation set. n.mu held.
 func (n *Node) forgetMemberLocked(name string) {
 	delete(n.members, name)
 	delete(n.deathDetectedAt, name)
+	delete(n.greet, name)
 	if n.allocations.Forget(name) && n.resolveLocked() {
 		n.signal(n.allocationsChanged)
 	}

@@ -69,7 +69,8 @@ type Stats struct {
 	StaleAllocations  uint64        // allocation sets older than the one held
 	MessagesDropped   uint64        // user messages dropped because the handler queue was full (count or bytes)
 	OversizedMessages uint64        // messages and push-pull states over their kind's size limit, dropped unread
-	ForeignGossip     uint64        // allocation sets refused: origin not a live member (see mergeAllocationSet)
+	ForeignGossip     uint64        // sets and typed messages refused: sender not an alive member (an appliance, for sets) or not the set's origin
+	FutureGenerations uint64        // allocation sets refused: generation more than MaxGenerationLead ahead
 	MembersRefused    uint64        // member events dropped because the local view was full (maxMembers)
 	BroadcastsPruned  uint64        // outgoing broadcasts dropped by the queue bound
 	JoinAttempts      uint64        // join attempts made by the background joiner
@@ -86,6 +87,7 @@ type nodeCounters struct {
 	messagesDropped        atomic.Uint64 // Stats.MessagesDropped
 	oversizedMessages      atomic.Uint64 // Stats.OversizedMessages
 	foreignGossip          atomic.Uint64 // Stats.ForeignGossip
+	futureGenerations      atomic.Uint64 // Stats.FutureGenerations
 	membersRefused         atomic.Uint64 // Stats.MembersRefused
 	broadcastsPruned       atomic.Uint64 // Stats.BroadcastsPruned
 	joinAttempts           atomic.Uint64 // Stats.JoinAttempts
@@ -104,6 +106,7 @@ type memberRecord struct {
 	metaValid bool
 	since     time.Time
 	metaRaw   string // the metadata bytes last seen, to notice changes
+	restarted bool   // came back alive after dead or left: its next allocation set starts a new incarnation
 }
 
 // Node is one member of the cluster: memberlist plus VIP ownership and
@@ -133,6 +136,7 @@ type Node struct {
 	leaving         bool                     // Leave began: hold nothing from now on
 	membersChanged  bool                     // a member joined, changed state or metadata since OnMembers last ran
 	yields          map[netip.Addr]yield     // VIPs given up after a conflict (conflict.go)
+	greet           map[string]bool          // members that became alive since the event goroutine last sent them this node's set
 
 	counters nodeCounters
 
@@ -170,6 +174,7 @@ func New(cfg Config) (*Node, error) {
 		handlers:           map[MsgType]handler{},
 		deathDetectedAt:    map[string]time.Time{},
 		yields:             map[netip.Addr]yield{},
+		greet:              map[string]bool{},
 		reconcileKick:      make(chan struct{}, 1),
 		allocationsChanged: make(chan struct{}, 1),
 		conflictEvents:     make(chan OwnershipEvent, 64),
@@ -456,6 +461,19 @@ func (n *Node) Members() []MemberInfo {
 	return out
 }
 
+// IsLiveAppliance reports whether name is a member this node sees alive,
+// with valid metadata and the appliance role (this node included when it is
+// an appliance). Handlers of typed messages use it to check the sender.
+func (n *Node) IsLiveAppliance(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if name == n.cfg.Name {
+		return n.cfg.Meta.Role == RoleAppliance
+	}
+	r := n.members[name]
+	return r != nil && r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance
+}
+
 // Stats returns a snapshot of the counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
@@ -475,6 +493,7 @@ func (n *Node) Stats() Stats {
 		MessagesDropped:   c.messagesDropped.Load(),
 		OversizedMessages: c.oversizedMessages.Load(),
 		ForeignGossip:     c.foreignGossip.Load(),
+		FutureGenerations: c.futureGenerations.Load(),
 		MembersRefused:    c.membersRefused.Load(),
 		BroadcastsPruned:  c.broadcastsPruned.Load(),
 		JoinAttempts:      c.joinAttempts.Load(),

@@ -366,10 +366,10 @@ func TestNodeMessagesAndBadGossip(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"wrong version", []byte{7, 16, 1}},
-		{"type zero", []byte{1, 0}},
-		{"truncated allocations", EncodeMessage(MsgAllocations, []byte{3, 'l', 'b'})},
-		{"stale generation", EncodeMessage(MsgAllocations, staleSet)},
-		{"unknown type", EncodeMessage(200, []byte("?"))},
+		{"type zero", []byte{WireVersion, 0, 1, 'x'}},
+		{"truncated allocations", EncodeMessage(MsgAllocations, "lb-a", []byte{3, 'l', 'b'})},
+		{"stale generation", EncodeMessage(MsgAllocations, "lb-a", staleSet)},
+		{"unknown type", EncodeMessage(200, "lb-a", []byte("?"))},
 	}
 	for _, tc := range bad {
 		d.NotifyMsg(tc.msg)
@@ -382,7 +382,7 @@ func TestNodeMessagesAndBadGossip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		d.NotifyMsg(EncodeMessage(MsgUserMin+1, []byte{byte(i)}))
+		d.NotifyMsg(EncodeMessage(MsgUserMin+1, "lb-a", []byte{byte(i)}))
 	}
 	close(block)
 
