@@ -446,6 +446,10 @@ func TestConfigValidate(t *testing.T) {
 		{"zero probe", func(c *Config) { c.ProbeInterval = 0 }, true},
 		{"bad role", func(c *Config) { c.Meta.Role = 0 }, true},
 		{"zero queue", func(c *Config) { c.MessageQueueLen = 0 }, true},
+		{"zero queue bytes", func(c *Config) { c.MessageQueueBytes = 0 }, true},
+		{"message over queue bytes", func(c *Config) { c.MaxMessageBytes = c.MessageQueueBytes + 1 }, true},
+		{"message limit below header", func(c *Config) { c.MaxMessageBytes = msgHeaderBytes }, true},
+		{"zero generation lead", func(c *Config) { c.MaxGenerationLead = 0 }, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
