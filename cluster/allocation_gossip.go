@@ -3,6 +3,9 @@ package cluster
 import (
 	"fmt"
 	"maps"
+	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Allocation gossip: this node's AllocationSet goes out as a broadcast
@@ -31,7 +34,7 @@ func (n *Node) SetAllocations(items []Allocation) error {
 	n.allocations.Merge(set)
 	changed := n.resolveLocked()
 	n.mu.Unlock()
-	n.queueBroadcast(EncodeMessage(MsgAllocations, enc), allocationBroadcastKey)
+	n.queueBroadcast(EncodeMessage(MsgAllocations, n.cfg.Name, enc), allocationBroadcastKey)
 	if changed {
 		n.signal(n.allocationsChanged)
 	}
@@ -52,24 +55,49 @@ func (n *Node) Allocations() map[string]Allocation {
 }
 
 // mergeAllocationMessage merges the payload of a MsgAllocations message
-// (untrusted); one that does not decode is counted.
-func (n *Node) mergeAllocationMessage(payload []byte) {
+// (untrusted) from sender; one that does not decode is counted.
+func (n *Node) mergeAllocationMessage(sender string, payload []byte) {
 	s, err := DecodeAllocationSet(payload)
 	if err != nil {
 		n.counters.malformedMessages.Add(1)
 		return
 	}
-	n.mergeAllocationSet(s)
+	n.mergeAllocationSet(sender, s)
 }
 
-// mergeAllocationSet merges another origin's set; one no newer than the set
-// held is counted and ignored. A change of the resolved view wakes the event
-// goroutine for OnAllocations.
-func (n *Node) mergeAllocationSet(s AllocationSet) {
+// mergeAllocationSet merges a set received from sender (the name in the
+// message envelope or push-pull state). It is refused and counted
+// (Stats.ForeignGossip) unless its origin is the sender and the sender an
+// alive appliance member, so the store holds sets of members only (bounded
+// by maxMembers) and a member cannot speak for another. It is refused
+// (Stats.FutureGenerations) when its generation is more than
+// MaxGenerationLead ahead of this node's clock, and ignored (StaleAllocations)
+// when no newer than the set held, unless the origin was seen to restart
+// since that set (restartedLocked). A change of the resolved view wakes the
+// event goroutine for OnAllocations.
+func (n *Node) mergeAllocationSet(sender string, s AllocationSet) {
 	if s.Origin == n.cfg.Name { // this node is the authority on its own set
 		return
 	}
+	if s.Origin != sender {
+		n.counters.foreignGossip.Add(1)
+		return
+	}
+	if !generationInBounds(s.Generation, n.now(), n.cfg.MaxGenerationLead) {
+		n.counters.futureGenerations.Add(1)
+		return
+	}
 	n.mu.Lock()
+	r := n.members[s.Origin]
+	if r == nil || r.state != StateAlive || !r.metaValid || r.meta.Role != RoleAppliance {
+		n.mu.Unlock()
+		n.counters.foreignGossip.Add(1)
+		return
+	}
+	if r.restarted {
+		n.allocations.Forget(s.Origin) // a new incarnation: its generations start anew
+		r.restarted = false
+	}
 	if !n.allocations.Merge(s) {
 		n.mu.Unlock()
 		n.counters.allocationSetsRejected.Add(1)
@@ -79,6 +107,46 @@ func (n *Node) mergeAllocationSet(s AllocationSet) {
 	n.mu.Unlock()
 	if changed {
 		n.signal(n.allocationsChanged)
+	}
+}
+
+// generationInBounds reports whether gen is at most lead ahead of now read
+// as nanoseconds since the Unix epoch. Generations start from the clock when
+// a node starts and grow by one per change, so an honest node's stay behind
+// its clock; the bound keeps a wild one (up to 2^64-1) from locking its
+// origin's later sets out.
+func generationInBounds(gen uint64, now time.Time, lead time.Duration) bool {
+	return gen <= uint64(now.UnixNano())+uint64(lead)
+}
+
+// greetMembers sends this node's own allocation set to members that just
+// became alive (Stats: none; a failed send is logged at debug level): since
+// sets travel only from their origin, a late joiner would otherwise wait for
+// each member's next change or push-pull with it. Runs on its own goroutine
+// (counted in n.wg), started by the event goroutine.
+func (n *Node) greetMembers(names []string) {
+	defer n.wg.Done()
+	n.mu.Lock()
+	own, ok := n.allocations.Get(n.cfg.Name)
+	var targets []memberlist.Node
+	for _, name := range names {
+		if r := n.members[name]; r != nil && r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance {
+			targets = append(targets, memberlist.Node{Name: name, Addr: r.addr.Addr().AsSlice(), Port: r.addr.Port()})
+		}
+	}
+	n.mu.Unlock()
+	if !ok || len(targets) == 0 {
+		return
+	}
+	enc, err := EncodeAllocationSet(own)
+	if err != nil {
+		return
+	}
+	msg := EncodeMessage(MsgAllocations, n.cfg.Name, enc)
+	for i := range targets {
+		if err := n.ml.SendReliable(&targets[i], msg); err != nil {
+			n.log.Debug("send allocations to new member", "member", targets[i].Name, "err", err)
+		}
 	}
 }
 

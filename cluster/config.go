@@ -53,6 +53,11 @@ type Config struct {
 	// ForgetDeadAfter is how long a dead appliance still counts in the last
 	// known membership, and how long a dead origin's allocations are kept. 0 = forever.
 	ForgetDeadAfter time.Duration
+	// MaxGenerationLead is how far ahead of this node's clock, read as
+	// nanoseconds since the Unix epoch, a received allocation set's generation
+	// may be (generations start from the sender's clock): it covers clock skew
+	// between appliances. Sets further ahead are refused (Stats.FutureGenerations).
+	MaxGenerationLead time.Duration
 	// ExpectedMembers is the floor of the membership the quorum counts
 	// against (see OwnerConfig.ExpectedMembers); 0 = no floor.
 	ExpectedMembers int
@@ -63,6 +68,15 @@ type Config struct {
 	// MessageQueueLen bounds received user messages waiting for their handler;
 	// messages that find it full are counted in Stats.MessagesDropped.
 	MessageQueueLen int
+	// MessageQueueBytes bounds the payload bytes of the received user messages
+	// waiting for their handler; beyond it messages are dropped and counted in
+	// Stats.MessagesDropped.
+	MessageQueueBytes int
+	// MaxMessageBytes is the largest user message (header included) accepted
+	// for a type registered with Handle or HandleFrom, unless SetMessageLimit
+	// set another; larger ones are dropped before they are copied and counted
+	// in Stats.OversizedMessages.
+	MaxMessageBytes int
 
 	// OnOwnership, if set, receives every VIP ownership change. Called from
 	// the node's event goroutine, one call at a time; must not block long.
@@ -106,8 +120,11 @@ func DefaultConfig() Config {
 		TCPTimeout:          2 * time.Second,
 		RequireQuorum:       true,
 		ForgetDeadAfter:     5 * time.Minute,
+		MaxGenerationLead:   10 * time.Minute,
 		MaxQueuedBroadcasts: 1024,
 		MessageQueueLen:     1024,
+		MessageQueueBytes:   16 << 20,
+		MaxMessageBytes:     2 << 20,
 	}
 }
 
@@ -128,10 +145,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster config: intervals and timeouts must be positive")
 	case c.SuspicionMult < 1:
 		return fmt.Errorf("cluster config: suspicion multiplier %d, want at least 1", c.SuspicionMult)
-	case c.MaxQueuedBroadcasts < 1 || c.MessageQueueLen < 1:
+	case c.MaxQueuedBroadcasts < 1 || c.MessageQueueLen < 1 || c.MessageQueueBytes < 1:
 		return fmt.Errorf("cluster config: queue lengths must be positive")
+	case c.MaxMessageBytes <= msgHeaderBytes || c.MaxMessageBytes > c.MessageQueueBytes:
+		return fmt.Errorf("cluster config: max message bytes %d: must exceed the header and fit MessageQueueBytes %d", c.MaxMessageBytes, c.MessageQueueBytes)
 	case c.ExpectedMembers < 0:
 		return fmt.Errorf("cluster config: expected members %d: negative", c.ExpectedMembers)
+	case c.MaxGenerationLead <= 0:
+		return fmt.Errorf("cluster config: max generation lead %s: must be positive", c.MaxGenerationLead)
 	case c.ForgetDeadAfter < 0:
 		return fmt.Errorf("cluster config: forget dead after %s: negative", c.ForgetDeadAfter)
 	}

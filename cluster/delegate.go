@@ -1,7 +1,5 @@
 package cluster
 
-import "bytes"
-
 // delegate implements memberlist.Delegate for Node. memberlist calls its
 // methods from its own goroutines, several at once; each method takes n.mu
 // only for short sections, never blocks and never calls back into memberlist.
@@ -25,28 +23,39 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // it must not block, since it would stall memberlist's receive loop, so user
 // messages go to the bounded userMessages queue and are dropped (counted)
 // when it is full. Allocation sets are merged here, under n.mu.
+//
+// Sizes are checked against the limit of the message's kind before anything
+// is decoded or copied: memberlist accepts user messages of up to 20 MiB.
+// Typed messages are queued only when their sender is an alive member.
 func (d *delegate) NotifyMsg(b []byte) {
 	n := (*Node)(d)
-	t, payload, err := DecodeMessage(b)
+	m, err := DecodeMessage(b)
 	if err != nil {
 		n.counters.malformedMessages.Add(1)
 		return
 	}
-	if t == MsgAllocations {
-		n.mergeAllocationMessage(payload)
+	if m.Type == MsgAllocations {
+		if len(b) > maxAllocationMessageBytes {
+			n.counters.oversizedMessages.Add(1)
+			return
+		}
+		n.mergeAllocationMessage(m.Sender, m.Payload)
 		return
 	}
 	n.mu.Lock()
-	_, ok := n.handlers[t]
+	h, ok := n.handlers[m.Type]
+	r := n.members[m.Sender]
+	fromMember := r != nil && r.state == StateAlive && m.Sender != n.cfg.Name
 	n.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok || h.fn == nil:
 		n.counters.unknownMessages.Add(1)
-		return
-	}
-	select {
-	case n.userMessages <- userMessage{msgType: t, payload: bytes.Clone(payload)}:
+	case len(b) > h.maxBytes:
+		n.counters.oversizedMessages.Add(1)
+	case !fromMember:
+		n.counters.foreignGossip.Add(1)
 	default:
-		n.counters.messagesDropped.Add(1)
+		n.enqueueUserMessage(m)
 	}
 }
 
@@ -58,16 +67,20 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.queue.GetBroadcasts(overhead, limit)
 }
 
-// LocalState returns the push-pull state: every allocation set held. Called
-// on memberlist's push-pull goroutine, on a stream connection's goroutine
-// answering another member's push-pull, and on the caller's goroutine of
-// Join.
+// LocalState returns the push-pull state: this node's name and its own
+// allocation set (an appliance's only; sets are accepted only from their
+// origin, so nobody relays another's). Called on memberlist's push-pull
+// goroutine, on a stream connection's goroutine answering another member's
+// push-pull, and on the caller's goroutine of Join.
 func (d *delegate) LocalState(join bool) []byte {
 	n := (*Node)(d)
+	var own *AllocationSet
 	n.mu.Lock()
-	sets := n.allocations.Sets()
+	if s, ok := n.allocations.Get(n.cfg.Name); ok && n.cfg.Meta.Role == RoleAppliance {
+		own = &s
+	}
 	n.mu.Unlock()
-	b, err := encodeState(sets)
+	b, err := encodeState(n.cfg.Name, own)
 	if err != nil {
 		n.log.Warn("encode allocation state", "err", err)
 		return nil
@@ -76,18 +89,23 @@ func (d *delegate) LocalState(join bool) []byte {
 }
 
 // MergeRemoteState merges another member's push-pull state (untrusted
-// bytes). Called on the same goroutines as LocalState.
+// bytes): its sender's own set, under the same rules as a MsgAllocations
+// message. Called on the same goroutines as LocalState.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	n := (*Node)(d)
 	if len(buf) == 0 {
 		return
 	}
-	sets, err := DecodeState(buf)
+	if len(buf) > maxStateBytes {
+		n.counters.oversizedMessages.Add(1)
+		return
+	}
+	st, err := DecodeState(buf)
 	if err != nil {
 		n.counters.malformedState.Add(1)
 		return
 	}
-	for _, s := range sets {
-		n.mergeAllocationSet(s)
+	if st.Set != nil {
+		n.mergeAllocationSet(st.Sender, *st.Set)
 	}
 }

@@ -17,7 +17,10 @@
 // external and cluster addresses, a leaving flag) in a versioned compact
 // encoding of at most MetaMaxBytes. Metadata of others is untrusted: it is
 // decoded defensively, and a member whose metadata does not decode is counted
-// (Stats.MalformedMeta) and never ranked for VIPs.
+// (Stats.MalformedMeta) and never ranked for VIPs. The local view holds at
+// most maxMembers names (every map keyed by a member name hangs off it): past
+// that a new name replaces the longest-gone member or is refused
+// (Stats.MembersRefused).
 //
 // memberlist v0.7.0 does not tell delegates a member's state (the Node.State
 // it hands over is stale), so MemberInfo.State is alive, dead or left as
@@ -69,25 +72,53 @@
 //
 // # Allocation gossip
 //
-// Each node proposes its allocations (Service key -> ClusterIP, external IP,
-// NodePorts, creation time) as an AllocationSet with a generation that only
-// increases (it starts from the clock at New, so a restart supersedes the old
-// set). Sets travel as broadcasts (a newer set replaces a queued older one)
-// and in memberlist's periodic push-pull state exchange, so a node that missed
-// a broadcast or joins late converges. Every node resolves all sets with the
-// rule documented on AllocationStore: the earliest created proposal wins,
-// ties to the lowest node name; a value already taken by an earlier winner is
-// cleared in the later one (to be allocated again). The result depends only
-// on the sets held, not the order they arrived.
+// Each appliance proposes its allocations (Service key -> ClusterIP, external
+// IP, NodePorts, creation time) as an AllocationSet with a generation that
+// only increases (it starts from the clock at New, in nanoseconds since the
+// Unix epoch, and grows by one per change, so a restart supersedes the old
+// set). A set travels only from its origin: as a broadcast (a newer set
+// replaces a queued older one), in memberlist's periodic push-pull state
+// exchange (each node's state is its own set), and sent straight to every
+// appliance seen to become alive (so a late joiner converges at once). Every
+// node resolves all sets with the rule documented on AllocationStore: the
+// earliest created proposal wins, ties to the lowest node name; a value
+// already taken by an earlier winner is cleared in the later one (to be
+// allocated again). The result depends only on the sets held, not the order
+// they arrived.
+//
+// A received set is accepted only when its origin is the sender named in the
+// envelope and that sender is an alive appliance member; its generation must
+// be newer than the set held and at most Config.MaxGenerationLead ahead of
+// the receiver's clock (so a wild generation cannot lock the origin's later
+// sets out). A member seen to die or leave and come back is a new
+// incarnation: its next set is accepted whatever its generation (a clock
+// that went back across the restart). The store holds sets of members only,
+// and the member view is bounded (maxMembers), so it stays bounded.
 //
 // # Messages
 //
-// A gossip message is [WireVersion][type][payload]. Types below MsgUserMin
-// are this package's; Node.Handle/Broadcast/SendTo give other packages typed
-// messages on the same channel. Received messages wait in a bounded queue for
-// their handler; when it is full they are dropped and counted. Anything that
-// does not decode is counted in Stats and dropped: bad gossip never panics
-// and never changes the serving state.
+// A gossip message is [WireVersion][type][sender][payload]. Types below
+// MsgUserMin are this package's; Node.HandleFrom (or Handle, without the
+// sender) / Broadcast / SendTo give other packages typed messages on the same
+// channel. Every message's size is checked against its kind's limit before it
+// is decoded or copied (allocation sets, Config.MaxMessageBytes or
+// SetMessageLimit per typed message, the push-pull state); typed messages
+// whose sender is not an alive member are dropped; the rest wait in a queue
+// bounded in count and bytes for their handler, and are dropped when it is
+// full. Everything dropped is counted in Stats: bad gossip never panics and
+// never changes the serving state.
+//
+// # Trust
+//
+// The cluster key (Config.SecretKey) keeps outsiders out; among key holders,
+// the sender a message names is its own claim, which memberlist cannot check
+// (NotifyMsg gives no sender). The rules above therefore stop a key holder
+// from forging another's allocations or reports only as far as key holders
+// are appliances: backend agents join the same memberlist today, so an agent
+// could still claim an appliance's name. Agents are to get a separate
+// credential and cluster, after which only appliances hold the key. Typed
+// message handlers check the sender's role themselves (IsLiveAppliance) and
+// that a payload speaks only for its sender.
 //
 // # Files
 //
@@ -124,19 +155,23 @@
 //     OnAllocations, OnFailover and OnMembers, one at a time, in order; the
 //     dispatch goroutine (dispatchLoop) runs the Handle callbacks, one message
 //     at a time; the joiner (joinLoop, then rejoinLoop) runs when Config.Join
-//     is set; and a timer per conflict yield (Conflict) ends the yield and
-//     hands a Gained event to the event goroutine.
+//     is set; a greeter (greetMembers), started by the event goroutine, sends
+//     this node's allocation set to members that just became alive; and a
+//     timer per conflict yield (Conflict) ends the yield and hands a Gained
+//     event to the event goroutine.
 //
 // Node.mu guards the member records, VIPOwner, the VIPs to place, the
-// AllocationStore and its resolved view, the local generation, the Handle
-// callbacks, the death-detection times, the conflict yields, the leaving and
+// AllocationStore and its resolved view, the local generation, the handlers
+// and their size limits, the death-detection times, the members to greet,
+// the conflict yields, the leaving and
 // changed flags, and this node's metadata (Config.Meta and its encoding). It
 // is held only for short sections that neither block nor call out: never
 // across a callback, a memberlist call or a blocking channel send. The lock
 // order is memberlist's member lock, then Node.mu (the event delegate takes
 // Node.mu under memberlist's lock), which is why the node never calls
 // memberlist while holding Node.mu. The counters behind Stats are atomics;
-// the broadcast queue (memberlist.TransmitLimitedQueue) has its own lock.
+// the broadcast queue (memberlist.TransmitLimitedQueue) has its own lock, and
+// the byte count of the dispatch queue is an atomic.
 // Wake-ups of the event goroutine coalesce (channels of one); received user
 // messages wait in a queue of Config.MessageQueueLen.
 //

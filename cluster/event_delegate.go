@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -39,6 +40,11 @@ func (n *Node) recordMember(node *memberlist.Node, state MemberState) {
 	n.mu.Lock()
 	r := n.members[node.Name]
 	if r == nil {
+		if len(n.members) >= maxMembers && !n.evictOneGoneMemberLocked() {
+			n.mu.Unlock()
+			n.counters.membersRefused.Add(1)
+			return
+		}
 		r = &memberRecord{}
 		n.members[node.Name] = r
 	}
@@ -50,6 +56,10 @@ func (n *Node) recordMember(node *memberlist.Node, state MemberState) {
 	if r.state != state {
 		r.since = now
 		n.membersChanged = true
+		if state == StateAlive && node.Name != n.cfg.Name {
+			r.restarted = r.state != 0 // back from dead or left: a new incarnation
+			n.greet[node.Name] = true
+		}
 	}
 	if state == StateDead && r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance && !r.meta.Leaving {
 		n.deathDetectedAt[node.Name] = now
@@ -61,11 +71,46 @@ func (n *Node) recordMember(node *memberlist.Node, state MemberState) {
 	r.addr = netip.AddrPortFrom(addr.Unmap(), node.Port)
 	if state == StateAlive {
 		r.meta, r.metaValid = meta, err == nil
-		if r.metaRaw != string(node.Meta) {
+		if len(node.Meta) <= MetaMaxBytes && r.metaRaw != string(node.Meta) {
 			r.metaRaw = string(node.Meta)
 			n.membersChanged = true
 		}
 	}
 	n.mu.Unlock()
 	n.signal(n.reconcileKick)
+}
+
+// maxMembers bounds the local view (member records, and with them every map
+// keyed by a member name: allocation sets, death times). memberlist itself
+// admits any number of names; past this bound a new name is recorded only in
+// place of a dead or departed member, else refused (Stats.MembersRefused).
+const maxMembers = 4096
+
+// evictOneGoneMemberLocked forgets the member that has been dead or gone the
+// longest, with everything keyed by its name, and reports whether there was
+// one. n.mu held.
+func (n *Node) evictOneGoneMemberLocked() bool {
+	oldest := ""
+	var since time.Time
+	for name, r := range n.members {
+		if r.state != StateAlive && (oldest == "" || r.since.Before(since)) {
+			oldest, since = name, r.since
+		}
+	}
+	if oldest == "" {
+		return false
+	}
+	n.forgetMemberLocked(oldest)
+	return true
+}
+
+// forgetMemberLocked drops name's member record, death time, pending
+// greeting and allocation set. n.mu held.
+func (n *Node) forgetMemberLocked(name string) {
+	delete(n.members, name)
+	delete(n.deathDetectedAt, name)
+	delete(n.greet, name)
+	if n.allocations.Forget(name) && n.resolveLocked() {
+		n.signal(n.allocationsChanged)
+	}
 }

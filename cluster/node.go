@@ -67,7 +67,11 @@ type Stats struct {
 	MalformedState    uint64        // push-pull states that did not decode
 	UnknownMessages   uint64        // well-formed messages of a type nobody handles
 	StaleAllocations  uint64        // allocation sets older than the one held
-	MessagesDropped   uint64        // user messages dropped because the handler queue was full
+	MessagesDropped   uint64        // user messages dropped because the handler queue was full (count or bytes)
+	OversizedMessages uint64        // messages and push-pull states over their kind's size limit, dropped unread
+	ForeignGossip     uint64        // sets and typed messages refused: sender not an alive member (an appliance, for sets) or not the set's origin
+	FutureGenerations uint64        // allocation sets refused: generation more than MaxGenerationLead ahead
+	MembersRefused    uint64        // member events dropped because the local view was full (maxMembers)
 	BroadcastsPruned  uint64        // outgoing broadcasts dropped by the queue bound
 	JoinAttempts      uint64        // join attempts made by the background joiner
 }
@@ -81,6 +85,10 @@ type nodeCounters struct {
 	unknownMessages        atomic.Uint64 // Stats.UnknownMessages
 	allocationSetsRejected atomic.Uint64 // Stats.StaleAllocations
 	messagesDropped        atomic.Uint64 // Stats.MessagesDropped
+	oversizedMessages      atomic.Uint64 // Stats.OversizedMessages
+	foreignGossip          atomic.Uint64 // Stats.ForeignGossip
+	futureGenerations      atomic.Uint64 // Stats.FutureGenerations
+	membersRefused         atomic.Uint64 // Stats.MembersRefused
 	broadcastsPruned       atomic.Uint64 // Stats.BroadcastsPruned
 	joinAttempts           atomic.Uint64 // Stats.JoinAttempts
 	failovers              atomic.Uint64 // Stats.Failovers
@@ -98,6 +106,7 @@ type memberRecord struct {
 	metaValid bool
 	since     time.Time
 	metaRaw   string // the metadata bytes last seen, to notice changes
+	restarted bool   // came back alive after dead or left: its next allocation set starts a new incarnation
 }
 
 // Node is one member of the cluster: memberlist plus VIP ownership and
@@ -122,11 +131,12 @@ type Node struct {
 	allocations     *AllocationStore         // every origin's latest allocation set
 	localGeneration uint64                   // the generation of this node's own set
 	resolved        map[string]Allocation    // allocations resolved from the store
-	handlers        map[MsgType]func([]byte) // user message handlers (Handle)
+	handlers        map[MsgType]handler      // user message handlers (Handle) and their size limits
 	deathDetectedAt map[string]time.Time     // when an alive appliance was seen dead, for failover times
 	leaving         bool                     // Leave began: hold nothing from now on
 	membersChanged  bool                     // a member joined, changed state or metadata since OnMembers last ran
 	yields          map[netip.Addr]yield     // VIPs given up after a conflict (conflict.go)
+	greet           map[string]bool          // members that became alive since the event goroutine last sent them this node's set
 
 	counters nodeCounters
 
@@ -135,6 +145,7 @@ type Node struct {
 	conflictEvents     chan OwnershipEvent // ownership changes from conflicts, for the event goroutine
 	leaveRequests      chan chan struct{}  // Leave asks the event goroutine to give up every VIP
 	userMessages       chan userMessage    // received user messages, for the dispatch goroutine
+	queuedBytes        atomic.Int64        // payload bytes in userMessages (bounded by MessageQueueBytes)
 	done               chan struct{}       // closed by Shutdown
 	wg                 sync.WaitGroup      // the node's goroutines
 	shutdownOnce       sync.Once
@@ -160,9 +171,10 @@ func New(cfg Config) (*Node, error) {
 			ExpectedMembers: cfg.ExpectedMembers}),
 		allocations:        NewAllocationStore(),
 		resolved:           map[string]Allocation{},
-		handlers:           map[MsgType]func([]byte){},
+		handlers:           map[MsgType]handler{},
 		deathDetectedAt:    map[string]time.Time{},
 		yields:             map[netip.Addr]yield{},
+		greet:              map[string]bool{},
 		reconcileKick:      make(chan struct{}, 1),
 		allocationsChanged: make(chan struct{}, 1),
 		conflictEvents:     make(chan OwnershipEvent, 64),
@@ -449,6 +461,19 @@ func (n *Node) Members() []MemberInfo {
 	return out
 }
 
+// IsLiveAppliance reports whether name is a member this node sees alive,
+// with valid metadata and the appliance role (this node included when it is
+// an appliance). Handlers of typed messages use it to check the sender.
+func (n *Node) IsLiveAppliance(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if name == n.cfg.Name {
+		return n.cfg.Meta.Role == RoleAppliance
+	}
+	r := n.members[name]
+	return r != nil && r.state == StateAlive && r.metaValid && r.meta.Role == RoleAppliance
+}
+
 // Stats returns a snapshot of the counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
@@ -466,6 +491,10 @@ func (n *Node) Stats() Stats {
 		UnknownMessages:   c.unknownMessages.Load(),
 		StaleAllocations:  c.allocationSetsRejected.Load(),
 		MessagesDropped:   c.messagesDropped.Load(),
+		OversizedMessages: c.oversizedMessages.Load(),
+		ForeignGossip:     c.foreignGossip.Load(),
+		FutureGenerations: c.futureGenerations.Load(),
+		MembersRefused:    c.membersRefused.Load(),
 		BroadcastsPruned:  c.broadcastsPruned.Load(),
 		JoinAttempts:      c.joinAttempts.Load(),
 	}

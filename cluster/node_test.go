@@ -366,10 +366,10 @@ func TestNodeMessagesAndBadGossip(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"wrong version", []byte{7, 16, 1}},
-		{"type zero", []byte{1, 0}},
-		{"truncated allocations", EncodeMessage(MsgAllocations, []byte{3, 'l', 'b'})},
-		{"stale generation", EncodeMessage(MsgAllocations, staleSet)},
-		{"unknown type", EncodeMessage(200, []byte("?"))},
+		{"type zero", []byte{WireVersion, 0, 1, 'x'}},
+		{"truncated allocations", EncodeMessage(MsgAllocations, "lb-a", []byte{3, 'l', 'b'})},
+		{"stale generation", EncodeMessage(MsgAllocations, "lb-a", staleSet)},
+		{"unknown type", EncodeMessage(200, "lb-a", []byte("?"))},
 	}
 	for _, tc := range bad {
 		d.NotifyMsg(tc.msg)
@@ -382,7 +382,7 @@ func TestNodeMessagesAndBadGossip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		d.NotifyMsg(EncodeMessage(MsgUserMin+1, []byte{byte(i)}))
+		d.NotifyMsg(EncodeMessage(MsgUserMin+1, "lb-a", []byte{byte(i)}))
 	}
 	close(block)
 
@@ -447,6 +447,10 @@ func TestConfigValidate(t *testing.T) {
 		{"zero probe", func(c *Config) { c.ProbeInterval = 0 }, true},
 		{"bad role", func(c *Config) { c.Meta.Role = 0 }, true},
 		{"zero queue", func(c *Config) { c.MessageQueueLen = 0 }, true},
+		{"zero queue bytes", func(c *Config) { c.MessageQueueBytes = 0 }, true},
+		{"message over queue bytes", func(c *Config) { c.MaxMessageBytes = c.MessageQueueBytes + 1 }, true},
+		{"message limit below header", func(c *Config) { c.MaxMessageBytes = msgHeaderBytes }, true},
+		{"zero generation lead", func(c *Config) { c.MaxGenerationLead = 0 }, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,6 +25,7 @@ func (n *Node) eventLoop() {
 		case <-n.reconcileKick:
 			n.reconcile()
 			n.notifyMembers()
+			n.startGreeting()
 		case <-tick.C:
 			n.reconcile()
 			n.notifyMembers()
@@ -45,6 +46,25 @@ func (n *Node) eventLoop() {
 			}
 		}
 	}
+}
+
+// startGreeting sends this node's allocation set to the members that became
+// alive since the last call, on a goroutine of its own (greetMembers), so a
+// slow member never holds up the event goroutine. Event goroutine only.
+func (n *Node) startGreeting() {
+	n.mu.Lock()
+	if len(n.greet) == 0 {
+		n.mu.Unlock()
+		return
+	}
+	names := make([]string, 0, len(n.greet))
+	for name := range n.greet {
+		names = append(names, name)
+	}
+	clear(n.greet)
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go n.greetMembers(names)
 }
 
 // notifyMembers runs Config.OnMembers once if the member set changed since
@@ -120,11 +140,7 @@ func (n *Node) forgetLongDeadMembersLocked(now time.Time) {
 		if r.state == StateAlive || now.Sub(r.since) < n.cfg.ForgetDeadAfter {
 			continue
 		}
-		delete(n.members, name)
-		delete(n.deathDetectedAt, name)
-		if n.allocations.Forget(name) && n.resolveLocked() {
-			n.signal(n.allocationsChanged)
-		}
+		n.forgetMemberLocked(name)
 	}
 }
 

@@ -14,8 +14,10 @@ import (
 // caller), never panics. All integers are big-endian.
 
 // WireVersion is the version byte that starts messages and push-pull state
-// (node metadata has its own, MetaVersion).
-const WireVersion = 1
+// (node metadata has its own, MetaVersion). Version 2 added the sender's name
+// to both; version 1 is refused, so during a rolling upgrade allocations and
+// typed messages flow only among nodes of the same version.
+const WireVersion = 2
 
 // maxNameBytes bounds every length-prefixed string: node names, service
 // keys, version strings.

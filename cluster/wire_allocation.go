@@ -11,10 +11,16 @@ import (
 
 // Limits enforced by the allocation decoders.
 const (
-	maxNodePorts     = 64 // node ports per allocation
-	maxAllocsPerSet  = 65535
-	maxSetsPerState  = 4096
-	allocSetMinBytes = 1 + 8 + 2 // origin length, generation, item count
+	maxNodePorts    = 64 // node ports per allocation
+	maxAllocsPerSet = 65535
+
+	// maxAllocationSetBytes bounds an encoded allocation set: SetAllocations
+	// refuses a larger one and receivers drop it unread.
+	maxAllocationSetBytes = 4 << 20
+	// maxAllocationMessageBytes bounds a MsgAllocations message.
+	maxAllocationMessageBytes = msgHeaderBytes + maxAllocationSetBytes
+	// maxStateBytes bounds a received push-pull state: header and one set.
+	maxStateBytes = 2 + maxNameBytes + 1 + maxAllocationSetBytes
 )
 
 // Allocation is one Service's allocated values as proposed by one node.
@@ -35,7 +41,11 @@ type AllocationSet struct {
 
 // EncodeAllocationSet encodes s: origin, generation, count, then items.
 func EncodeAllocationSet(s AllocationSet) ([]byte, error) {
-	return appendAllocationSet(nil, s)
+	b, err := appendAllocationSet(nil, s)
+	if err == nil && len(b) > maxAllocationSetBytes {
+		return nil, fmt.Errorf("encode allocations: %d bytes, more than %d: %w", len(b), maxAllocationSetBytes, ErrInvalid)
+	}
+	return b, err
 }
 
 func appendAllocationSet(b []byte, s AllocationSet) ([]byte, error) {
@@ -80,56 +90,60 @@ func DecodeAllocationSet(b []byte) (AllocationSet, error) {
 	return s, nil
 }
 
-// encodeState is the push-pull state: a version byte, a count, then
-// length-prefixed allocation sets.
-func encodeState(sets []AllocationSet) ([]byte, error) {
-	if len(sets) > maxSetsPerState {
-		sets = sets[:maxSetsPerState]
+// State is a decoded push-pull state: the sending node and its own
+// allocation set. Each node sends only its own set (a set is accepted only
+// from its origin), so a state carries one set or none.
+type State struct {
+	Sender string         // the node that sent the state, as it claims
+	Set    *AllocationSet // nil when the sender proposes nothing (a backend agent)
+}
+
+// encodeState is the push-pull state: a version byte, the sender's name,
+// then a flag byte (0: no set, 1: a set follows) and the sender's set.
+func encodeState(sender string, own *AllocationSet) ([]byte, error) {
+	b := []byte{WireVersion, byte(len(sender))}
+	b = append(b, sender...)
+	if own == nil {
+		return append(b, 0), nil
 	}
-	b := []byte{WireVersion}
-	b = binary.BigEndian.AppendUint16(b, uint16(len(sets)))
-	for _, s := range sets {
-		enc, err := EncodeAllocationSet(s)
-		if err != nil {
-			return nil, err
-		}
-		b = binary.BigEndian.AppendUint32(b, uint32(len(enc)))
-		b = append(b, enc...)
+	enc, err := EncodeAllocationSet(*own)
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
 	}
-	return b, nil
+	b = append(b, 1)
+	return append(b, enc...), nil
 }
 
 // DecodeState decodes an untrusted push-pull state.
-func DecodeState(b []byte) ([]AllocationSet, error) {
+func DecodeState(b []byte) (State, error) {
 	r := reader{b: b}
 	if v := r.u8(); r.err == nil && v != WireVersion {
-		return nil, fmt.Errorf("decode state: %w %d", ErrVersion, v)
+		return State{}, fmt.Errorf("decode state: %w %d", ErrVersion, v)
 	}
-	n := int(r.u16())
-	if r.err == nil && (n > maxSetsPerState || n*(4+allocSetMinBytes) > len(b)) {
-		r.err = fmt.Errorf("%d sets: %w", n, ErrInvalid)
+	var st State
+	st.Sender = r.str()
+	if r.err == nil && st.Sender == "" {
+		r.err = fmt.Errorf("empty sender: %w", ErrInvalid)
 	}
-	var sets []AllocationSet
-	for i := 0; i < n && r.err == nil; i++ {
-		l := int(r.u32())
-		sub := r.bytes(l)
-		if r.err != nil {
-			break
+	switch has := r.u8(); {
+	case r.err != nil:
+	case has == 0:
+		if r.off != len(b) {
+			r.err = fmt.Errorf("%d trailing bytes: %w", len(b)-r.off, ErrInvalid)
 		}
-		s, err := DecodeAllocationSet(sub)
+	case has == 1:
+		s, err := DecodeAllocationSet(b[r.off:])
 		if err != nil {
-			r.err = err
-			break
+			return State{}, fmt.Errorf("decode state: %w", err)
 		}
-		sets = append(sets, s)
-	}
-	if r.err == nil && r.off != len(b) {
-		r.err = fmt.Errorf("%d trailing bytes: %w", len(b)-r.off, ErrInvalid)
+		st.Set = &s
+	default:
+		r.err = fmt.Errorf("set flag %d: %w", has, ErrInvalid)
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("decode state: %w", r.err)
+		return State{}, fmt.Errorf("decode state: %w", r.err)
 	}
-	return sets, nil
+	return st, nil
 }
 
 func (r *reader) allocationSet() AllocationSet {

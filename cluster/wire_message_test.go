@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
@@ -8,44 +9,50 @@ import (
 
 func TestDecodeMessage(t *testing.T) {
 	tests := []struct {
-		name    string
-		in      []byte
-		want    MsgType
-		payload string
-		err     error
+		name string
+		in   []byte
+		want Message
+		err  error
 	}{
-		{"user", EncodeMessage(MsgUserMin, []byte("hi")), MsgUserMin, "hi", nil},
-		{"empty payload", EncodeMessage(MsgAllocations, nil), MsgAllocations, "", nil},
-		{"short", []byte{1}, 0, "", ErrShort},
-		{"version", []byte{2, 16}, 0, "", ErrVersion},
-		{"type zero", []byte{1, 0}, 0, "", ErrInvalid},
+		{"user", EncodeMessage(MsgUserMin, "lb-a", []byte("hi")), Message{MsgUserMin, "lb-a", []byte("hi")}, nil},
+		{"empty payload", EncodeMessage(MsgAllocations, "b", nil), Message{MsgAllocations, "b", []byte{}}, nil},
+		{"short", []byte{WireVersion, 16, 1}, Message{}, ErrShort},
+		{"version 1 (no sender)", []byte{1, 16, 1, 'x'}, Message{}, ErrVersion},
+		{"type zero", []byte{WireVersion, 0, 1, 'x'}, Message{}, ErrInvalid},
+		{"empty sender", []byte{WireVersion, 16, 0, 'x'}, Message{}, ErrInvalid},
+		{"sender past the end", []byte{WireVersion, 16, 5, 'l', 'b'}, Message{}, ErrShort},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			typ, p, err := DecodeMessage(tc.in)
-			if !errors.Is(err, tc.err) || typ != tc.want || string(p) != tc.payload {
-				t.Fatalf("got %d %q %v, want %d %q %v", typ, p, err, tc.want, tc.payload, tc.err)
+			m, err := DecodeMessage(tc.in)
+			if !errors.Is(err, tc.err) || !reflect.DeepEqual(m, tc.want) {
+				t.Fatalf("got %+v %v, want %+v %v", m, err, tc.want, tc.err)
 			}
 		})
 	}
 }
 
+// FuzzDecodeMessage: the message envelope, decoded from any broadcast or stream. What decodes
+// encodes back to the same bytes; an allocation payload round-trips and resolves.
 func FuzzDecodeMessage(f *testing.F) {
 	for _, tc := range allocSetCases {
 		b, _ := EncodeAllocationSet(tc.set)
-		f.Add(EncodeMessage(MsgAllocations, b))
+		f.Add(EncodeMessage(MsgAllocations, tc.set.Origin, b))
 	}
-	f.Add(EncodeMessage(MsgUserMin, []byte("x")))
-	f.Add([]byte{1, 0})
+	f.Add(EncodeMessage(MsgUserMin, "lb-a", []byte("x")))
+	f.Add([]byte{WireVersion, 0, 1, 'x'})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		typ, p, err := DecodeMessage(b)
+		m, err := DecodeMessage(b)
 		if err != nil {
 			return
 		}
-		if typ != MsgAllocations {
+		if again := EncodeMessage(m.Type, m.Sender, m.Payload); !bytes.Equal(again, b) {
+			t.Fatalf("message %+v encodes to %x, decoded from %x", m, again, b)
+		}
+		if m.Type != MsgAllocations {
 			return
 		}
-		s, err := DecodeAllocationSet(p)
+		s, err := DecodeAllocationSet(m.Payload)
 		if err != nil {
 			return
 		}

@@ -25,6 +25,16 @@
 // report to every live appliance when its down set changes and again every few seconds so
 // that late joiners converge. A View keeps the newest report per origin.
 //
+// Reports from others are untrusted. View.Accept merges one only when its origin is the
+// sender the cluster's message envelope names and that sender is a live appliance member, and
+// when its generation is newer than the one held and at most MaxGenerationLead ahead of the
+// receiver's clock (generations start from the sender's clock in Unix nanoseconds), so no
+// member can speak for another and no wild generation can lock an origin's later reports out.
+// A View holds at most MaxViewOrigins origins; Retain drops those no longer members and Forget
+// one that died or left (after a restart it counts again from a lower generation). The
+// sender's name is as trustworthy as the holders of the cluster key (see package cluster,
+// "Trust"). A report is at most MaxReportBytes long.
+//
 // Resolution rule (Resolve), the same on every appliance: an endpoint is down when a strict
 // majority of the live appliances that have sent a report (this appliance's own included) list
 // it as down, up otherwise; with no report from any live appliance it is up. A dead or

@@ -35,8 +35,13 @@ const (
 	MaxReportEntries = 1 << 16
 	// MaxOriginBytes bounds the origin name.
 	MaxOriginBytes = 255
+	// MaxReportBytes is the largest encoded report (longest origin, MaxReportEntries IPv6
+	// entries): the size limit for the message type that carries reports (the receiver drops
+	// larger ones before decoding, e.g. cluster.Node.SetMessageLimit).
+	MaxReportBytes = 2 + MaxOriginBytes + 8 + 4 + MaxReportEntries*maxEntryBytes
 
 	minEntryBytes = 1 + 4 + 2
+	maxEntryBytes = 1 + 16 + 2
 )
 
 // Errors of DecodeReport; a malformed report wraps one of them.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestReportRoundTrip(t *testing.T) {
@@ -139,7 +140,20 @@ func FuzzDecodeReport(f *testing.F) {
 		if !bytes.Equal(out, b) {
 			t.Fatalf("decode/encode not canonical:\n in %x\nout %x", b, out)
 		}
+		if len(b) > MaxReportBytes {
+			t.Fatalf("%d-byte report decoded, MaxReportBytes %d", len(b), MaxReportBytes)
+		}
 		v := NewView()
+		// Received reports go through Accept: from their origin only, generation bounded.
+		now := time.Unix(1_800_000_000, 0)
+		err = v.Accept(r.Origin, true, r, now)
+		future := r.Generation > uint64(now.UnixNano())+uint64(MaxGenerationLead)
+		if future != errors.Is(err, ErrReportFuture) || !future && err != nil {
+			t.Fatalf("Accept(generation %d) = %v", r.Generation, err)
+		}
+		if err := v.Accept("other", true, r, now); r.Origin != "other" && !errors.Is(err, ErrReportForeign) {
+			t.Fatalf("report for %q accepted from another sender: %v", r.Origin, err)
+		}
 		v.Merge(r)
 		for ep := range v.Resolve([]string{r.Origin}) {
 			if !slices.Contains(r.Down, ep) {
@@ -147,4 +161,19 @@ func FuzzDecodeReport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMaxReportBytes: the largest report AppendReport writes is exactly MaxReportBytes.
+func TestMaxReportBytes(t *testing.T) {
+	down := make([]netip.AddrPort, MaxReportEntries)
+	for i := range down {
+		down[i] = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 14: byte(i >> 8), 15: byte(i)}), 80)
+	}
+	b, err := AppendReport(nil, Report{Origin: string(bytes.Repeat([]byte{'a'}, MaxOriginBytes)), Down: down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != MaxReportBytes {
+		t.Fatalf("largest report %d bytes, MaxReportBytes %d", len(b), MaxReportBytes)
+	}
 }

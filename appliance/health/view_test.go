@@ -1,10 +1,14 @@
 package health
 
 import (
+	"errors"
+	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 )
 
 func ep(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -107,5 +111,60 @@ func TestMergeGenerations(t *testing.T) {
 	}
 	if got := v.Origins(); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("origins %v", got)
+	}
+}
+
+// TestViewBounded: reports from any number of names never grow the view past MaxViewOrigins,
+// and Retain drops the origins that are not members.
+func TestViewBounded(t *testing.T) {
+	v := NewView()
+	for i := range MaxViewOrigins + 500 {
+		v.Merge(Report{Origin: fmt.Sprintf("forged-%d", i), Generation: 1})
+	}
+	if n := len(v.Origins()); n > MaxViewOrigins {
+		t.Fatalf("view holds %d origins, bound %d", n, MaxViewOrigins)
+	}
+	v.Retain([]string{"forged-1", "lb-a"})
+	if got := v.Origins(); !slices.Equal(got, []string{"forged-1"}) {
+		t.Fatalf("after Retain: origins %v", got)
+	}
+	if !v.Merge(Report{Origin: "lb-a", Generation: 1}) {
+		t.Fatal("a member's report refused after Retain made room")
+	}
+}
+
+// TestViewAccept: a received report counts only from a live appliance, for its own name, with
+// a generation not far ahead of the clock; a wild generation does not lock the origin out.
+func TestViewAccept(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	gen := uint64(now.UnixNano())
+	down := []netip.AddrPort{ep("198.18.1.21:80")}
+	cases := []struct {
+		name   string
+		sender string
+		live   bool
+		r      Report
+		want   error
+	}{
+		{"forged for another", "lb-b", true, Report{Origin: "lb-a", Generation: gen, Down: down}, ErrReportForeign},
+		{"not a live appliance", "agent-1", false, Report{Origin: "agent-1", Generation: gen, Down: down}, ErrReportForeign},
+		{"wild generation", "lb-a", true, Report{Origin: "lb-a", Generation: math.MaxUint64, Down: down}, ErrReportFuture},
+		{"just past the lead", "lb-a", true, Report{Origin: "lb-a", Generation: gen + uint64(MaxGenerationLead) + 1}, ErrReportFuture},
+		{"own report", "lb-a", true, Report{Origin: "lb-a", Generation: gen, Down: down}, nil},
+		{"stale", "lb-a", true, Report{Origin: "lb-a", Generation: gen - 1}, ErrReportStale},
+		{"newer, within the lead", "lb-a", true, Report{Origin: "lb-a", Generation: gen + uint64(time.Minute)}, nil},
+	}
+	v := NewView()
+	for _, tc := range cases {
+		if err := v.Accept(tc.sender, tc.live, tc.r, now); !errors.Is(err, tc.want) {
+			t.Fatalf("%s: Accept = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if got := v.Origins(); !slices.Equal(got, []string{"lb-a"}) {
+		t.Fatalf("origins %v, want only lb-a", got)
+	}
+	v.Forget("lb-a") // died: a restart counts again from a lower generation
+	if err := v.Accept("lb-a", true, Report{Origin: "lb-a", Generation: 1}, now); err != nil {
+		t.Fatalf("restarted origin: %v", err)
 	}
 }
