@@ -25,6 +25,7 @@ import (
 
 	"github.com/xdpsvc/lb/appliance/config"
 	"github.com/xdpsvc/lb/appliance/service"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 const pool = "198.19.1.0/28"
@@ -74,23 +75,14 @@ func (r *recorder) last() (Update, int) {
 	return r.updates[len(r.updates)-1], len(r.updates)
 }
 
-// waitFor polls cond every 5 ms for at most 15 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitTimeout bounds every wait for the watcher in these tests.
+const waitTimeout = 15 * time.Second
 
 // waitSnapshot waits for an update whose snapshot satisfies cond and returns it.
 func waitSnapshot(t *testing.T, r *recorder, what string, cond func(*service.Snapshot) bool) *service.Snapshot {
 	t.Helper()
 	var snap *service.Snapshot
-	waitFor(t, what, func() bool {
+	tstest.EventuallyTrue(t, waitTimeout, what, func() bool {
 		u, n := r.last()
 		if n == 0 || !cond(u.Snapshot) {
 			return false
@@ -116,7 +108,7 @@ func startWatcher(t *testing.T, client *fake.Clientset, cfg *config.Config, mod 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
@@ -136,6 +128,14 @@ func startWatcher(t *testing.T, client *fake.Clientset, cfg *config.Config, mod 
 type svcOpt func(*corev1.Service)
 
 func withClass(c string) svcOpt { return func(s *corev1.Service) { s.Spec.LoadBalancerClass = &c } }
+func withOwner(cluster string) svcOpt {
+	return func(s *corev1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[AnnotationOwner] = cluster
+	}
+}
 func withStatusIP(ip string) svcOpt {
 	return func(s *corev1.Service) { s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}} }
 }
@@ -183,10 +183,10 @@ func endpointsOf(s *service.Service) []string {
 }
 
 func TestWatchAddChangeDelete(t *testing.T) {
-	client := fake.NewClientset()
+	client := newAPI(t)
 	cfg := applianceConfig(t, "")
 	_, r := startWatcher(t, client, cfg, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	svcs := client.CoreV1().Services("default")
 	eps := client.DiscoveryV1().EndpointSlices("default")
 	// The first state comes once the caches synced, and is empty.
@@ -287,19 +287,19 @@ func TestStatusWriteBack(t *testing.T) {
 	}{
 		{name: "assigned external IP is written to status.loadBalancer.ingress",
 			svc: newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080), pools: true, wantWrite: true},
-		{name: "external IP already in status and in a pool is kept without a write",
-			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.19.1.9")),
+		{name: "external IP this cluster recorded, in a pool, is kept without a write",
+			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.19.1.9"), withOwner(UserAgent)),
 			pools: true, wantIP: "198.19.1.9"},
-		{name: "status IP outside every pool is replaced",
-			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5")),
+		{name: "status IP this cluster recorded, outside every pool, is replaced",
+			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5"), withOwner(UserAgent)),
 			pools: true, wantWrite: true},
-		{name: "no pool leaves the service pending and clears a stale status",
-			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5")),
+		{name: "no pool leaves the service pending and clears this cluster's stale status",
+			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5"), withOwner(UserAgent)),
 			pools: false, wantWrite: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			client := fake.NewClientset(tc.svc)
+			client := newAPI(t, tc.svc)
 			cfg := applianceConfig(t, "")
 			if !tc.pools {
 				cfg.Network.LoadBalancerPools = nil
@@ -333,17 +333,17 @@ func TestStatusWriteBack(t *testing.T) {
 				return out
 			}
 			// The API object ends up saying what the snapshot serves.
-			waitFor(t, "status in the API", func() bool {
-				cur, err := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{})
+			tstest.EventuallyTrue(t, waitTimeout, "status in the API", func() bool {
+				cur, err := client.CoreV1().Services("default").Get(t.Context(), "web", metav1.GetOptions{})
 				return err == nil && slices.Equal(ingressIPs(cur), want)
 			})
 			// Another change makes another sync: the status must not be written again.
-			if _, err := client.CoreV1().Services("default").Create(context.Background(),
+			if _, err := client.CoreV1().Services("default").Create(t.Context(),
 				newService("other", corev1.ServiceTypeClusterIP, "198.19.0.11", 80, 0), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			waitSnapshot(t, r, "the second service", func(s *service.Snapshot) bool { return s.Lookup("default/other") != nil })
-			waitFor(t, "the sync of the second service to finish", func() bool { s := w.Stats(); return s.SyncsDone == s.Syncs })
+			tstest.EventuallyTrue(t, waitTimeout, "the sync of the second service to finish", func() bool { s := w.Stats(); return s.SyncsDone == s.Syncs })
 			writes := statusWrites(client)
 			if !tc.wantWrite {
 				if len(writes) != 0 {
@@ -364,6 +364,13 @@ func TestStatusWriteBack(t *testing.T) {
 			}
 			if s := w.Stats(); s.StatusWrites != 1 || s.StatusErrors != 0 {
 				t.Errorf("stats %+v", s)
+			}
+			cur, err := client.CoreV1().Services("default").Get(t.Context(), "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cur.Annotations[AnnotationOwner]; got != UserAgent {
+				t.Errorf("ownership record %q, want %q (the default cluster name)", got, UserAgent)
 			}
 		})
 	}
@@ -389,7 +396,7 @@ func TestLoadBalancerClass(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			client := fake.NewClientset(objs...)
+			client := newAPI(t, objs...)
 			_, r := startWatcher(t, client, applianceConfig(t, tc.services), nil)
 			snap := waitSnapshot(t, r, "first state", func(*service.Snapshot) bool { return true })
 			var got []string
@@ -410,7 +417,7 @@ func TestLoadBalancerClass(t *testing.T) {
 }
 
 func TestInvalidObjectsAreSkipped(t *testing.T) {
-	client := fake.NewClientset(
+	client := newAPI(t,
 		newService("good", corev1.ServiceTypeNodePort, "198.19.0.10", 80, 30080),
 		newService("no-ip", corev1.ServiceTypeClusterIP, "", 80, 0),
 		newService("web-dup", corev1.ServiceTypeNodePort, "198.19.0.11", 81, 30080),
@@ -500,7 +507,7 @@ func (o *outage) set(down bool) {
 }
 
 func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
-	client := fake.NewClientset(
+	client := newAPI(t,
 		newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080),
 		newSlice("web-1", "web", "198.18.1.10", "198.18.1.11"),
 		newService("gone", corev1.ServiceTypeClusterIP, "198.19.0.11", 80, 0),
@@ -512,7 +519,7 @@ func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
 		return len(s.Services) == 2 && len(endpointsOf(s.Lookup("default/web"))) == 2
 	})
 	vip := before.Lookup("default/web").ExternalIP
-	waitFor(t, "status write", func() bool { return w.Stats().StatusWrites == 1 })
+	tstest.EventuallyTrue(t, waitTimeout, "status write", func() bool { return w.Stats().StatusWrites == 1 })
 	_, updatesBefore := r.last()
 
 	o.set(true)
@@ -530,7 +537,7 @@ func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The reflectors notice (their watches ended) and fail to relist at least twice...
-	waitFor(t, "failed relists during the outage", func() bool { return o.failed.Load() >= 4 })
+	tstest.EventuallyTrue(t, waitTimeout, "failed relists during the outage", func() bool { return o.failed.Load() >= 4 })
 	// ...and nothing was withdrawn meanwhile.
 	u, n := r.last()
 	if n != updatesBefore || u.Snapshot != before {
@@ -554,13 +561,13 @@ func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
 }
 
 func TestMinSyncIntervalSpacesUpdates(t *testing.T) {
-	client := fake.NewClientset()
+	client := newAPI(t)
 	const interval = 150 * time.Millisecond
 	_, r := startWatcher(t, client, applianceConfig(t, ""), func(c *Config) { c.MinSyncInterval = interval })
 	waitSnapshot(t, r, "first state", func(*service.Snapshot) bool { return true })
 	for i := range 4 {
 		name := fmt.Sprintf("s%d", i)
-		if _, err := client.CoreV1().Services("default").Create(context.Background(),
+		if _, err := client.CoreV1().Services("default").Create(t.Context(),
 			newService(name, corev1.ServiceTypeClusterIP, fmt.Sprintf("198.19.0.%d", 10+i), 80, 0), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -579,14 +586,14 @@ func TestMinSyncIntervalSpacesUpdates(t *testing.T) {
 }
 
 func TestRejectedUpdateIsRetriedAndWritesNoStatus(t *testing.T) {
-	client := fake.NewClientset(newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080))
+	client := newAPI(t, newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080))
 	r0 := &recorder{fail: errors.New("data plane refused")}
 	calls := atomic.Int64{}
 	w, r := startWatcher(t, client, applianceConfig(t, ""), func(c *Config) {
 		c.OnUpdate = func(u Update) error { calls.Add(1); return r0.onUpdate(u) }
 	})
 	_ = r
-	waitFor(t, "retried updates", func() bool { return calls.Load() >= 3 })
+	tstest.EventuallyTrue(t, waitTimeout, "retried updates", func() bool { return calls.Load() >= 3 })
 	if n := len(statusWrites(client)); n != 0 {
 		t.Fatalf("%d status writes for a refused state", n)
 	}
@@ -594,8 +601,8 @@ func TestRejectedUpdateIsRetriedAndWritesNoStatus(t *testing.T) {
 		t.Errorf("stats %+v", w.Stats())
 	}
 	r0.setFail(nil)
-	waitFor(t, "accepted update", func() bool { _, n := r0.last(); return n == 1 })
-	waitFor(t, "status write", func() bool { return len(statusWrites(client)) == 1 })
+	tstest.EventuallyTrue(t, waitTimeout, "accepted update", func() bool { _, n := r0.last(); return n == 1 })
+	tstest.EventuallyTrue(t, waitTimeout, "status write", func() bool { return len(statusWrites(client)) == 1 })
 }
 
 func TestNewValidatesConfig(t *testing.T) {
