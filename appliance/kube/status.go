@@ -209,8 +209,9 @@ func (w *Watcher) shouldWrite(vip netip.Addr) bool {
 
 // writeStatus records this cluster's ownership (for an IP) and then writes want, retrying a
 // resourceVersion conflict with the latest object, whose claim and status are checked afresh.
-// It reports whether it wrote the status; false with a nil error means there was nothing left to
-// write (another controller took the Service meanwhile, or it already says want, or it is gone).
+// A conflict that brought a different status (another node or controller wrote it) is not
+// overwritten at once: the next sync, which sees it, decides under the backoff. It reports
+// whether it wrote; false with a nil error means there was nothing left to write now.
 func (w *Watcher) writeStatus(ctx context.Context, obj *corev1.Service, want []corev1.LoadBalancerIngress) (bool, error) {
 	api := w.cfg.Client.CoreV1().Services(obj.Namespace)
 	cur := obj
@@ -230,7 +231,7 @@ func (w *Watcher) writeStatus(ctx context.Context, obj *corev1.Service, want []c
 			return false, fmt.Errorf("%d resourceVersion conflicts in a row: %w", attempt+1, err)
 		}
 		rctx, cancel := context.WithTimeout(ctx, w.cfg.StatusTimeout)
-		cur, err = api.Get(rctx, obj.Name, metav1.GetOptions{})
+		latest, err := api.Get(rctx, obj.Name, metav1.GetOptions{})
 		cancel()
 		if apierrors.IsNotFound(err) {
 			return false, nil
@@ -238,6 +239,11 @@ func (w *Watcher) writeStatus(ctx context.Context, obj *corev1.Service, want []c
 		if err != nil {
 			return false, fmt.Errorf("read service after a conflict: %w", err)
 		}
+		if !sameIngress(latest.Status.LoadBalancer.Ingress, cur.Status.LoadBalancer.Ingress) {
+			w.trigger()
+			return false, nil
+		}
+		cur = latest
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -482,5 +483,37 @@ func TestStatusConflicts(t *testing.T) {
 				t.Errorf("stats %+v after %d conflicting calls", s, n)
 			}
 		})
+	}
+}
+
+// TestNodesOfOneClusterConverge: two nodes of one cluster that both write (a VIP handover) with
+// different local choices end on one status IP that both serve, after at most one write each.
+func TestNodesOfOneClusterConverge(t *testing.T) {
+	client := newAPI(t, newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080))
+	stateWith := func(ip string) *service.State {
+		return &service.State{Version: service.StateVersion, Services: map[string]service.ServiceState{
+			"default/web": {LoadBalancerIP: netip.MustParseAddr(ip)}}}
+	}
+	var recs []*recorder
+	var ws []*Watcher
+	for _, ip := range []string{"198.19.1.5", "198.19.1.6"} {
+		w, r := startWatcher(t, client, applianceConfig(t, ""), func(c *Config) { c.InitialState = stateWith(ip) })
+		recs, ws = append(recs, r), append(ws, w)
+	}
+	var ip string
+	tstest.EventuallyTrue(t, waitTimeout, "a status", func() bool { ip = firstIngressIP(getService(t, client, "web")); return ip != "" })
+	for i, r := range recs {
+		waitSnapshot(t, r, fmt.Sprintf("node %d serving the status IP", i), func(s *service.Snapshot) bool {
+			w := s.Lookup("default/web")
+			return w != nil && w.ExternalIP.String() == ip
+		})
+	}
+	tstest.Never(t, 300*time.Millisecond, 20*time.Millisecond, "the status changed", func() bool {
+		return firstIngressIP(getService(t, client, "web")) != ip
+	})
+	for i, w := range ws {
+		if s := w.Stats(); s.StatusWrites > 1 {
+			t.Errorf("node %d: %d status writes, want at most 1", i, s.StatusWrites)
+		}
 	}
 }
