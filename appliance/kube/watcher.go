@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -47,8 +46,28 @@ type Config struct {
 	// Watcher syncs again on its own. Default 1 s.
 	RetryInterval time.Duration
 	// WriteStatus writes each served LoadBalancer Service's external IP to
-	// status.loadBalancer.ingress (and clears it for a pending Service). Default true.
+	// status.loadBalancer.ingress (and clears it for a pending Service) when this cluster controls
+	// it: the Service has services.loadBalancerClass, or is unclassed and either unassigned or
+	// recorded as this cluster's (AnnotationOwner). Default true.
 	WriteStatus bool
+	// ClusterName names this appliance cluster in AnnotationOwner. Two appliance clusters that
+	// watch one Kubernetes cluster must have different names. Default: services.loadBalancerClass
+	// when set, else UserAgent.
+	ClusterName string
+	// ShouldWriteStatus, when set, says whether this node writes the status of the Service whose
+	// external IP is vip: the node holding the VIP, so that one node of the cluster writes. It is
+	// called with the zero Addr for a pending Service (no external IP: a stale status to clear);
+	// the answer must then be true on exactly one node too, e.g. the holder of a fixed VIP or the
+	// member that sorts first. It runs on the sync goroutine and must not block. nil = every node
+	// writes (a single-node appliance).
+	ShouldWriteStatus func(vip netip.Addr) bool
+	// StatusBackoff is the wait before a Service's second status write in a row; each further
+	// write of the series waits twice the previous wait, up to StatusBackoffMax, so that a writer
+	// that keeps changing the status cannot start a write loop. Default 1 s.
+	StatusBackoff time.Duration
+	// StatusBackoffMax is the longest wait between two status writes of one Service; a series
+	// ends after 2*StatusBackoffMax without a write. Default 5 min.
+	StatusBackoffMax time.Duration
 	// StatusTimeout bounds one UpdateStatus request. Default 5 s.
 	StatusTimeout time.Duration
 	// ResyncPeriod is the informers' resync period; 0 = none (every change arrives as a watch
@@ -61,10 +80,12 @@ type Config struct {
 // DefaultConfig returns the defaults; Client, Appliance and OnUpdate must still be set.
 func DefaultConfig() Config {
 	return Config{
-		MinSyncInterval: 100 * time.Millisecond,
-		RetryInterval:   time.Second,
-		WriteStatus:     true,
-		StatusTimeout:   5 * time.Second,
+		MinSyncInterval:  100 * time.Millisecond,
+		RetryInterval:    time.Second,
+		WriteStatus:      true,
+		StatusTimeout:    5 * time.Second,
+		StatusBackoff:    time.Second,
+		StatusBackoffMax: 5 * time.Minute,
 	}
 }
 
@@ -91,10 +112,16 @@ type Stats struct {
 	Updates uint64
 	// Rejected is the number of states OnUpdate refused, plus builds that failed altogether.
 	Rejected uint64
-	// StatusWrites is the number of successful UpdateStatus calls.
+	// StatusWrites is the number of status writes made: an ownership record and, unless the
+	// status already said it, the status.
 	StatusWrites uint64
-	// StatusErrors is the number of failed UpdateStatus calls.
+	// StatusErrors is the number of status writes that failed (after their conflict retries).
 	StatusErrors uint64
+	// StatusConflicts is the number of resourceVersion conflicts met while writing statuses.
+	StatusConflicts uint64
+	// Foreign is the number of LoadBalancer Services, in the last sync, left to another
+	// controller (not served as a VIP, status not written).
+	Foreign uint64
 	// Skipped is the number of objects left out of the last built state.
 	Skipped uint64
 }
@@ -114,9 +141,14 @@ type Watcher struct {
 	lastSkipped string
 	svcs        corelisters.ServiceLister
 	slices      discoverylisters.EndpointSliceLister
+	// foreignLogged maps each Service left to another controller to the reason last logged
+	foreignLogged map[string]string
+	// backoff spaces each Service's status writes
+	backoff map[string]*statusBackoff
 
-	synced                                                            atomic.Bool
-	syncs, syncsDone, updates, rejected, writes, writeErrors, skipped atomic.Uint64
+	synced                                                   atomic.Bool
+	syncs, syncsDone, updates, rejected, writes, writeErrors atomic.Uint64
+	skipped, conflicts, foreign                              atomic.Uint64
 }
 
 // cachedObject is the service.Object built for one resourceVersion of an API object.
@@ -140,6 +172,19 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.StatusTimeout <= 0 {
 		cfg.StatusTimeout = d.StatusTimeout
 	}
+	if cfg.StatusBackoff <= 0 {
+		cfg.StatusBackoff = d.StatusBackoff
+	}
+	if cfg.StatusBackoffMax <= 0 {
+		cfg.StatusBackoffMax = d.StatusBackoffMax
+	}
+	cfg.StatusBackoffMax = max(cfg.StatusBackoffMax, cfg.StatusBackoff)
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = cfg.Appliance.Services.LoadBalancerClass
+	}
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = UserAgent
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -154,14 +199,20 @@ func New(cfg Config) (*Watcher, error) {
 		kick:    make(chan struct{}, 1),
 		state:   st,
 		objects: map[types.UID]cachedObject{},
+		backoff: map[string]*statusBackoff{},
 	}, nil
 }
 
 // Stats returns the Watcher's counters.
 func (w *Watcher) Stats() Stats {
 	return Stats{Syncs: w.syncs.Load(), SyncsDone: w.syncsDone.Load(), Updates: w.updates.Load(), Rejected: w.rejected.Load(),
-		StatusWrites: w.writes.Load(), StatusErrors: w.writeErrors.Load(), Skipped: w.skipped.Load()}
+		StatusWrites: w.writes.Load(), StatusErrors: w.writeErrors.Load(), StatusConflicts: w.conflicts.Load(),
+		Foreign: w.foreign.Load(), Skipped: w.skipped.Load()}
 }
+
+// Resync asks for a sync soon (within MinSyncInterval) without an API change: the owner calls it
+// when ShouldWriteStatus's answers may have changed (this node took over a VIP). Never blocks.
+func (w *Watcher) Resync() { w.trigger() }
 
 // Synced reports whether every informer cache has synced once (the first state follows).
 func (w *Watcher) Synced() bool { return w.synced.Load() }
@@ -244,11 +295,15 @@ func (w *Watcher) loop(ctx context.Context) {
 		default:
 		}
 		lastSync = time.Now()
-		if !w.sync(ctx) {
+		ok, after := w.sync(ctx)
+		if !ok && (after == 0 || after > w.cfg.RetryInterval) {
+			after = w.cfg.RetryInterval
+		}
+		if after > 0 {
 			if retry != nil {
 				retry.Stop()
 			}
-			retry = time.AfterFunc(w.cfg.RetryInterval, w.trigger)
+			retry = time.AfterFunc(after, w.trigger)
 		}
 	}
 }
@@ -261,19 +316,20 @@ func served(s *corev1.Service, sc config.ServicesConfig) bool {
 	return sc.LoadBalancerClass != "" && *s.Spec.LoadBalancerClass == sc.LoadBalancerClass
 }
 
-// sync builds and hands over the current state and writes statuses; false asks for a retry.
-func (w *Watcher) sync(ctx context.Context) bool {
+// sync builds and hands over the current state and writes statuses. false asks for a retry after
+// RetryInterval; a positive duration asks for a sync after it (a status write held back).
+func (w *Watcher) sync(ctx context.Context) (bool, time.Duration) {
 	w.syncs.Add(1)
 	defer w.syncsDone.Add(1)
 	svcList, err := w.svcs.List(labels.Everything())
 	if err != nil {
 		w.log.Error("list services from cache", "err", err)
-		return false
+		return false, 0
 	}
 	sliceList, err := w.slices.List(labels.Everything())
 	if err != nil {
 		w.log.Error("list endpointslices from cache", "err", err)
-		return false
+		return false, 0
 	}
 	objs, current := w.objectsOf(svcList, sliceList)
 	snap, st, skipped, err := w.build(objs, w.preferStatusIPs(current))
@@ -281,7 +337,7 @@ func (w *Watcher) sync(ctx context.Context) bool {
 	if err != nil {
 		w.rejected.Add(1)
 		w.log.Error("build services from the API; previous state keeps serving", "err", err)
-		return false
+		return false, 0
 	}
 	if msg := skipped.Error(); msg != w.lastSkipped { // log a problem once, not every sync
 		for _, e := range skipped {
@@ -289,21 +345,20 @@ func (w *Watcher) sync(ctx context.Context) bool {
 		}
 		w.lastSkipped = msg
 	}
-	ok := true
 	if w.last == nil || !snap.Diff(w.last).Empty() {
 		u := Update{Snapshot: snap, State: st, Diff: snap.Diff(w.last), Skipped: skipped}
 		if err := w.cfg.OnUpdate(u); err != nil {
 			w.rejected.Add(1)
 			w.log.Error("services update refused; previous state keeps serving", "err", err)
-			return false
+			return false, 0
 		}
 		w.updates.Add(1)
 		w.last, w.state = snap, st
 	}
-	if w.cfg.WriteStatus {
-		ok = w.writeStatuses(ctx, current)
+	if !w.cfg.WriteStatus {
+		return true, 0
 	}
-	return ok
+	return w.writeStatuses(ctx, current)
 }
 
 // objectsOf turns the served Services and their EndpointSlices into service.Objects (reusing
@@ -313,15 +368,23 @@ func (w *Watcher) objectsOf(svcList []*corev1.Service, sliceList []*discoveryv1.
 	current := make(map[string]*corev1.Service, len(svcList))
 	objs := make([]service.Object, 0, len(svcList)+len(sliceList))
 	seen := make(map[types.UID]bool, len(svcList)+len(sliceList))
+	foreign := map[string]string{}
 	for _, s := range svcList {
 		if !served(s, sc) {
 			continue
 		}
-		current[s.Namespace+"/"+s.Name] = s
-		if o, ok := w.object(s, "Service "+s.Namespace+"/"+s.Name, s.UID, s.ResourceVersion); ok {
+		key := s.Namespace + "/" + s.Name
+		current[key] = s
+		var src any = s
+		if c, why := w.claimOf(s); c == claimForeign {
+			foreign[key] = why
+			src = withoutLoadBalancer(s) // a pure function of the object: the cache by resourceVersion holds
+		}
+		if o, ok := w.object(src, "Service "+key, s.UID, s.ResourceVersion); ok {
 			objs, seen[s.UID] = append(objs, o), true
 		}
 	}
+	w.noteForeign(foreign)
 	for _, es := range sliceList {
 		name := es.Labels[discoveryv1.LabelServiceName]
 		if name == "" || current[es.Namespace+"/"+name] == nil {
@@ -354,9 +417,10 @@ func (w *Watcher) object(obj any, file string, uid types.UID, rv string) (servic
 	return o, true
 }
 
-// preferStatusIPs returns the State to build from: the last accepted one, with each served
-// LoadBalancer Service's recorded status.loadBalancer.ingress IP (of the serviceCIDR's family)
-// in place of the local choice, so that every appliance node converges on what the API says.
+// preferStatusIPs returns the State to build from: the last accepted one, with the recorded
+// status.loadBalancer.ingress IP (of the serviceCIDR's family) of each served LoadBalancer
+// Service this cluster controls in place of the local choice, so that every appliance node
+// converges on what the API says. A status another controller assigned is never adopted.
 func (w *Watcher) preferStatusIPs(current map[string]*corev1.Service) *service.State {
 	v4 := w.cfg.Appliance.Network.ServiceCIDR.Addr().Is4()
 	st := &service.State{Version: service.StateVersion, Services: make(map[string]service.ServiceState, len(w.state.Services))}
@@ -364,7 +428,7 @@ func (w *Watcher) preferStatusIPs(current map[string]*corev1.Service) *service.S
 		st.Services[k] = v
 	}
 	for k, s := range current {
-		if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		if c, _ := w.claimOf(s); c != claimOurs {
 			continue
 		}
 		for _, ing := range s.Status.LoadBalancer.Ingress {
@@ -415,61 +479,4 @@ func (w *Watcher) build(objs []service.Object, prev *service.State) (*service.Sn
 		objs = kept
 	}
 	return nil, nil, skipped, errors.New("build services: no subset of the objects builds")
-}
-
-// writeStatuses makes status.loadBalancer.ingress of every served LoadBalancer Service say what
-// the last accepted snapshot assigned; false if a write failed.
-func (w *Watcher) writeStatuses(ctx context.Context, current map[string]*corev1.Service) bool {
-	if w.last == nil {
-		return true
-	}
-	ok := true
-	for _, svc := range w.last.Services {
-		if svc.Type != service.TypeLoadBalancer {
-			continue
-		}
-		obj := current[svc.Key()]
-		if obj == nil || obj.Spec.Type != corev1.ServiceTypeLoadBalancer {
-			continue
-		}
-		var want []corev1.LoadBalancerIngress
-		if svc.ExternalIP.IsValid() {
-			mode := corev1.LoadBalancerIPModeVIP
-			want = []corev1.LoadBalancerIngress{{IP: svc.ExternalIP.String(), IPMode: &mode}}
-		}
-		if sameIngress(obj.Status.LoadBalancer.Ingress, want) {
-			continue
-		}
-		upd := obj.DeepCopy()
-		upd.Status.LoadBalancer.Ingress = want
-		rctx, cancel := context.WithTimeout(ctx, w.cfg.StatusTimeout)
-		_, err := w.cfg.Client.CoreV1().Services(obj.Namespace).UpdateStatus(rctx, upd, metav1.UpdateOptions{})
-		cancel()
-		vip := "<pending>"
-		if svc.ExternalIP.IsValid() {
-			vip = svc.ExternalIP.String()
-		}
-		if err != nil {
-			w.writeErrors.Add(1)
-			w.log.Warn("write status.loadBalancer.ingress", "service", svc.Key(), "vip", vip, "err", err)
-			ok = false
-			continue
-		}
-		w.writes.Add(1)
-		w.log.Info("wrote status.loadBalancer.ingress", "service", svc.Key(), "vip", vip)
-	}
-	return ok
-}
-
-// sameIngress compares the IPs of two ingress lists (hostnames and ports are not ours to keep).
-func sameIngress(have, want []corev1.LoadBalancerIngress) bool {
-	ips := func(l []corev1.LoadBalancerIngress) []string {
-		var out []string
-		for _, i := range l {
-			out = append(out, i.IP)
-		}
-		slices.Sort(out)
-		return out
-	}
-	return slices.Equal(ips(have), ips(want))
 }

@@ -128,6 +128,14 @@ func startWatcher(t *testing.T, client *fake.Clientset, cfg *config.Config, mod 
 type svcOpt func(*corev1.Service)
 
 func withClass(c string) svcOpt { return func(s *corev1.Service) { s.Spec.LoadBalancerClass = &c } }
+func withOwner(cluster string) svcOpt {
+	return func(s *corev1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[AnnotationOwner] = cluster
+	}
+}
 func withStatusIP(ip string) svcOpt {
 	return func(s *corev1.Service) { s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}} }
 }
@@ -175,7 +183,7 @@ func endpointsOf(s *service.Service) []string {
 }
 
 func TestWatchAddChangeDelete(t *testing.T) {
-	client := fake.NewClientset()
+	client := newAPI(t)
 	cfg := applianceConfig(t, "")
 	_, r := startWatcher(t, client, cfg, nil)
 	ctx := t.Context()
@@ -279,19 +287,19 @@ func TestStatusWriteBack(t *testing.T) {
 	}{
 		{name: "assigned external IP is written to status.loadBalancer.ingress",
 			svc: newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080), pools: true, wantWrite: true},
-		{name: "external IP already in status and in a pool is kept without a write",
-			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.19.1.9")),
+		{name: "external IP this cluster recorded, in a pool, is kept without a write",
+			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.19.1.9"), withOwner(UserAgent)),
 			pools: true, wantIP: "198.19.1.9"},
-		{name: "status IP outside every pool is replaced",
-			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5")),
+		{name: "status IP this cluster recorded, outside every pool, is replaced",
+			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5"), withOwner(UserAgent)),
 			pools: true, wantWrite: true},
-		{name: "no pool leaves the service pending and clears a stale status",
-			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5")),
+		{name: "no pool leaves the service pending and clears this cluster's stale status",
+			svc:   newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080, withStatusIP("198.18.5.5"), withOwner(UserAgent)),
 			pools: false, wantWrite: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			client := fake.NewClientset(tc.svc)
+			client := newAPI(t, tc.svc)
 			cfg := applianceConfig(t, "")
 			if !tc.pools {
 				cfg.Network.LoadBalancerPools = nil
@@ -357,6 +365,13 @@ func TestStatusWriteBack(t *testing.T) {
 			if s := w.Stats(); s.StatusWrites != 1 || s.StatusErrors != 0 {
 				t.Errorf("stats %+v", s)
 			}
+			cur, err := client.CoreV1().Services("default").Get(t.Context(), "web", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cur.Annotations[AnnotationOwner]; got != UserAgent {
+				t.Errorf("ownership record %q, want %q (the default cluster name)", got, UserAgent)
+			}
 		})
 	}
 }
@@ -381,7 +396,7 @@ func TestLoadBalancerClass(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			client := fake.NewClientset(objs...)
+			client := newAPI(t, objs...)
 			_, r := startWatcher(t, client, applianceConfig(t, tc.services), nil)
 			snap := waitSnapshot(t, r, "first state", func(*service.Snapshot) bool { return true })
 			var got []string
@@ -402,7 +417,7 @@ func TestLoadBalancerClass(t *testing.T) {
 }
 
 func TestInvalidObjectsAreSkipped(t *testing.T) {
-	client := fake.NewClientset(
+	client := newAPI(t,
 		newService("good", corev1.ServiceTypeNodePort, "198.19.0.10", 80, 30080),
 		newService("no-ip", corev1.ServiceTypeClusterIP, "", 80, 0),
 		newService("web-dup", corev1.ServiceTypeNodePort, "198.19.0.11", 81, 30080),
@@ -492,7 +507,7 @@ func (o *outage) set(down bool) {
 }
 
 func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
-	client := fake.NewClientset(
+	client := newAPI(t,
 		newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080),
 		newSlice("web-1", "web", "198.18.1.10", "198.18.1.11"),
 		newService("gone", corev1.ServiceTypeClusterIP, "198.19.0.11", 80, 0),
@@ -546,7 +561,7 @@ func TestAPIOutageKeepsLastStateAndResyncs(t *testing.T) {
 }
 
 func TestMinSyncIntervalSpacesUpdates(t *testing.T) {
-	client := fake.NewClientset()
+	client := newAPI(t)
 	const interval = 150 * time.Millisecond
 	_, r := startWatcher(t, client, applianceConfig(t, ""), func(c *Config) { c.MinSyncInterval = interval })
 	waitSnapshot(t, r, "first state", func(*service.Snapshot) bool { return true })
@@ -571,7 +586,7 @@ func TestMinSyncIntervalSpacesUpdates(t *testing.T) {
 }
 
 func TestRejectedUpdateIsRetriedAndWritesNoStatus(t *testing.T) {
-	client := fake.NewClientset(newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080))
+	client := newAPI(t, newService("web", corev1.ServiceTypeLoadBalancer, "198.19.0.10", 80, 30080))
 	r0 := &recorder{fail: errors.New("data plane refused")}
 	calls := atomic.Int64{}
 	w, r := startWatcher(t, client, applianceConfig(t, ""), func(c *Config) {
