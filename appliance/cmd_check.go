@@ -30,23 +30,46 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
+	// Every error is reported: the credentials' and the manifests' alike.
+	secErr := checkSecrets(cfg)
+	fail := func(err error) int {
+		if secErr != nil {
+			fmt.Fprintln(stderr, secErr)
+		}
+		if err != nil {
+			printErrors(stderr, err)
+		}
+		return 1
+	}
 	objs, err := service.LoadManifests(cfg.Services.Manifests)
 	if err != nil {
-		printErrors(stderr, err)
-		return 1
+		return fail(err)
 	}
 	prev, err := service.LoadState(cfg.State.Path)
 	if err != nil {
-		printErrors(stderr, err)
-		return 1
+		return fail(err)
 	}
 	snap, _, err := service.Build(objs, cfg, prev)
 	if err != nil {
-		printErrors(stderr, err)
-		return 1
+		return fail(err)
+	}
+	if secErr != nil {
+		return fail(nil)
 	}
 	printServices(stdout, snap, time.Now())
 	return 0
+}
+
+// checkSecrets reads the credentials the config names, as `appliance run` does before it starts:
+// the gossip key (or cluster.insecure) and the admin token file.
+func checkSecrets(cfg *config.Config) error {
+	_, err := cfg.ClusterKey()
+	if cfg.Admin.TokenFile != "" {
+		if _, terr := admin.ReadTokenFile(cfg.Admin.TokenFile); terr != nil {
+			err = errors.Join(err, fmt.Errorf("admin.tokenFile: %w", terr))
+		}
+	}
+	return err
 }
 
 func printErrors(w io.Writer, err error) {

@@ -30,6 +30,8 @@ type Config struct {
 	State StateConfig
 	// HealthChecks configures TCP probing of the Services' endpoints (gossiped between appliances).
 	HealthChecks HealthChecksConfig
+	// DataPlane tunes the packet path's limits.
+	DataPlane DataPlaneConfig
 }
 
 // NodeConfig describes this node.
@@ -91,16 +93,49 @@ type NetworkConfig struct {
 	NodePortRange PortRange
 	// LoadBalancerPools are tried in order for automatic external IPs; empty = every LB stays <pending>.
 	LoadBalancerPools []Pool
+	// SNAT says which source addresses and ports backends see for translated flows.
+	SNAT SNATConfig
+}
+
+// SNATConfig is network.snat: the source of translated flows (externalTrafficPolicy: Cluster).
+type SNATConfig struct {
+	// Ports is the source port range of translated flows on the node's addresses. The steering
+	// program sends every port of it to the data plane, so it must not overlap the kernel's
+	// ephemeral range (net.ipv4.ip_local_port_range) or the nodePort range.
+	Ports PortRange
+	// Addresses, when set, are the only node addresses used as SNAT sources (one per egress
+	// interface is picked: the first of them on that interface's subnets); empty = the egress
+	// interface's first address.
+	Addresses []netip.Addr
+}
+
+// DataPlaneConfig is the dataPlane section.
+type DataPlaneConfig struct {
+	// NewFlowsPerSourcePerSecond is the sustained rate of new flows one client address may open;
+	// 0 turns the limit off. Refused flows are dropped and counted (reason source_limit).
+	NewFlowsPerSourcePerSecond int
+	// NewFlowsPerSourceBurst is how many new flows a client may open at once above that rate.
+	NewFlowsPerSourceBurst int
+	// LocalRepliesPerSecond is each worker's rate of frames the appliance answers itself (ARP
+	// and echo replies, TCP RSTs, ICMP unreachables); 0 turns the limit off.
+	LocalRepliesPerSecond int
+	// LocalReplyBurst is how many such replies a worker may send at once.
+	LocalReplyBurst int
 }
 
 // ClusterConfig configures memberlist gossip, VIP quorum and flow-state sync between appliances.
 type ClusterConfig struct {
-	// Bind is the host:port memberlist listens on; default 0.0.0.0:7946.
+	// Bind is the IP:port memberlist listens on (an IP address: the daemon binds it as given);
+	// default 0.0.0.0:7946.
 	Bind string
 	// Join lists host:port addresses of known members.
 	Join []string
-	// SecretKeyFile is an optional file holding a 16/24/32-byte gossip key, relative to the config file.
+	// SecretKeyFile is the file holding the cluster's gossip key (16, 24 or 32 bytes, raw or base64;
+	// `appliance keygen FILE` makes one), relative to the config file. Required unless Insecure.
 	SecretKeyFile string
+	// Insecure runs gossip without a key on purpose: anyone who reaches Bind can then join as an
+	// appliance. For labs only; `appliance run` warns loudly.
+	Insecure bool
 
 	// ProbeInterval is memberlist's failure-probe period; default 200ms.
 	ProbeInterval time.Duration
@@ -151,8 +186,16 @@ func (s ServicesConfig) FromAPI() bool { return s.Kubeconfig != "" || s.InCluste
 
 // AdminConfig configures the admin HTTP API.
 type AdminConfig struct {
-	// Listen is the host:port of /healthz, /metrics and /api/v1; default 127.0.0.1:9100.
+	// Listen is the TCP host:port of the admin API: /healthz, /metrics and the read-only lists
+	// for anyone who reaches it; captures only with the token of TokenFile.
 	Listen string
+	// Socket is a Unix socket (mode 0600) that serves every route, captures included, to callers
+	// allowed by its file permissions (root); "" = none. The examples use
+	// /run/appliance/admin.sock (admin.DefaultSocketPath), where `appliance capture` looks first.
+	Socket string
+	// TokenFile holds a bearer token (at least 16 bytes, mode 0600) that authorizes captures over
+	// Listen; "" = captures only over Socket.
+	TokenFile string
 }
 
 // HealthChecksConfig configures endpoint health probing: every appliance connects to every TCP
@@ -190,6 +233,9 @@ func DefaultConfig() Config {
 		},
 		Network: NetworkConfig{
 			NodePortRange: PortRange{First: 30000, Last: 32767}, // kube-apiserver's default, so nodePorts match a cluster's
+			SNAT: SNATConfig{
+				Ports: PortRange{First: 61000, Last: 65535}, // above Linux's ephemeral range (32768-60999) and the nodePorts
+			},
 		},
 		Cluster: ClusterConfig{
 			Bind:                   "0.0.0.0:7946",         // memberlist's customary port, reachable on every interface
@@ -207,10 +253,16 @@ func DefaultConfig() Config {
 			ServeUnclassed: true, // without a loadBalancerClass every Service is this appliance's; Parse derives it from the class
 		},
 		Admin: AdminConfig{
-			Listen: "127.0.0.1:9100", // loopback only: the API has no authentication and can capture traffic
+			Listen: "127.0.0.1:9100", // loopback only: lists and metrics need no credential there
 		},
 		State: StateConfig{
 			Path: "", // Parse sets "<config dir>/<node name>.state.json" once it knows the node name
+		},
+		DataPlane: DataPlaneConfig{
+			NewFlowsPerSourcePerSecond: 10_000, // far above one client (or a NAT gateway); a flood cannot fill the table in seconds
+			NewFlowsPerSourceBurst:     20_000, // a reconnect storm of one gateway fits
+			LocalRepliesPerSecond:      1000,   // Linux's icmp_msgs_per_sec: the appliance is no reflector
+			LocalReplyBurst:            50,     // Linux's icmp_msgs_burst
 		},
 		HealthChecks: HealthChecksConfig{
 			Enabled:            true,            // dead endpoints leave the tables without any configuration
@@ -251,6 +303,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		"admin":        l.admin,
 		"state":        l.state,
 		"healthChecks": l.healthChecks,
+		"dataPlane":    l.dataPlane,
 	})
 	if !l.statePathSet {
 		cfg.State.Path = resolve(path, cfg.Node.Name+".state.json")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -111,6 +112,44 @@ func (l *loader) network(n *yaml.Node, field string) {
 			nw.NodePortRange = r
 		},
 		"loadBalancerPools": func(n *yaml.Node, f string) { l.seq(n, f, l.pool) },
+		"snat":              l.snat,
+	})
+}
+
+// snat parses network.snat.
+func (l *loader) snat(n *yaml.Node, field string) {
+	sn := &l.cfg.Network.SNAT
+	l.mapping(n, field, map[string]handler{
+		"ports": func(n *yaml.Node, f string) {
+			s, ok := l.str(n, f)
+			if !ok {
+				return
+			}
+			r, err := ParsePortRange(s)
+			if err != nil {
+				l.errf(n.Line, f, "%v", err)
+				return
+			}
+			if r.First < 1024 {
+				l.errf(n.Line, f, "range %s starts below 1024: SNAT ports must not shadow the host's services", r)
+				return
+			}
+			sn.Ports = r
+		},
+		"addresses": func(n *yaml.Node, f string) {
+			l.seq(n, f, func(_ int, n *yaml.Node, f string) {
+				s, ok := l.str(n, f)
+				if !ok {
+					return
+				}
+				a, err := netip.ParseAddr(s)
+				if err != nil || !a.IsGlobalUnicast() && !a.IsPrivate() {
+					l.errf(n.Line, f, "invalid address %q: want a unicast IP address of this node", s)
+					return
+				}
+				sn.Addresses = append(sn.Addresses, a.Unmap())
+			})
+		},
 	})
 }
 
@@ -191,7 +230,15 @@ func (l *loader) checkNetwork(root *yaml.Node) {
 func (l *loader) cluster(n *yaml.Node, field string) {
 	c := &l.cfg.Cluster
 	l.mapping(n, field, map[string]handler{
-		"bind": l.hostPortInto(&c.Bind),
+		"bind": func(n *yaml.Node, f string) {
+			if s, ok := l.hostPort(n, f); ok {
+				if _, err := netip.ParseAddrPort(s); err != nil {
+					l.errf(n.Line, f, "invalid address %q: want IP:port (the daemon binds it as given; a host name is not resolved)", s)
+					return
+				}
+				c.Bind = s
+			}
+		},
 		"join": func(n *yaml.Node, f string) {
 			l.seq(n, f, func(_ int, n *yaml.Node, f string) {
 				if s, ok := l.hostPort(n, f); ok {
@@ -213,7 +260,11 @@ func (l *loader) cluster(n *yaml.Node, field string) {
 		"expectedMembers":        l.intInto(0, 1000, &c.ExpectedMembers),
 		"flowSyncBytesPerSecond": l.intInto(0, 1<<30, &c.FlowSyncBytesPerSecond),
 		"requireQuorum":          l.boolInto(&c.RequireQuorum),
+		"insecure":               l.boolInto(&c.Insecure),
 	})
+	if c.Insecure && c.SecretKeyFile != "" {
+		l.errf(n.Line, field+".insecure", "true together with cluster.secretKeyFile: choose one")
+	}
 	if c.ProbeTimeout > c.ProbeInterval {
 		l.errf(n.Line, field+".probeTimeout", "must not exceed cluster.probeInterval (%s)", c.ProbeInterval)
 	}
@@ -296,6 +347,27 @@ func (l *loader) checkServices(n *yaml.Node, serveUnclassed *bool) {
 func (l *loader) admin(n *yaml.Node, field string) {
 	l.mapping(n, field, map[string]handler{
 		"listen": l.hostPortInto(&l.cfg.Admin.Listen),
+		"socket": func(n *yaml.Node, f string) {
+			if p, ok := l.str(n, f); ok && p != "" {
+				l.cfg.Admin.Socket = resolve(l.path, p)
+			}
+		},
+		"tokenFile": func(n *yaml.Node, f string) {
+			if p, ok := l.nonEmptyStr(n, f); ok {
+				l.cfg.Admin.TokenFile = resolve(l.path, p)
+			}
+		},
+	})
+}
+
+// dataPlane parses the dataPlane section.
+func (l *loader) dataPlane(n *yaml.Node, field string) {
+	d := &l.cfg.DataPlane
+	l.mapping(n, field, map[string]handler{
+		"newFlowsPerSourcePerSecond": l.intInto(0, 1<<30, &d.NewFlowsPerSourcePerSecond),
+		"newFlowsPerSourceBurst":     l.intInto(1, 1<<30, &d.NewFlowsPerSourceBurst),
+		"localRepliesPerSecond":      l.intInto(0, 1<<30, &d.LocalRepliesPerSecond),
+		"localReplyBurst":            l.intInto(1, 1<<20, &d.LocalReplyBurst),
 	})
 }
 

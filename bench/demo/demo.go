@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -77,6 +78,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer os.RemoveAll(dir)
 	if err := copyDir(cfg.ConfigsDir, dir); err != nil {
 		return err
+	}
+	// The example config names a gossip key that every user makes once (README, Security).
+	d.step("making the gossip key: appliance keygen gossip.key")
+	os.Remove(filepath.Join(dir, "gossip.key")) // the demo's own, never a copy of the user's
+	if out, err := exec.CommandContext(ctx, bin, "keygen", filepath.Join(dir, "gossip.key")).CombinedOutput(); err != nil {
+		return fmt.Errorf("appliance keygen: %w: %s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()

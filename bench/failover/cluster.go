@@ -66,11 +66,15 @@ func (r *runner) setUp(ctx context.Context) (err error) {
 		return fmt.Errorf("config folder: %w", err)
 	}
 	m := manifests(l.BackendAddrs())
+	key, err := appliance.NewGossipKey() // one cluster, one key
+	if err != nil {
+		return err
+	}
 	for _, ns := range l.Nodes {
 		name := fmt.Sprintf("lb-%d", ns.Index)
 		n, err := appliance.New(appliance.Config{
 			Bin: r.cfg.ApplianceBin, NS: ns, Name: name, Peers: l.Nodes, Dir: filepath.Join(r.dir, name),
-			HealthTimeout: r.cfg.StartTimeout,
+			GossipKey: key, HealthTimeout: r.cfg.StartTimeout,
 		}, m)
 		if err != nil {
 			return err

@@ -9,8 +9,9 @@ import (
 // external and int0 cluster with the lab's address plan (ARCHITECTURE.md, "The lab": clusterCIDRs
 // 198.18.1.0/24, serviceCIDR 198.19.0.0/24, one LoadBalancer pool 198.19.1.0/28), gossip on ns's
 // external address joining every other node of nodes on port 7946, manifests in services.yaml and
-// state in state.json beside the config, the admin API on adminListen ("" = 127.0.0.1:9100) and,
-// when secretKeyFile is not empty, encrypted gossip with that key file.
+// state in state.json beside the config, the admin API on adminListen ("" = 127.0.0.1:9100) and
+// encrypted gossip with the key in secretKeyFile ("" = cluster.insecure: true, plaintext on purpose).
+// Gossip runs on the external segment so that the partition test can cut a node off by its ext0.
 func ApplianceConfig(name string, ns *NS, nodes []*NS, adminListen, secretKeyFile string) string {
 	if adminListen == "" {
 		adminListen = "127.0.0.1:9100"
@@ -21,7 +22,7 @@ func ApplianceConfig(name string, ns *NS, nodes []*NS, adminListen, secretKeyFil
 			join = append(join, other.External().Addr.Addr().String()+":7946")
 		}
 	}
-	key := ""
+	key := "\n  insecure: true"
 	if secretKeyFile != "" {
 		key = "\n  secretKeyFile: " + secretKeyFile
 	}

@@ -2,6 +2,8 @@ package appliance
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,8 +37,11 @@ type Config struct {
 	ConfigPath string
 	// AdminListen is the admin API address ("" = DefaultAdmin); with ConfigPath it must match the file.
 	AdminListen string
-	// GossipKey, when set, is written to Dir/gossip.key and named as the config's secretKeyFile.
+	// GossipKey is written to Dir/gossip.key (mode 0600) and named as the config's secretKeyFile;
+	// "" = a new random key (NewGossipKey) for this node alone. Nodes of one cluster share one.
 	GossipKey string
+	// InsecureGossip writes cluster.insecure: true and no key instead (tests of that mode).
+	InsecureGossip bool
 	// Wrapper is argv run in front of Bin (taskset, nice).
 	Wrapper []string
 	// ExtraArgs follow `run --config <path>`.
@@ -84,7 +89,12 @@ func New(cfg Config, manifests string) (*Node, error) {
 		return nil, fmt.Errorf("config folder: %w", err)
 	}
 	keyFile := ""
-	if cfg.GossipKey != "" {
+	if !cfg.InsecureGossip {
+		if cfg.GossipKey == "" {
+			if cfg.GossipKey, err = NewGossipKey(); err != nil {
+				return nil, err
+			}
+		}
 		keyFile = "gossip.key"
 		if err := os.WriteFile(filepath.Join(cfg.Dir, keyFile), []byte(cfg.GossipKey+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("write gossip key: %w", err)
@@ -99,6 +109,16 @@ func New(cfg Config, manifests string) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// NewGossipKey returns a new random gossip key in the text form key files hold (base64 of 32
+// bytes, as `appliance keygen` prints it).
+func NewGossipKey() (string, error) {
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return "", fmt.Errorf("gossip key: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(k[:]), nil
 }
 
 // Program returns the absolute path of the appliance program at path, or an error when there is none.

@@ -1,0 +1,97 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestClusterKey(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(good, []byte("0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open.key")
+	if err := os.WriteFile(open, []byte("0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		cluster string
+		wantKey bool
+		wantErr string
+	}{
+		{"no key and not insecure is refused", "{}", false, "Required value"},
+		{"insecure on purpose", "{insecure: true}", false, ""},
+		{"key file", "{secretKeyFile: gossip.key}", true, ""},
+		{"key file readable by others", "{secretKeyFile: open.key}", false, "chmod 600"},
+		{"missing key file", "{secretKeyFile: nope.key}", false, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte("network: {serviceCIDR: 198.19.0.0/24}\ncluster: "+tc.cluster+"\n"), filepath.Join(dir, "lb.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := cfg.ClusterKey()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || (k != nil) != tc.wantKey {
+				t.Fatalf("key %x, err %v", k, err)
+			}
+		})
+	}
+	if !errors.Is(func() error { _, err := (&Config{}).ClusterKey(); return err }(), ErrNoClusterKey) {
+		t.Fatal("an empty config's error is not ErrNoClusterKey")
+	}
+}
+
+func TestNewKeysParse(t *testing.T) {
+	y := `network:
+  serviceCIDR: 198.19.0.0/24
+  snat:
+    ports: 50000-59999
+    addresses: [198.18.1.11]
+cluster:
+  bind: 198.18.1.11:7946
+  insecure: true
+admin:
+  socket: /run/appliance/admin.sock
+  tokenFile: admin.token
+dataPlane:
+  newFlowsPerSourcePerSecond: 0
+  localRepliesPerSecond: 100
+  localReplyBurst: 10
+`
+	cfg, err := Parse([]byte(y), "/etc/appliance/lb.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Network.SNAT.Ports != (PortRange{50000, 59999}) || len(cfg.Network.SNAT.Addresses) != 1 ||
+		!cfg.Cluster.Insecure || cfg.Admin.Socket != "/run/appliance/admin.sock" || cfg.Admin.TokenFile != "/etc/appliance/admin.token" ||
+		cfg.DataPlane.NewFlowsPerSourcePerSecond != 0 || cfg.DataPlane.LocalRepliesPerSecond != 100 || cfg.DataPlane.LocalReplyBurst != 10 {
+		t.Fatalf("parsed %+v", cfg)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"cluster: {bind: lb-a.example:7946}", "cluster.bind: invalid address"},
+		{"cluster: {insecure: true, secretKeyFile: k}", "cluster.insecure"},
+		{"  snat: {ports: 80-90}", "network.snat.ports"},
+		{"  snat: {addresses: [nope]}", "network.snat.addresses[0]"},
+		{"dataPlane: {localReplyBurst: 0}", "dataPlane.localReplyBurst"},
+	} {
+		doc := "network: {serviceCIDR: 198.19.0.0/24}\n" + tc.yaml + "\n"
+		if strings.HasPrefix(tc.yaml, "  ") {
+			doc = "network:\n  serviceCIDR: 198.19.0.0/24\n" + tc.yaml + "\n"
+		}
+		_, err := Parse([]byte(doc), "lb.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
