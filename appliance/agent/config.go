@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -258,13 +257,9 @@ func (c Config) meta(state cluster.EndpointState) cluster.Meta {
 
 // readKey reads a key file as the appliance does: its trimmed bytes.
 func readKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	k, err := cluster.ReadKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--secret-key-file: %w", err)
-	}
-	k := []byte(strings.TrimSpace(string(b)))
-	if l := len(k); l != 16 && l != 24 && l != 32 {
-		return nil, fmt.Errorf("--secret-key-file %s: %d bytes, want 16, 24 or 32", path, l)
 	}
 	return k, nil
 }
