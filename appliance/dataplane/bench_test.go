@@ -15,13 +15,13 @@ func BenchmarkPipeline(b *testing.B) {
 		r.ext.push(frame(b, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "S", nil))
 		r.run(b)
 		ack := frame(b, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "A", make([]byte, 6))
-		plan := r.dp.plan.Load()
+		bc := batchContext{plan: r.dp.plan.Load(), now: r.now}
 		buf := make([]byte, 2048)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for range b.N {
 			n := copy(buf, ack)
-			if act, _, _ := r.w.process(plan, 0, buf[:n], r.now, 0); act != actTx {
+			if v := r.w.process(&bc, 0, buf[:n]); v.act != actTx {
 				b.Fatal("hit was not forwarded")
 			}
 		}
@@ -32,7 +32,7 @@ func BenchmarkPipeline(b *testing.B) {
 		// The loop patches the client address and port without fixing the checksum.
 		r.dp.cfg.VerifyChecksums = false
 		syn := frame(b, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40000, 80, "S", nil)
-		plan := r.dp.plan.Load()
+		bc := batchContext{plan: r.dp.plan.Load(), now: r.now}
 		buf := make([]byte, 2048)
 		ct := r.dp.Conntrack()
 		var h packet.Headers
@@ -45,7 +45,7 @@ func BenchmarkPipeline(b *testing.B) {
 			binary.BigEndian.PutUint32(buf[26:], 0xc6120000|uint32(i/60000)&0xffff)
 			packet.Parse(buf[:n], &h)
 			key := h.Key
-			if act, _, _ := r.w.process(plan, 0, buf[:n], r.now, 0); act != actTx {
+			if v := r.w.process(&bc, 0, buf[:n]); v.act != actTx {
 				b.Fatalf("new flow %d was not forwarded", i)
 			}
 			// Keep the table small: this measures insert, not a full table.

@@ -547,11 +547,11 @@ func TestHitPathDoesNotAllocate(t *testing.T) {
 	r.ext.push(syn)
 	r.run(t)
 	r.int.take()
-	plan := r.dp.plan.Load()
+	bc := batchContext{plan: r.dp.plan.Load(), now: r.now}
 	buf := make([]byte, 2048)
 	allocs := testing.AllocsPerRun(1000, func() {
 		n := copy(buf, ack)
-		r.w.process(plan, 0, buf[:n], r.now, 0)
+		r.w.process(&bc, 0, buf[:n])
 	})
 	if allocs != 0 {
 		t.Fatalf("conntrack hit allocates %.1f times per packet", allocs)
@@ -848,11 +848,11 @@ func TestVIPConflictReported(t *testing.T) {
 	}
 	n, _ := packet.BuildGratuitousARP(b[:], other, vip, true)
 	frame := append([]byte(nil), b[:n]...)
-	plan := r.dp.plan.Load()
+	bc := batchContext{plan: r.dp.plan.Load(), now: r.now}
 	buf := make([]byte, 2048)
 	allocs := testing.AllocsPerRun(200, func() {
 		k := copy(buf, frame)
-		r.w.process(plan, 0, buf[:k], r.now, 0)
+		r.w.process(&bc, 0, buf[:k])
 		select {
 		case <-r.dp.Conflicts():
 		default:
