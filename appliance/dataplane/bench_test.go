@@ -63,33 +63,6 @@ func report(b *testing.B) {
 	b.ReportMetric(1e9/ns, "pkt/s")
 }
 
-// loopIO hands out the same prebuilt frames on every Receive and discards what is sent: the
-// pipeline in batches with no I/O and no allocation.
-type loopIO struct {
-	tmpl [][]byte
-	bufs [][]byte
-}
-
-func newLoopIO(frames [][]byte) *loopIO {
-	l := &loopIO{tmpl: frames}
-	for range frames {
-		l.bufs = append(l.bufs, make([]byte, 2048))
-	}
-	return l
-}
-
-func (l *loopIO) Receive(frames []Frame) int {
-	n := min(len(frames), len(l.tmpl))
-	for i := range n {
-		k := copy(l.bufs[i], l.tmpl[i])
-		frames[i] = Frame{Addr: uint64(i), Data: l.bufs[i][:k]}
-	}
-	return n
-}
-func (l *loopIO) Transmit(frames []Frame) int      { return len(frames) }
-func (l *loopIO) TransmitCopies(data [][]byte) int { return len(data) }
-func (l *loopIO) Release([]Frame)                  {}
-
 // BenchmarkPipelineBatch runs Poll over batches of 64 established flows arriving on the external
 // port and leaving on the cluster port (one copy between ports, as with two UMEMs).
 func BenchmarkPipelineBatch(b *testing.B) {
@@ -104,7 +77,7 @@ func BenchmarkPipelineBatch(b *testing.B) {
 	if got := len(r.int.take()); got != BatchSize {
 		b.Fatalf("%d of %d flows opened", got, BatchSize)
 	}
-	ext, int0 := newLoopIO(frames), newLoopIO(nil)
+	ext, int0 := newReplayIO(frames), newReplayIO(nil)
 	w, err := r.dp.AddWorker(1, []FrameIO{ext, int0})
 	if err != nil {
 		b.Fatal(err)

@@ -187,7 +187,7 @@ func TestPollAllocatesNothingWithCapture(t *testing.T) {
 	}
 	r.run(t)
 	r.int.take()
-	w, err := r.dp.AddWorker(1, []FrameIO{newLoopIO(frames), newLoopIO(nil)})
+	w, err := r.dp.AddWorker(1, []FrameIO{newReplayIO(frames), newReplayIO(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func BenchmarkPipelineBatchCapture(b *testing.B) {
 		frames = append(frames, frame(b, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, uint16(40000+i), 80, "A", make([]byte, 6)))
 	}
 	r.run(b)
-	w, err := r.dp.AddWorker(1, []FrameIO{newLoopIO(frames), newLoopIO(nil)})
+	w, err := r.dp.AddWorker(1, []FrameIO{newReplayIO(frames), newReplayIO(nil)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -50,8 +50,8 @@ func benchScaling(b *testing.B, kind string, workers int) {
 			src := fmt.Sprintf("198.18.0.%d", 100+i)
 			frames = append(frames, frame(b, clientMAC, extMAC, src, "198.19.1.1", packet.ProtoUDP, uint16(10000+j), 9000, "", make([]byte, 18)))
 		}
-		ios[i] = &scaleIO{loopIO: newLoopIO(frames), churn: churn, worker: uint32(i)}
-		w, err := r.dp.AddWorker(i+1, []FrameIO{ios[i], newLoopIO(nil)})
+		ios[i] = &scaleIO{fakeIO: newReplayIO(frames), churn: churn, worker: uint32(i)}
+		w, err := r.dp.AddWorker(i+1, []FrameIO{ios[i], newReplayIO(nil)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -102,18 +102,18 @@ func benchScaling(b *testing.B, kind string, workers int) {
 	b.ReportMetric(1e9/ns, "pkt/s")
 }
 
-// scaleIO is a loopIO whose churn mode gives every frame of every batch a new 5-tuple from a
+// scaleIO is a replaying fakeIO whose churn mode gives every frame of every batch a new 5-tuple from a
 // per-worker counter: client address 198.18.w.x (w the worker, x the counter's bits 16-23) and
 // source port (its low 16 bits), so 16M frames per worker before a tuple comes back.
 type scaleIO struct {
-	*loopIO
+	*fakeIO
 	churn  bool
 	worker uint32
 	seq    uint32
 }
 
 func (s *scaleIO) Receive(frames []Frame) int {
-	n := s.loopIO.Receive(frames)
+	n := s.fakeIO.Receive(frames)
 	if !s.churn {
 		return n
 	}
