@@ -18,8 +18,7 @@ func BenchmarkPipeline(b *testing.B) {
 		bc := batchContext{plan: r.dp.plan.Load(), now: r.now}
 		buf := make([]byte, 2048)
 		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
+		for b.Loop() {
 			n := copy(buf, ack)
 			if v := r.w.process(&bc, 0, buf[:n]); v.act != actTx {
 				b.Fatal("hit was not forwarded")
@@ -37,8 +36,8 @@ func BenchmarkPipeline(b *testing.B) {
 		ct := r.dp.Conntrack()
 		var h packet.Headers
 		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
+		i := 0
+		for b.Loop() {
 			n := copy(buf, syn)
 			// A new client port every time (the checksum is not verified on the way in).
 			binary.BigEndian.PutUint16(buf[34:], uint16(1024+i%60000))
@@ -52,6 +51,7 @@ func BenchmarkPipeline(b *testing.B) {
 			if hd, ok := ct.Lookup(&key, r.now); ok {
 				ct.Delete(hd)
 			}
+			i++
 		}
 		report(b)
 	})
@@ -83,9 +83,8 @@ func BenchmarkPipelineBatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	b.ResetTimer()
 	pkts := 0
-	for range b.N {
+	for b.Loop() {
 		pkts += w.Poll(r.now)
 	}
 	b.StopTimer()

@@ -64,24 +64,42 @@ func benchScaling(b *testing.B, kind string, workers int) {
 	if churn {
 		step = int64(10 * time.Minute) // past the UDP timeout: last batch's flows are expired
 	}
-	var wg sync.WaitGroup
 	pkts := make([]int, workers)
 	tx0 := make([]uint64, workers)
 	for i := range workers {
 		tx0[i] = ws[i].c.tx.Load()
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range workers {
+	// b.Loop runs on the benchmark's goroutine: one iteration is one Poll by every worker at
+	// once, worker 0 on this goroutine and each other one on its own, started by a token on go
+	// and reporting back on done.
+	now := r.now
+	var wg sync.WaitGroup
+	goes := make([]chan int64, workers)
+	done := make(chan struct{}, workers)
+	for i := 1; i < workers; i++ {
+		goes[i] = make(chan int64, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			now := r.now
-			for range b.N {
-				now += step
-				pkts[i] += ws[i].Poll(now)
+			for t := range goes[i] {
+				pkts[i] += ws[i].Poll(t)
+				done <- struct{}{}
 			}
 		}()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		now += step
+		for i := 1; i < workers; i++ {
+			goes[i] <- now
+		}
+		pkts[0] += ws[0].Poll(now)
+		for i := 1; i < workers; i++ {
+			<-done
+		}
+	}
+	for i := 1; i < workers; i++ {
+		close(goes[i])
 	}
 	wg.Wait()
 	b.StopTimer()
