@@ -35,10 +35,10 @@ func fits6(frame []byte, h *Headers) bool {
 		h.L4Off >= h.L3Off+40 && h.L4Off+8 <= h.L3End
 }
 
-// l4Delta applies delta d (pseudo-header part) plus the port/identifier change to the L4 header
-// at frame[h.L4Off:] and returns the change of bytes inside the L4 header, for callers that sit
-// inside an ICMP error (none at the top level). pseudo tells whether the L4 checksum covers the
-// addresses (TCP, UDP, ICMPv6) or not (ICMPv4).
+// rewriteL4 writes the port/identifier change into the L4 header at frame[h.L4Off:h.L3End] and
+// updates its checksum by that change plus delta d, the pseudo-header part (address changes).
+// v6 tells an IPv6 frame, whose ICMPv6 checksum covers the pseudo-header, from an IPv4 one, whose
+// ICMP checksum does not (d is then ignored) and whose UDP checksum may be zero ("none").
 func rewriteL4(frame []byte, h *Headers, d uint64, srcPort, dstPort uint16, v6 bool) {
 	b := frame[h.L4Off:h.L3End]
 	switch h.L4Proto {
