@@ -43,7 +43,7 @@ func BenchmarkRewrite(b *testing.B) {
 		src, dst := a4(ipSNAT), a4(ipBackend)
 		b.ReportAllocs()
 		for b.Loop() {
-			f[22] = 64
+			f[EthHeaderLen+ipv4TTLOffset] = 64 // untagged frame
 			if NAT4(f, h, src, 33000, dst, 8080) != OK {
 				b.Fatal("nat")
 			}
@@ -56,7 +56,7 @@ func BenchmarkRewrite(b *testing.B) {
 		src, dst := a16(ip6SNAT), a16(ip6Back)
 		b.ReportAllocs()
 		for b.Loop() {
-			f[21] = 64
+			f[EthHeaderLen+ipv6HopLimitOffset] = 64 // untagged frame
 			if NAT6(f, h, src, 33000, dst, 8080) != OK {
 				b.Fatal("nat")
 			}
@@ -70,7 +70,7 @@ func BenchmarkRewrite(b *testing.B) {
 		var m1, m2 [6]byte
 		b.ReportAllocs()
 		for b.Loop() {
-			f[22] = 64
+			f[EthHeaderLen+ipv4TTLOffset] = 64 // untagged frame
 			if Parse(f, &h) != OK || NAT4(f, &h, src, 33000, dst, 8080) != OK || SetMACs(f, m1, m2) != OK {
 				b.Fatal("nat")
 			}

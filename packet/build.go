@@ -51,22 +51,22 @@ func need(n int) int { return max(n, MinFrameLen) }
 // BuildARP writes an Ethernet/IPv4 ARP frame (ethSrc a.SenderHW) to ethDst into dst, padded to
 // MinFrameLen, and returns its length.
 func BuildARP(dst []byte, ethDst [6]byte, a *ARP) (int, error) {
-	const n = EthHeaderLen + 28
+	const n = EthHeaderLen + arpLen
 	if len(dst) < need(n) {
 		return 0, ErrShortBuffer
 	}
-	copy(dst[0:6], ethDst[:])
-	copy(dst[6:12], a.SenderHW[:])
-	binary.BigEndian.PutUint16(dst[12:], EtherTypeARP)
+	copy(dst[ethDstOffset:ethDstOffset+macLen], ethDst[:])
+	copy(dst[ethSrcOffset:ethSrcOffset+macLen], a.SenderHW[:])
+	binary.BigEndian.PutUint16(dst[ethTypeOffset:], EtherTypeARP)
 	b := dst[EthHeaderLen:n]
-	binary.BigEndian.PutUint16(b[0:], 1)
-	binary.BigEndian.PutUint16(b[2:], EtherTypeIPv4)
-	b[4], b[5] = 6, 4
-	binary.BigEndian.PutUint16(b[6:], a.Op)
-	copy(b[8:14], a.SenderHW[:])
-	copy(b[14:18], a.SenderIP[:])
-	copy(b[18:24], a.TargetHW[:])
-	copy(b[24:28], a.TargetIP[:])
+	binary.BigEndian.PutUint16(b[arpHWTypeOffset:], arpHWTypeEthernet)
+	binary.BigEndian.PutUint16(b[arpProtoTypeOffset:], EtherTypeIPv4)
+	b[arpHWLenOffset], b[arpProtoLenOffset] = macLen, ipv4AddrLen
+	binary.BigEndian.PutUint16(b[arpOpOffset:], a.Op)
+	copy(b[arpSenderHWOffset:arpSenderHWOffset+macLen], a.SenderHW[:])
+	copy(b[arpSenderIPOffset:arpSenderIPOffset+ipv4AddrLen], a.SenderIP[:])
+	copy(b[arpTargetHWOffset:arpTargetHWOffset+macLen], a.TargetHW[:])
+	copy(b[arpTargetIPOffset:arpTargetIPOffset+ipv4AddrLen], a.TargetIP[:])
 	return padTo(dst, n), nil
 }
 
@@ -98,21 +98,21 @@ func BuildGratuitousARP(dst []byte, mac [6]byte, ip [4]byte, reply bool) (int, e
 // putEthReply writes into dst the Ethernet header answering frame: MACs swapped, the same VLAN
 // tag, EtherType et. It returns the header length (h.L3Off).
 func putEthReply(dst, frame []byte, h *Headers, et uint16) int {
-	copy(dst[0:6], frame[6:12])
-	copy(dst[6:12], frame[0:6])
-	off := 12
-	if h.HasVLAN {
-		binary.BigEndian.PutUint16(dst[12:], EtherTypeVLAN)
-		binary.BigEndian.PutUint16(dst[14:], h.VLANTCI)
-		off = 16
+	copy(dst[ethDstOffset:ethDstOffset+macLen], frame[ethSrcOffset:ethSrcOffset+macLen])
+	copy(dst[ethSrcOffset:ethSrcOffset+macLen], frame[ethDstOffset:ethDstOffset+macLen])
+	if !h.HasVLAN {
+		binary.BigEndian.PutUint16(dst[ethTypeOffset:], et)
+		return EthHeaderLen
 	}
-	binary.BigEndian.PutUint16(dst[off:], et)
-	return off + 2
+	binary.BigEndian.PutUint16(dst[ethTypeOffset:], EtherTypeVLAN)
+	binary.BigEndian.PutUint16(dst[vlanTCIOffset:], h.VLANTCI)
+	binary.BigEndian.PutUint16(dst[vlanTypeOffset:], et)
+	return EthHeaderLen + VLANTagLen
 }
 
 func fitsFrame(frame []byte, h *Headers) bool {
 	return h.L3End <= len(frame) && (h.L3Off == EthHeaderLen || h.L3Off == EthHeaderLen+VLANTagLen) &&
-		h.L4Off+8 <= h.L3End
+		h.L4Off+icmpHeaderLen <= h.L3End
 }
 
 // EchoReplyInPlace turns an ICMP or ICMPv6 echo request into its reply in place: MACs and IP
@@ -127,9 +127,9 @@ func EchoReplyInPlace(frame []byte, h *Headers) error {
 	var reply uint8
 	switch {
 	case h.Key.Family == FamilyIPv4 && h.L4Proto == ProtoICMP && h.ICMPType == ICMPEchoRequest:
-		ipHdr, reply = 20, ICMPEchoReply
+		ipHdr, reply = ipv4MinHeaderLen, ICMPEchoReply
 	case h.Key.Family == FamilyIPv6 && h.L4Proto == ProtoICMPv6 && h.ICMPType == ICMPv6EchoRequest:
-		ipHdr, reply = 40, ICMPv6EchoReply
+		ipHdr, reply = ipv6HeaderLen, ICMPv6EchoReply
 	default:
 		return ErrNotEchoRequest
 	}
@@ -137,31 +137,35 @@ func EchoReplyInPlace(frame []byte, h *Headers) error {
 		return ErrWrongHeaders
 	}
 	var mac [6]byte
-	copy(mac[:], frame[0:6])
-	copy(frame[0:6], frame[6:12])
-	copy(frame[6:12], mac[:])
+	copy(mac[:], frame[ethDstOffset:ethDstOffset+macLen])
+	copy(frame[ethDstOffset:ethDstOffset+macLen], frame[ethSrcOffset:ethSrcOffset+macLen])
+	copy(frame[ethSrcOffset:ethSrcOffset+macLen], mac[:])
 	ip := frame[h.L3Off:h.L4Off]
-	if ipHdr == 20 {
+	if ipHdr == ipv4MinHeaderLen {
+		src := ip[ipv4SrcAddrOffset : ipv4SrcAddrOffset+ipv4AddrLen]
+		dst := ip[ipv4DstAddrOffset : ipv4DstAddrOffset+ipv4AddrLen]
 		var a [4]byte
-		copy(a[:], ip[12:16])
-		copy(ip[12:16], ip[16:20])
-		copy(ip[16:20], a[:])
-		old := binary.BigEndian.Uint16(ip[8:])
-		ip[8] = DefaultTTL
-		c := binary.BigEndian.Uint16(ip[10:])
-		binary.BigEndian.PutUint16(ip[10:], UpdateChecksum16(c, old, binary.BigEndian.Uint16(ip[8:])))
+		copy(a[:], src)
+		copy(src, dst)
+		copy(dst, a[:])
+		old := binary.BigEndian.Uint16(ip[ipv4TTLOffset:]) // TTL and Protocol: one checksummed word
+		ip[ipv4TTLOffset] = DefaultTTL
+		c := binary.BigEndian.Uint16(ip[ipv4ChecksumOffset:])
+		binary.BigEndian.PutUint16(ip[ipv4ChecksumOffset:], UpdateChecksum16(c, old, binary.BigEndian.Uint16(ip[ipv4TTLOffset:])))
 	} else {
+		src := ip[ipv6SrcAddrOffset : ipv6SrcAddrOffset+ipv6AddrLen]
+		dst := ip[ipv6DstAddrOffset : ipv6DstAddrOffset+ipv6AddrLen]
 		var a [16]byte
-		copy(a[:], ip[8:24])
-		copy(ip[8:24], ip[24:40])
-		copy(ip[24:40], a[:])
-		ip[7] = DefaultTTL
+		copy(a[:], src)
+		copy(src, dst)
+		copy(dst, a[:])
+		ip[ipv6HopLimitOffset] = DefaultTTL
 	}
 	icmp := frame[h.L4Off:]
-	old := binary.BigEndian.Uint16(icmp[0:])
-	icmp[0] = reply
-	c := binary.BigEndian.Uint16(icmp[2:])
-	binary.BigEndian.PutUint16(icmp[2:], UpdateChecksum16(c, old, binary.BigEndian.Uint16(icmp[0:])))
+	old := binary.BigEndian.Uint16(icmp[icmpTypeOffset:]) // Type and Code: one checksummed word
+	icmp[icmpTypeOffset] = reply
+	c := binary.BigEndian.Uint16(icmp[icmpChecksumOffset:])
+	binary.BigEndian.PutUint16(icmp[icmpChecksumOffset:], UpdateChecksum16(c, old, binary.BigEndian.Uint16(icmp[icmpTypeOffset:])))
 	h.ICMPType = reply
 	return nil
 }
@@ -198,47 +202,56 @@ func BuildICMPError4(dst, frame []byte, h *Headers, typ, code uint8, rest uint32
 		return 0, ErrErrorAboutError
 	}
 	quote := frame[h.L3Off:h.L3End]
-	if len(quote) > maxICMPErrorLen4-28 {
-		quote = quote[:maxICMPErrorLen4-28]
+	const hdrs4 = ipv4MinHeaderLen + icmpHeaderLen
+	if len(quote) > maxICMPErrorLen4-hdrs4 {
+		quote = quote[:maxICMPErrorLen4-hdrs4]
 	}
-	total := 28 + len(quote)
+	total := hdrs4 + len(quote)
 	n := h.L3Off + total
 	if len(dst) < need(n) {
 		return 0, ErrShortBuffer
 	}
 	off := putEthReply(dst, frame, h, EtherTypeIPv4)
-	ip := dst[off : off+20]
-	putIPv4Header(ip, total, ProtoICMP, from, addr4(frame[h.L3Off+12:]))
-	icmp := dst[off+20 : n]
-	icmp[0], icmp[1] = typ, code
-	icmp[2], icmp[3] = 0, 0
-	binary.BigEndian.PutUint32(icmp[4:], rest)
-	copy(icmp[8:], quote)
-	binary.BigEndian.PutUint16(icmp[2:], Checksum(icmp, 0))
+	ip := dst[off : off+ipv4MinHeaderLen]
+	putIPv4Header(ip, total, ProtoICMP, from, addr4(frame[h.L3Off+ipv4SrcAddrOffset:]))
+	icmp := dst[off+ipv4MinHeaderLen : n]
+	putICMPHeader(icmp, typ, code, rest)
+	copy(icmp[icmpHeaderLen:], quote)
+	binary.BigEndian.PutUint16(icmp[icmpChecksumOffset:], Checksum(icmp, 0))
 	return padTo(dst, n), nil
 }
 
-// putIPv4Header writes a 20-byte IPv4 header with TTL DefaultTTL and its checksum.
-func putIPv4Header(ip []byte, total int, proto uint8, src, dst [4]byte) {
-	_ = ip[19]
-	ip[0], ip[1] = 0x45, 0
-	binary.BigEndian.PutUint16(ip[2:], uint16(total))
-	binary.BigEndian.PutUint32(ip[4:], 0) // id 0, no flags (RFC 6864: atomic datagrams)
-	ip[8], ip[9] = DefaultTTL, proto
-	ip[10], ip[11] = 0, 0
-	copy(ip[12:16], src[:])
-	copy(ip[16:20], dst[:])
-	binary.BigEndian.PutUint16(ip[10:], Checksum(ip[:20], 0))
+// putICMPHeader writes an ICMP or ICMPv6 header with a zero checksum, for the caller to sum.
+func putICMPHeader(icmp []byte, typ, code uint8, rest uint32) {
+	icmp[icmpTypeOffset], icmp[icmpCodeOffset] = typ, code
+	binary.BigEndian.PutUint16(icmp[icmpChecksumOffset:], 0)
+	binary.BigEndian.PutUint32(icmp[icmpRestOffset:], rest)
 }
 
-// putIPv6Header writes a 40-byte IPv6 header with hop limit DefaultTTL.
+// putIPv4Header writes an IPv4 header without options (ipv4MinHeaderLen bytes) with TTL
+// DefaultTTL and its checksum.
+func putIPv4Header(ip []byte, total int, proto uint8, src, dst [4]byte) {
+	_ = ip[ipv4MinHeaderLen-1]
+	ip[ipv4VersIHLOffset], ip[ipv4TOSOffset] = 4<<4|ipv4MinHeaderLen/4, 0
+	binary.BigEndian.PutUint16(ip[ipv4TotalLenOffset:], uint16(total))
+	// ID 0, no flags, fragment offset 0 (RFC 6864: atomic datagrams).
+	binary.BigEndian.PutUint16(ip[ipv4IDOffset:], 0)
+	binary.BigEndian.PutUint16(ip[ipv4FlagsFragOffset:], 0)
+	ip[ipv4TTLOffset], ip[ipv4ProtocolOffset] = DefaultTTL, proto
+	binary.BigEndian.PutUint16(ip[ipv4ChecksumOffset:], 0)
+	copy(ip[ipv4SrcAddrOffset:ipv4SrcAddrOffset+ipv4AddrLen], src[:])
+	copy(ip[ipv4DstAddrOffset:ipv4DstAddrOffset+ipv4AddrLen], dst[:])
+	binary.BigEndian.PutUint16(ip[ipv4ChecksumOffset:], Checksum(ip[:ipv4MinHeaderLen], 0))
+}
+
+// putIPv6Header writes an IPv6 header (ipv6HeaderLen bytes) with hop limit DefaultTTL.
 func putIPv6Header(ip []byte, plen int, next uint8, src, dst *[16]byte) {
-	_ = ip[39]
-	binary.BigEndian.PutUint32(ip[0:], 6<<28)
-	binary.BigEndian.PutUint16(ip[4:], uint16(plen))
-	ip[6], ip[7] = next, DefaultTTL
-	copy(ip[8:24], src[:])
-	copy(ip[24:40], dst[:])
+	_ = ip[ipv6HeaderLen-1]
+	binary.BigEndian.PutUint32(ip[ipv6VersTCFlowOffset:], 6<<28) // version 6, class 0, flow 0
+	binary.BigEndian.PutUint16(ip[ipv6PayloadLenOffset:], uint16(plen))
+	ip[ipv6NextHeaderOffset], ip[ipv6HopLimitOffset] = next, DefaultTTL
+	copy(ip[ipv6SrcAddrOffset:ipv6SrcAddrOffset+ipv6AddrLen], src[:])
+	copy(ip[ipv6DstAddrOffset:ipv6DstAddrOffset+ipv6AddrLen], dst[:])
 }
 
 // BuildPortUnreachable4 answers a UDP datagram to a port (or a Service without endpoints) with
@@ -269,23 +282,22 @@ func BuildICMPError6(dst, frame []byte, h *Headers, typ, code uint8, rest uint32
 		return 0, ErrErrorAboutError
 	}
 	quote := frame[h.L3Off:h.L3End]
-	if len(quote) > maxICMPErrorLen6-48 {
-		quote = quote[:maxICMPErrorLen6-48]
+	const hdrs6 = ipv6HeaderLen + icmpHeaderLen
+	if len(quote) > maxICMPErrorLen6-hdrs6 {
+		quote = quote[:maxICMPErrorLen6-hdrs6]
 	}
-	plen := 8 + len(quote)
-	n := h.L3Off + 40 + plen
+	plen := icmpHeaderLen + len(quote)
+	n := h.L3Off + ipv6HeaderLen + plen
 	if len(dst) < need(n) {
 		return 0, ErrShortBuffer
 	}
 	off := putEthReply(dst, frame, h, EtherTypeIPv6)
-	to := addr6(frame[h.L3Off+8:])
-	putIPv6Header(dst[off:off+40], plen, ProtoICMPv6, &from, &to)
-	icmp := dst[off+40 : n]
-	icmp[0], icmp[1] = typ, code
-	icmp[2], icmp[3] = 0, 0
-	binary.BigEndian.PutUint32(icmp[4:], rest)
-	copy(icmp[8:], quote)
-	binary.BigEndian.PutUint16(icmp[2:], Checksum(icmp, PseudoSum6(from, to, ProtoICMPv6, plen)))
+	to := addr6(frame[h.L3Off+ipv6SrcAddrOffset:])
+	putIPv6Header(dst[off:off+ipv6HeaderLen], plen, ProtoICMPv6, &from, &to)
+	icmp := dst[off+ipv6HeaderLen : n]
+	putICMPHeader(icmp, typ, code, rest)
+	copy(icmp[icmpHeaderLen:], quote)
+	binary.BigEndian.PutUint16(icmp[icmpChecksumOffset:], Checksum(icmp, PseudoSum6(from, to, ProtoICMPv6, plen)))
 	return padTo(dst, n), nil
 }
 
@@ -311,59 +323,60 @@ func BuildTCPReset(dst, frame []byte, h *Headers) (int, error) {
 	if !fitsFrame(frame, h) {
 		return 0, ErrWrongHeaders
 	}
-	if h.L4Proto != ProtoTCP || h.Inner.Valid || h.PayloadOff < h.L4Off+20 || h.PayloadOff > h.L3End {
+	if h.L4Proto != ProtoTCP || h.Inner.Valid || h.PayloadOff < h.L4Off+tcpMinHeaderLen || h.PayloadOff > h.L3End {
 		return 0, ErrNotTCP
 	}
 	seg := frame[h.L4Off:h.PayloadOff]
-	if seg[13]&TCPFlagRST != 0 {
+	if seg[tcpFlagsOffset]&TCPFlagRST != 0 {
 		return 0, ErrIsReset
 	}
 	var ipLen int
 	var et uint16
 	switch h.Key.Family {
 	case FamilyIPv4:
-		ipLen, et = 20, EtherTypeIPv4
+		ipLen, et = ipv4MinHeaderLen, EtherTypeIPv4
 	case FamilyIPv6:
-		ipLen, et = 40, EtherTypeIPv6
+		ipLen, et = ipv6HeaderLen, EtherTypeIPv6
 	default:
 		return 0, ErrWrongFamily
 	}
-	n := h.L3Off + ipLen + 20
+	n := h.L3Off + ipLen + tcpMinHeaderLen
 	if len(dst) < need(n) {
 		return 0, ErrShortBuffer
 	}
 	off := putEthReply(dst, frame, h, et)
 	tcp := dst[off+ipLen : n]
-	binary.BigEndian.PutUint16(tcp[0:], binary.BigEndian.Uint16(seg[2:]))
-	binary.BigEndian.PutUint16(tcp[2:], binary.BigEndian.Uint16(seg[0:]))
-	flags := seg[13]
+	binary.BigEndian.PutUint16(tcp[tcpSrcPortOffset:], binary.BigEndian.Uint16(seg[tcpDstPortOffset:]))
+	binary.BigEndian.PutUint16(tcp[tcpDstPortOffset:], binary.BigEndian.Uint16(seg[tcpSrcPortOffset:]))
+	flags := seg[tcpFlagsOffset]
 	if flags&TCPFlagACK != 0 {
-		binary.BigEndian.PutUint32(tcp[4:], binary.BigEndian.Uint32(seg[8:]))
-		binary.BigEndian.PutUint32(tcp[8:], 0)
-		tcp[13] = TCPFlagRST
+		binary.BigEndian.PutUint32(tcp[tcpSeqNumOffset:], binary.BigEndian.Uint32(seg[tcpAckNumOffset:]))
+		binary.BigEndian.PutUint32(tcp[tcpAckNumOffset:], 0)
+		tcp[tcpFlagsOffset] = TCPFlagRST
 	} else {
-		ack := binary.BigEndian.Uint32(seg[4:]) + uint32(h.L3End-h.PayloadOff)
+		ack := binary.BigEndian.Uint32(seg[tcpSeqNumOffset:]) + uint32(h.L3End-h.PayloadOff)
 		if flags&TCPFlagSYN != 0 {
 			ack++
 		}
 		if flags&TCPFlagFIN != 0 {
 			ack++
 		}
-		binary.BigEndian.PutUint32(tcp[4:], 0)
-		binary.BigEndian.PutUint32(tcp[8:], ack)
-		tcp[13] = TCPFlagRST | TCPFlagACK
+		binary.BigEndian.PutUint32(tcp[tcpSeqNumOffset:], 0)
+		binary.BigEndian.PutUint32(tcp[tcpAckNumOffset:], ack)
+		tcp[tcpFlagsOffset] = TCPFlagRST | TCPFlagACK
 	}
-	tcp[12] = 5 << 4
-	binary.BigEndian.PutUint16(tcp[14:], 0) // window
-	binary.BigEndian.PutUint32(tcp[16:], 0) // checksum, urgent pointer
-	if ipLen == 20 {
-		src, to := addr4(frame[h.L3Off+16:]), addr4(frame[h.L3Off+12:])
-		putIPv4Header(dst[off:off+20], 40, ProtoTCP, src, to)
-		binary.BigEndian.PutUint16(tcp[16:], Checksum(tcp, PseudoSum4(src, to, ProtoTCP, 20)))
+	tcp[tcpDataOffsetOffset] = tcpMinHeaderLen / 4 << 4
+	binary.BigEndian.PutUint16(tcp[tcpWindowOffset:], 0)
+	binary.BigEndian.PutUint16(tcp[tcpChecksumOffset:], 0)
+	binary.BigEndian.PutUint16(tcp[tcpUrgentOffset:], 0)
+	if ipLen == ipv4MinHeaderLen {
+		src, to := addr4(frame[h.L3Off+ipv4DstAddrOffset:]), addr4(frame[h.L3Off+ipv4SrcAddrOffset:])
+		putIPv4Header(dst[off:off+ipv4MinHeaderLen], ipv4MinHeaderLen+tcpMinHeaderLen, ProtoTCP, src, to)
+		binary.BigEndian.PutUint16(tcp[tcpChecksumOffset:], Checksum(tcp, PseudoSum4(src, to, ProtoTCP, tcpMinHeaderLen)))
 	} else {
-		src, to := addr6(frame[h.L3Off+24:]), addr6(frame[h.L3Off+8:])
-		putIPv6Header(dst[off:off+40], 20, ProtoTCP, &src, &to)
-		binary.BigEndian.PutUint16(tcp[16:], Checksum(tcp, PseudoSum6(src, to, ProtoTCP, 20)))
+		src, to := addr6(frame[h.L3Off+ipv6DstAddrOffset:]), addr6(frame[h.L3Off+ipv6SrcAddrOffset:])
+		putIPv6Header(dst[off:off+ipv6HeaderLen], tcpMinHeaderLen, ProtoTCP, &src, &to)
+		binary.BigEndian.PutUint16(tcp[tcpChecksumOffset:], Checksum(tcp, PseudoSum6(src, to, ProtoTCP, tcpMinHeaderLen)))
 	}
 	return padTo(dst, n), nil
 }

@@ -7,7 +7,8 @@
 // DropReason: OK or a small integer the caller counts in a [NumDropReasons]uint64 array. The
 // rewrite helpers (NAT4, NAT6 and the finer SetSrc4, SetDst4, SetPorts, DecTTL4, SetInner4, their
 // IPv6 twins, SetMACs) patch the frame and update checksums incrementally (RFC 1624). IPv4 and
-// IPv6 are separate code paths.
+// IPv6 are separate code paths. Header fields are read and written through named offsets
+// (ipv4TTLOffset, tcpFlagsOffset, ...) declared under each header's RFC layout in header.go.
 //
 // Invariants:
 //   - The package only reads and writes the byte slices the caller passes; it keeps no reference

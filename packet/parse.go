@@ -132,14 +132,14 @@ func Parse(frame []byte, h *Headers) DropReason {
 		return Truncated
 	}
 	off := EthHeaderLen
-	et := binary.BigEndian.Uint16(frame[12:])
+	et := binary.BigEndian.Uint16(frame[ethTypeOffset:])
 	if et == EtherTypeVLAN {
 		if len(frame) < EthHeaderLen+VLANTagLen {
 			return Truncated
 		}
 		h.HasVLAN = true
-		h.VLANTCI = binary.BigEndian.Uint16(frame[14:])
-		et = binary.BigEndian.Uint16(frame[16:])
+		h.VLANTCI = binary.BigEndian.Uint16(frame[vlanTCIOffset:])
+		et = binary.BigEndian.Uint16(frame[vlanTypeOffset:])
 		off += VLANTagLen
 	}
 	h.EtherType = et
@@ -164,41 +164,42 @@ func checkPadding(frame []byte, end int) DropReason {
 }
 
 func parseARP(frame []byte, off int, h *Headers) DropReason {
-	if len(frame) < off+28 {
+	if len(frame) < off+arpLen {
 		return Truncated
 	}
-	b := frame[off : off+28]
-	if binary.BigEndian.Uint16(b[0:]) != 1 || binary.BigEndian.Uint16(b[2:]) != EtherTypeIPv4 ||
-		b[4] != 6 || b[5] != 4 {
+	b := frame[off : off+arpLen]
+	if binary.BigEndian.Uint16(b[arpHWTypeOffset:]) != arpHWTypeEthernet ||
+		binary.BigEndian.Uint16(b[arpProtoTypeOffset:]) != EtherTypeIPv4 ||
+		b[arpHWLenOffset] != macLen || b[arpProtoLenOffset] != ipv4AddrLen {
 		return BadARP
 	}
-	op := binary.BigEndian.Uint16(b[6:])
+	op := binary.BigEndian.Uint16(b[arpOpOffset:])
 	if op != ARPRequest && op != ARPReply {
 		return BadARP
 	}
 	h.ARP.Op = op
-	copy(h.ARP.SenderHW[:], b[8:14])
-	copy(h.ARP.SenderIP[:], b[14:18])
-	copy(h.ARP.TargetHW[:], b[18:24])
-	copy(h.ARP.TargetIP[:], b[24:28])
-	end := off + 28
+	copy(h.ARP.SenderHW[:], b[arpSenderHWOffset:])
+	copy(h.ARP.SenderIP[:], b[arpSenderIPOffset:])
+	copy(h.ARP.TargetHW[:], b[arpTargetHWOffset:])
+	copy(h.ARP.TargetIP[:], b[arpTargetIPOffset:])
+	end := off + arpLen
 	h.L4Off, h.PayloadOff, h.L3End = end, end, end
 	return checkPadding(frame, end)
 }
 
 func parseIPv4(frame []byte, off int, h *Headers) DropReason {
-	if len(frame) < off+20 {
+	if len(frame) < off+ipv4MinHeaderLen {
 		return Truncated
 	}
 	b := frame[off:]
-	if b[0]>>4 != 4 {
+	if b[ipv4VersIHLOffset]>>4 != 4 {
 		return BadVersion
 	}
-	ihl := int(b[0]&0x0f) * 4
-	if ihl < 20 {
+	ihl := int(b[ipv4VersIHLOffset]&0x0f) * 4
+	if ihl < ipv4MinHeaderLen {
 		return BadHeaderLength
 	}
-	total := int(binary.BigEndian.Uint16(b[2:]))
+	total := int(binary.BigEndian.Uint16(b[ipv4TotalLenOffset:]))
 	if total < ihl {
 		return BadTotalLength
 	}
@@ -209,13 +210,13 @@ func parseIPv4(frame []byte, off int, h *Headers) DropReason {
 	if r := checkPadding(frame, end); r != OK {
 		return r
 	}
-	if binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
+	if binary.BigEndian.Uint16(b[ipv4FlagsFragOffset:])&0x3fff != 0 {
 		return Fragment
 	}
-	h.TTL = b[8]
-	proto := b[9]
-	copy(h.Key.SrcAddr[:4], b[12:16])
-	copy(h.Key.DstAddr[:4], b[16:20])
+	h.TTL = b[ipv4TTLOffset]
+	proto := b[ipv4ProtocolOffset]
+	copy(h.Key.SrcAddr[:4], b[ipv4SrcAddrOffset:ipv4SrcAddrOffset+ipv4AddrLen])
+	copy(h.Key.DstAddr[:4], b[ipv4DstAddrOffset:ipv4DstAddrOffset+ipv4AddrLen])
 	h.Key.Family = FamilyIPv4
 	h.Key.Proto = proto
 	h.L3End = end
@@ -223,31 +224,31 @@ func parseIPv4(frame []byte, off int, h *Headers) DropReason {
 }
 
 func parseIPv6(frame []byte, off int, h *Headers) DropReason {
-	if len(frame) < off+40 {
+	if len(frame) < off+ipv6HeaderLen {
 		return Truncated
 	}
 	b := frame[off:]
-	if b[0]>>4 != 6 {
+	if b[ipv6VersTCFlowOffset]>>4 != 6 {
 		return BadVersion
 	}
-	plen := int(binary.BigEndian.Uint16(b[4:]))
+	plen := int(binary.BigEndian.Uint16(b[ipv6PayloadLenOffset:]))
 	if plen == 0 {
 		return BadTotalLength
 	}
-	end := off + 40 + plen
+	end := off + ipv6HeaderLen + plen
 	if end > len(frame) {
 		return Truncated
 	}
 	if r := checkPadding(frame, end); r != OK {
 		return r
 	}
-	h.TTL = b[7]
-	proto, l4, r := walkIPv6(frame, off+40, end, b[6])
+	h.TTL = b[ipv6HopLimitOffset]
+	proto, l4, r := walkIPv6(frame, off+ipv6HeaderLen, end, b[ipv6NextHeaderOffset])
 	if r != OK {
 		return r
 	}
-	copy(h.Key.SrcAddr[:], b[8:24])
-	copy(h.Key.DstAddr[:], b[24:40])
+	copy(h.Key.SrcAddr[:], b[ipv6SrcAddrOffset:ipv6SrcAddrOffset+ipv6AddrLen])
+	copy(h.Key.DstAddr[:], b[ipv6DstAddrOffset:ipv6DstAddrOffset+ipv6AddrLen])
 	h.Key.Family = FamilyIPv6
 	h.Key.Proto = proto
 	h.L3End = end
@@ -267,17 +268,17 @@ func walkIPv6(frame []byte, off, end int, next uint8) (uint8, int, DropReason) {
 			if next == 0 && i != 0 {
 				return 0, 0, UnsupportedProtocol
 			}
-			if end-off < 8 {
+			if end-off < ipv6ExtLenUnit {
 				return 0, 0, Truncated
 			}
-			hl := (int(frame[off+1]) + 1) * 8
+			hl := (int(frame[off+ipv6ExtLenOffset]) + 1) * ipv6ExtLenUnit
 			if hl > end-off {
 				return 0, 0, BadHeaderLength
 			}
-			if next == 43 && frame[off+3] != 0 { // segments left: dst is not the final one
+			if next == ipv6ProtoRouting && frame[off+ipv6RoutingSegLeftOffset] != 0 { // dst is not the final one
 				return 0, 0, UnsupportedProtocol
 			}
-			next = frame[off]
+			next = frame[off+ipv6ExtNextHeaderOffset]
 			off += hl
 		default:
 			return 0, 0, UnsupportedProtocol
@@ -292,32 +293,32 @@ func parseL4(frame []byte, l4, end int, proto uint8, fam Family, h *Headers) Dro
 	b := frame[l4:end]
 	switch proto {
 	case ProtoTCP:
-		if len(b) < 20 {
+		if len(b) < tcpMinHeaderLen {
 			return Truncated
 		}
-		doff := int(b[12]>>4) * 4
-		if doff < 20 || doff > len(b) {
+		doff := int(b[tcpDataOffsetOffset]>>4) * 4
+		if doff < tcpMinHeaderLen || doff > len(b) {
 			return BadHeaderLength
 		}
-		h.Key.SrcPort = binary.BigEndian.Uint16(b[0:])
-		h.Key.DstPort = binary.BigEndian.Uint16(b[2:])
-		h.TCPFlags = b[13]
+		h.Key.SrcPort = binary.BigEndian.Uint16(b[tcpSrcPortOffset:])
+		h.Key.DstPort = binary.BigEndian.Uint16(b[tcpDstPortOffset:])
+		h.TCPFlags = b[tcpFlagsOffset]
 		h.PayloadOff = l4 + doff
 		return OK
 	case ProtoUDP:
-		if len(b) < 8 {
+		if len(b) < udpHeaderLen {
 			return Truncated
 		}
-		ulen := int(binary.BigEndian.Uint16(b[4:]))
+		ulen := int(binary.BigEndian.Uint16(b[udpLengthOffset:]))
 		if ulen != len(b) { // the UDP length must agree with the IP length
 			return BadTotalLength
 		}
-		if fam == FamilyIPv6 && b[6] == 0 && b[7] == 0 {
+		if fam == FamilyIPv6 && binary.BigEndian.Uint16(b[udpChecksumOffset:]) == 0 {
 			return BadChecksum
 		}
-		h.Key.SrcPort = binary.BigEndian.Uint16(b[0:])
-		h.Key.DstPort = binary.BigEndian.Uint16(b[2:])
-		h.PayloadOff = l4 + 8
+		h.Key.SrcPort = binary.BigEndian.Uint16(b[udpSrcPortOffset:])
+		h.Key.DstPort = binary.BigEndian.Uint16(b[udpDstPortOffset:])
+		h.PayloadOff = l4 + udpHeaderLen
 		return OK
 	case ProtoICMP:
 		if fam != FamilyIPv4 {
@@ -342,15 +343,15 @@ func isICMPError(fam Family, t uint8) bool {
 }
 
 func parseICMP(frame []byte, l4, end int, h *Headers, echoReq, echoRep uint8) DropReason {
-	if end-l4 < 8 {
+	if end-l4 < icmpHeaderLen {
 		return Truncated
 	}
-	t := frame[l4]
+	t := frame[l4+icmpTypeOffset]
 	h.ICMPType = t
-	h.ICMPCode = frame[l4+1]
-	h.PayloadOff = l4 + 8
+	h.ICMPCode = frame[l4+icmpCodeOffset]
+	h.PayloadOff = l4 + icmpHeaderLen
 	if t == echoReq || t == echoRep {
-		id := binary.BigEndian.Uint16(frame[l4+4:])
+		id := binary.BigEndian.Uint16(frame[l4+icmpIdentOffset:])
 		h.Key.SrcPort, h.Key.DstPort = id, id
 		return OK
 	}
@@ -360,9 +361,9 @@ func parseICMP(frame []byte, l4, end int, h *Headers, echoReq, echoRep uint8) Dr
 	h.Inner = Inner{}
 	var r DropReason
 	if h.Key.Family == FamilyIPv4 {
-		r = parseInner4(frame, l4+8, end, &h.Inner)
+		r = parseInner4(frame, l4+icmpHeaderLen, end, &h.Inner)
 	} else {
-		r = parseInner6(frame, l4+8, end, &h.Inner)
+		r = parseInner6(frame, l4+icmpHeaderLen, end, &h.Inner)
 	}
 	if r != OK {
 		return r
@@ -373,19 +374,19 @@ func parseICMP(frame []byte, l4, end int, h *Headers, echoReq, echoRep uint8) Dr
 
 // parseInnerL4 reads the ports (or echo id) of the quoted L4 header at l4; 8 bytes must be there.
 func parseInnerL4(frame []byte, l4, end int, proto uint8, in *Inner, echoReq, echoRep uint8) DropReason {
-	if end-l4 < 8 {
+	if end-l4 < quotedL4Len {
 		return BadICMPError
 	}
-	b := frame[l4 : l4+8]
+	b := frame[l4 : l4+quotedL4Len]
 	switch proto {
-	case ProtoTCP, ProtoUDP:
-		in.Key.SrcPort = binary.BigEndian.Uint16(b[0:])
-		in.Key.DstPort = binary.BigEndian.Uint16(b[2:])
+	case ProtoTCP, ProtoUDP: // the ports are at the same offsets in TCP and UDP
+		in.Key.SrcPort = binary.BigEndian.Uint16(b[tcpSrcPortOffset:])
+		in.Key.DstPort = binary.BigEndian.Uint16(b[tcpDstPortOffset:])
 	case ProtoICMP, ProtoICMPv6:
-		if b[0] != echoReq && b[0] != echoRep {
+		if b[icmpTypeOffset] != echoReq && b[icmpTypeOffset] != echoRep {
 			return BadICMPError
 		}
-		id := binary.BigEndian.Uint16(b[4:])
+		id := binary.BigEndian.Uint16(b[icmpIdentOffset:])
 		in.Key.SrcPort, in.Key.DstPort = id, id
 	default:
 		return BadICMPError
@@ -397,42 +398,42 @@ func parseInnerL4(frame []byte, l4, end int, proto uint8, in *Inner, echoReq, ec
 }
 
 func parseInner4(frame []byte, off, end int, in *Inner) DropReason {
-	if end-off < 20 {
+	if end-off < ipv4MinHeaderLen {
 		return BadICMPError
 	}
 	b := frame[off:end]
-	ihl := int(b[0]&0x0f) * 4
-	if b[0]>>4 != 4 || ihl < 20 || ihl > len(b) {
+	ihl := int(b[ipv4VersIHLOffset]&0x0f) * 4
+	if b[ipv4VersIHLOffset]>>4 != 4 || ihl < ipv4MinHeaderLen || ihl > len(b) {
 		return BadICMPError
 	}
-	if binary.BigEndian.Uint16(b[6:])&0x1fff != 0 { // non-first fragment: no L4 header
+	if binary.BigEndian.Uint16(b[ipv4FlagsFragOffset:])&0x1fff != 0 { // non-first fragment: no L4 header
 		return BadICMPError
 	}
-	proto := b[9]
+	proto := b[ipv4ProtocolOffset]
 	if proto == ProtoICMPv6 {
 		return BadICMPError
 	}
-	copy(in.Key.SrcAddr[:4], b[12:16])
-	copy(in.Key.DstAddr[:4], b[16:20])
+	copy(in.Key.SrcAddr[:4], b[ipv4SrcAddrOffset:ipv4SrcAddrOffset+ipv4AddrLen])
+	copy(in.Key.DstAddr[:4], b[ipv4DstAddrOffset:ipv4DstAddrOffset+ipv4AddrLen])
 	in.Key.Family = FamilyIPv4
 	in.L3Off = off
 	return parseInnerL4(frame, off+ihl, end, proto, in, ICMPEchoRequest, ICMPEchoReply)
 }
 
 func parseInner6(frame []byte, off, end int, in *Inner) DropReason {
-	if end-off < 40 {
+	if end-off < ipv6HeaderLen {
 		return BadICMPError
 	}
 	b := frame[off:end]
-	if b[0]>>4 != 6 {
+	if b[ipv6VersTCFlowOffset]>>4 != 6 {
 		return BadICMPError
 	}
-	proto, l4, r := walkIPv6(frame, off+40, end, b[6])
+	proto, l4, r := walkIPv6(frame, off+ipv6HeaderLen, end, b[ipv6NextHeaderOffset])
 	if r != OK || proto == ProtoICMP {
 		return BadICMPError
 	}
-	copy(in.Key.SrcAddr[:], b[8:24])
-	copy(in.Key.DstAddr[:], b[24:40])
+	copy(in.Key.SrcAddr[:], b[ipv6SrcAddrOffset:ipv6SrcAddrOffset+ipv6AddrLen])
+	copy(in.Key.DstAddr[:], b[ipv6DstAddrOffset:ipv6DstAddrOffset+ipv6AddrLen])
 	in.Key.Family = FamilyIPv6
 	in.L3Off = off
 	return parseInnerL4(frame, l4, end, proto, in, ICMPv6EchoRequest, ICMPv6EchoReply)

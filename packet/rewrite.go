@@ -15,43 +15,43 @@ import "encoding/binary"
 
 // SetMACs writes the Ethernet source and destination addresses.
 func SetMACs(frame []byte, src, dst [6]byte) DropReason {
-	if len(frame) < 12 {
+	if len(frame) < ethSrcOffset+macLen {
 		return WrongHeaders
 	}
-	copy(frame[0:6], dst[:])
-	copy(frame[6:12], src[:])
+	copy(frame[ethDstOffset:ethDstOffset+macLen], dst[:])
+	copy(frame[ethSrcOffset:ethSrcOffset+macLen], src[:])
 	return OK
 }
 
 // fits4 checks that h describes an IPv4 frame whose offsets lie within frame.
 func fits4(frame []byte, h *Headers) bool {
 	return h.Key.Family == FamilyIPv4 && h.L3End <= len(frame) && h.L3Off >= EthHeaderLen &&
-		h.L4Off >= h.L3Off+20 && h.L4Off+8 <= h.L3End
+		h.L4Off >= h.L3Off+ipv4MinHeaderLen && h.L4Off+udpHeaderLen <= h.L3End
 }
 
 // fits6 checks that h describes an IPv6 frame whose offsets lie within frame.
 func fits6(frame []byte, h *Headers) bool {
 	return h.Key.Family == FamilyIPv6 && h.L3End <= len(frame) && h.L3Off >= EthHeaderLen &&
-		h.L4Off >= h.L3Off+40 && h.L4Off+8 <= h.L3End
+		h.L4Off >= h.L3Off+ipv6HeaderLen && h.L4Off+udpHeaderLen <= h.L3End
 }
 
-// l4Delta applies delta d (pseudo-header part) plus the port/identifier change to the L4 header
-// at frame[h.L4Off:] and returns the change of bytes inside the L4 header, for callers that sit
-// inside an ICMP error (none at the top level). pseudo tells whether the L4 checksum covers the
-// addresses (TCP, UDP, ICMPv6) or not (ICMPv4).
+// rewriteL4 writes the port/identifier change into the L4 header at frame[h.L4Off:h.L3End] and
+// updates its checksum by that change plus delta d, the pseudo-header part (address changes).
+// v6 tells an IPv6 frame, whose ICMPv6 checksum covers the pseudo-header, from an IPv4 one, whose
+// ICMP checksum does not (d is then ignored) and whose UDP checksum may be zero ("none").
 func rewriteL4(frame []byte, h *Headers, d uint64, srcPort, dstPort uint16, v6 bool) {
 	b := frame[h.L4Off:h.L3End]
 	switch h.L4Proto {
 	case ProtoTCP:
-		if len(b) < 20 {
+		if len(b) < tcpMinHeaderLen {
 			return
 		}
 		d += setPorts(b, srcPort, dstPort)
-		c := binary.BigEndian.Uint16(b[16:])
-		binary.BigEndian.PutUint16(b[16:], applyDelta(c, d))
+		c := binary.BigEndian.Uint16(b[tcpChecksumOffset:])
+		binary.BigEndian.PutUint16(b[tcpChecksumOffset:], applyDelta(c, d))
 	case ProtoUDP:
 		d += setPorts(b, srcPort, dstPort)
-		c := binary.BigEndian.Uint16(b[6:])
+		c := binary.BigEndian.Uint16(b[udpChecksumOffset:])
 		if c == 0 && !v6 {
 			return // no checksum over IPv4
 		}
@@ -59,35 +59,36 @@ func rewriteL4(frame []byte, h *Headers, d uint64, srcPort, dstPort uint16, v6 b
 		if c == 0 {
 			c = 0xffff
 		}
-		binary.BigEndian.PutUint16(b[6:], c)
+		binary.BigEndian.PutUint16(b[udpChecksumOffset:], c)
 	case ProtoICMP, ProtoICMPv6:
 		if !v6 {
 			d = 0 // ICMPv4 has no pseudo-header
 		}
-		t := b[0]
+		t := b[icmpTypeOffset]
 		switch {
 		case t == ICMPEchoRequest && !v6, t == ICMPv6EchoRequest && v6:
 			d += setEchoID(b, srcPort)
 		case t == ICMPEchoReply && !v6, t == ICMPv6EchoReply && v6:
 			d += setEchoID(b, dstPort)
 		}
-		c := binary.BigEndian.Uint16(b[2:])
-		binary.BigEndian.PutUint16(b[2:], applyDelta(c, d))
+		c := binary.BigEndian.Uint16(b[icmpChecksumOffset:])
+		binary.BigEndian.PutUint16(b[icmpChecksumOffset:], applyDelta(c, d))
 	}
 }
 
-// setPorts writes the two ports at b[0:4] and returns the checksum delta.
+// setPorts writes the two ports of TCP or UDP header b (one 32-bit word from
+// tcpSrcPortOffset, the same in UDP) and returns the checksum delta.
 func setPorts(b []byte, src, dst uint16) uint64 {
-	old := binary.BigEndian.Uint32(b)
+	old := binary.BigEndian.Uint32(b[tcpSrcPortOffset:])
 	n := uint32(src)<<16 | uint32(dst)
-	binary.BigEndian.PutUint32(b, n)
+	binary.BigEndian.PutUint32(b[tcpSrcPortOffset:], n)
 	return delta32(old, n)
 }
 
-// setEchoID writes the echo identifier at b[4:6] and returns the checksum delta.
+// setEchoID writes the echo identifier of ICMP header b and returns the checksum delta.
 func setEchoID(b []byte, id uint16) uint64 {
-	old := binary.BigEndian.Uint16(b[4:])
-	binary.BigEndian.PutUint16(b[4:], id)
+	old := binary.BigEndian.Uint16(b[icmpIdentOffset:])
+	binary.BigEndian.PutUint16(b[icmpIdentOffset:], id)
 	return delta16(old, id)
 }
 
@@ -98,9 +99,9 @@ func currentPorts(frame []byte, h *Headers) (src, dst uint16) {
 	b := frame[h.L4Off:]
 	switch h.L4Proto {
 	case ProtoTCP, ProtoUDP:
-		return binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])
+		return binary.BigEndian.Uint16(b[tcpSrcPortOffset:]), binary.BigEndian.Uint16(b[tcpDstPortOffset:])
 	}
-	id := binary.BigEndian.Uint16(b[4:])
+	id := binary.BigEndian.Uint16(b[icmpIdentOffset:])
 	return id, id
 }
 
@@ -119,8 +120,8 @@ func NAT4(frame []byte, h *Headers, newSrc [4]byte, newSrcPort uint16, newDst [4
 	if !fits4(frame, h) {
 		return WrongHeaders
 	}
-	ip := frame[h.L3Off : h.L3Off+20]
-	if ip[8] <= 1 {
+	ip := frame[h.L3Off : h.L3Off+ipv4MinHeaderLen]
+	if ip[ipv4TTLOffset] <= 1 {
 		return TTLExpired
 	}
 	if h.Inner.Valid {
@@ -129,10 +130,10 @@ func NAT4(frame []byte, h *Headers, newSrc [4]byte, newSrcPort uint16, newDst [4
 		}
 	}
 	d := setAddrs4(ip, newSrc, newDst)
-	oldTTL := binary.BigEndian.Uint16(ip[8:])
-	ip[8]--
-	c := binary.BigEndian.Uint16(ip[10:])
-	binary.BigEndian.PutUint16(ip[10:], applyDelta(c, d+delta16(oldTTL, oldTTL-0x100)))
+	oldTTL := binary.BigEndian.Uint16(ip[ipv4TTLOffset:]) // TTL and Protocol: one checksummed word
+	ip[ipv4TTLOffset]--
+	c := binary.BigEndian.Uint16(ip[ipv4ChecksumOffset:])
+	binary.BigEndian.PutUint16(ip[ipv4ChecksumOffset:], applyDelta(c, d+delta16(oldTTL, oldTTL-0x100)))
 	rewriteL4(frame, h, d, newSrcPort, newDstPort, false)
 	return OK
 }
@@ -140,12 +141,12 @@ func NAT4(frame []byte, h *Headers, newSrc [4]byte, newSrcPort uint16, newDst [4
 // setAddrs4 writes the IPv4 addresses of header ip and returns the checksum delta (without
 // touching the header checksum).
 func setAddrs4(ip []byte, src, dst [4]byte) uint64 {
-	os := binary.BigEndian.Uint32(ip[12:])
-	od := binary.BigEndian.Uint32(ip[16:])
+	os := binary.BigEndian.Uint32(ip[ipv4SrcAddrOffset:])
+	od := binary.BigEndian.Uint32(ip[ipv4DstAddrOffset:])
 	ns := binary.BigEndian.Uint32(src[:])
 	nd := binary.BigEndian.Uint32(dst[:])
-	binary.BigEndian.PutUint32(ip[12:], ns)
-	binary.BigEndian.PutUint32(ip[16:], nd)
+	binary.BigEndian.PutUint32(ip[ipv4SrcAddrOffset:], ns)
+	binary.BigEndian.PutUint32(ip[ipv4DstAddrOffset:], nd)
 	return delta32(os, ns) + delta32(od, nd)
 }
 
@@ -155,10 +156,10 @@ func rewrite4(frame []byte, h *Headers, src [4]byte, sp uint16, dst [4]byte, dp 
 	if !fits4(frame, h) {
 		return WrongHeaders
 	}
-	ip := frame[h.L3Off : h.L3Off+20]
+	ip := frame[h.L3Off : h.L3Off+ipv4MinHeaderLen]
 	d := setAddrs4(ip, src, dst)
-	c := binary.BigEndian.Uint16(ip[10:])
-	binary.BigEndian.PutUint16(ip[10:], applyDelta(c, d))
+	c := binary.BigEndian.Uint16(ip[ipv4ChecksumOffset:])
+	binary.BigEndian.PutUint16(ip[ipv4ChecksumOffset:], applyDelta(c, d))
 	rewriteL4(frame, h, d, sp, dp, false)
 	return OK
 }
@@ -173,7 +174,7 @@ func SetSrc4(frame []byte, h *Headers, src [4]byte) DropReason {
 		return WrongHeaders
 	}
 	sp, dp := currentPorts(frame, h)
-	return rewrite4(frame, h, src, sp, addr4(frame[h.L3Off+16:]), dp)
+	return rewrite4(frame, h, src, sp, addr4(frame[h.L3Off+ipv4DstAddrOffset:]), dp)
 }
 
 // SetDst4 rewrites the IPv4 destination address (and the checksums that cover it).
@@ -182,7 +183,7 @@ func SetDst4(frame []byte, h *Headers, dst [4]byte) DropReason {
 		return WrongHeaders
 	}
 	sp, dp := currentPorts(frame, h)
-	return rewrite4(frame, h, addr4(frame[h.L3Off+12:]), sp, dst, dp)
+	return rewrite4(frame, h, addr4(frame[h.L3Off+ipv4SrcAddrOffset:]), sp, dst, dp)
 }
 
 // SetPorts rewrites the TCP/UDP source and destination ports of an IPv4 or IPv6 frame (for ICMP
@@ -205,14 +206,14 @@ func DecTTL4(frame []byte, h *Headers) DropReason {
 	if !fits4(frame, h) {
 		return WrongHeaders
 	}
-	ip := frame[h.L3Off : h.L3Off+20]
-	if ip[8] <= 1 {
+	ip := frame[h.L3Off : h.L3Off+ipv4MinHeaderLen]
+	if ip[ipv4TTLOffset] <= 1 {
 		return TTLExpired
 	}
-	old := binary.BigEndian.Uint16(ip[8:])
-	ip[8]--
-	c := binary.BigEndian.Uint16(ip[10:])
-	binary.BigEndian.PutUint16(ip[10:], UpdateChecksum16(c, old, old-0x100))
+	old := binary.BigEndian.Uint16(ip[ipv4TTLOffset:])
+	ip[ipv4TTLOffset]--
+	c := binary.BigEndian.Uint16(ip[ipv4ChecksumOffset:])
+	binary.BigEndian.PutUint16(ip[ipv4ChecksumOffset:], UpdateChecksum16(c, old, old-0x100))
 	return OK
 }
 
@@ -221,19 +222,20 @@ func DecTTL4(frame []byte, h *Headers) DropReason {
 // the frame, and the outer ICMP checksum. The outer IP header is not touched.
 func SetInner4(frame []byte, h *Headers, src [4]byte, srcPort uint16, dst [4]byte, dstPort uint16) DropReason {
 	if !fits4(frame, h) || !h.Inner.Valid || h.L4Proto != ProtoICMP ||
-		h.Inner.L3Off < h.L4Off+8 || h.Inner.L4Off < h.Inner.L3Off+20 || h.Inner.L4Off+8 > h.L3End {
+		h.Inner.L3Off < h.L4Off+icmpHeaderLen || h.Inner.L4Off < h.Inner.L3Off+ipv4MinHeaderLen ||
+		h.Inner.L4Off+quotedL4Len > h.L3End {
 		return WrongHeaders
 	}
-	ip := frame[h.Inner.L3Off : h.Inner.L3Off+20]
+	ip := frame[h.Inner.L3Off : h.Inner.L3Off+ipv4MinHeaderLen]
 	d := setAddrs4(ip, src, dst)
-	c := binary.BigEndian.Uint16(ip[10:])
+	c := binary.BigEndian.Uint16(ip[ipv4ChecksumOffset:])
 	nc := applyDelta(c, d)
-	binary.BigEndian.PutUint16(ip[10:], nc)
+	binary.BigEndian.PutUint16(ip[ipv4ChecksumOffset:], nc)
 	outer := d + delta16(c, nc)
 	outer += rewriteInnerL4(frame[h.Inner.L4Off:h.L3End], h.Inner.Key.Proto, d, srcPort, dstPort, false)
 	icmp := frame[h.L4Off:]
-	oc := binary.BigEndian.Uint16(icmp[2:])
-	binary.BigEndian.PutUint16(icmp[2:], applyDelta(oc, outer))
+	oc := binary.BigEndian.Uint16(icmp[icmpChecksumOffset:])
+	binary.BigEndian.PutUint16(icmp[icmpChecksumOffset:], applyDelta(oc, outer))
 	return OK
 }
 
@@ -245,9 +247,9 @@ func rewriteInnerL4(b []byte, proto uint8, d uint64, srcPort, dstPort uint16, v6
 	case ProtoTCP, ProtoUDP:
 		pd := setPorts(b, srcPort, dstPort)
 		outer += pd
-		at := 16
+		at := tcpChecksumOffset
 		if proto == ProtoUDP {
-			at = 6
+			at = udpChecksumOffset
 		}
 		if len(b) < at+2 {
 			return outer
@@ -267,9 +269,9 @@ func rewriteInnerL4(b []byte, proto uint8, d uint64, srcPort, dstPort uint16, v6
 			d = 0
 		}
 		id := setEchoID(b, srcPort)
-		c := binary.BigEndian.Uint16(b[2:])
+		c := binary.BigEndian.Uint16(b[icmpChecksumOffset:])
 		nc := applyDelta(c, d+id)
-		binary.BigEndian.PutUint16(b[2:], nc)
+		binary.BigEndian.PutUint16(b[icmpChecksumOffset:], nc)
 		outer += id + delta16(c, nc)
 	}
 	return outer

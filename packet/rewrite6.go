@@ -10,8 +10,8 @@ func NAT6(frame []byte, h *Headers, newSrc [16]byte, newSrcPort uint16, newDst [
 	if !fits6(frame, h) {
 		return WrongHeaders
 	}
-	ip := frame[h.L3Off : h.L3Off+40]
-	if ip[7] <= 1 {
+	ip := frame[h.L3Off : h.L3Off+ipv6HeaderLen]
+	if ip[ipv6HopLimitOffset] <= 1 {
 		return TTLExpired
 	}
 	if h.Inner.Valid {
@@ -19,7 +19,7 @@ func NAT6(frame []byte, h *Headers, newSrc [16]byte, newSrcPort uint16, newDst [
 			return r
 		}
 	}
-	ip[7]--
+	ip[ipv6HopLimitOffset]--
 	d := setAddrs6(ip, &newSrc, &newDst)
 	rewriteL4(frame, h, d, newSrcPort, newDstPort, true)
 	return OK
@@ -27,14 +27,16 @@ func NAT6(frame []byte, h *Headers, newSrc [16]byte, newSrcPort uint16, newDst [
 
 // setAddrs6 writes the IPv6 addresses of header ip and returns the checksum delta.
 func setAddrs6(ip []byte, src, dst *[16]byte) uint64 {
-	d := delta128(ip[8:24], src) + delta128(ip[24:40], dst)
-	copy(ip[8:24], src[:])
-	copy(ip[24:40], dst[:])
+	srcAt := ip[ipv6SrcAddrOffset : ipv6SrcAddrOffset+ipv6AddrLen]
+	dstAt := ip[ipv6DstAddrOffset : ipv6DstAddrOffset+ipv6AddrLen]
+	d := delta128(srcAt, src) + delta128(dstAt, dst)
+	copy(srcAt, src[:])
+	copy(dstAt, dst[:])
 	return d
 }
 
 func rewrite6(frame []byte, h *Headers, src [16]byte, sp uint16, dst [16]byte, dp uint16) DropReason {
-	ip := frame[h.L3Off : h.L3Off+40]
+	ip := frame[h.L3Off : h.L3Off+ipv6HeaderLen]
 	d := setAddrs6(ip, &src, &dst)
 	rewriteL4(frame, h, d, sp, dp, true)
 	return OK
@@ -46,7 +48,7 @@ func SetSrc6(frame []byte, h *Headers, src [16]byte) DropReason {
 		return WrongHeaders
 	}
 	sp, dp := currentPorts(frame, h)
-	return rewrite6(frame, h, src, sp, addr6(frame[h.L3Off+24:]), dp)
+	return rewrite6(frame, h, src, sp, addr6(frame[h.L3Off+ipv6DstAddrOffset:]), dp)
 }
 
 // SetDst6 rewrites the IPv6 destination address (and the L4 checksum that covers it).
@@ -55,7 +57,7 @@ func SetDst6(frame []byte, h *Headers, dst [16]byte) DropReason {
 		return WrongHeaders
 	}
 	sp, dp := currentPorts(frame, h)
-	return rewrite6(frame, h, addr6(frame[h.L3Off+8:]), sp, dst, dp)
+	return rewrite6(frame, h, addr6(frame[h.L3Off+ipv6SrcAddrOffset:]), sp, dst, dp)
 }
 
 // DecHopLimit6 decrements the IPv6 hop limit; TTLExpired (nothing changed) when it is 0 or 1.
@@ -63,10 +65,10 @@ func DecHopLimit6(frame []byte, h *Headers) DropReason {
 	if !fits6(frame, h) {
 		return WrongHeaders
 	}
-	if frame[h.L3Off+7] <= 1 {
+	if frame[h.L3Off+ipv6HopLimitOffset] <= 1 {
 		return TTLExpired
 	}
-	frame[h.L3Off+7]--
+	frame[h.L3Off+ipv6HopLimitOffset]--
 	return OK
 }
 
@@ -75,14 +77,15 @@ func DecHopLimit6(frame []byte, h *Headers) DropReason {
 // ICMPv6 checksum. The outer IPv6 header is not touched.
 func SetInner6(frame []byte, h *Headers, src [16]byte, srcPort uint16, dst [16]byte, dstPort uint16) DropReason {
 	if !fits6(frame, h) || !h.Inner.Valid || h.L4Proto != ProtoICMPv6 ||
-		h.Inner.L3Off < h.L4Off+8 || h.Inner.L4Off < h.Inner.L3Off+40 || h.Inner.L4Off+8 > h.L3End {
+		h.Inner.L3Off < h.L4Off+icmpHeaderLen || h.Inner.L4Off < h.Inner.L3Off+ipv6HeaderLen ||
+		h.Inner.L4Off+quotedL4Len > h.L3End {
 		return WrongHeaders
 	}
-	ip := frame[h.Inner.L3Off : h.Inner.L3Off+40]
+	ip := frame[h.Inner.L3Off : h.Inner.L3Off+ipv6HeaderLen]
 	d := setAddrs6(ip, &src, &dst)
 	outer := d + rewriteInnerL4(frame[h.Inner.L4Off:h.L3End], h.Inner.Key.Proto, d, srcPort, dstPort, true)
 	icmp := frame[h.L4Off:]
-	oc := binary.BigEndian.Uint16(icmp[2:])
-	binary.BigEndian.PutUint16(icmp[2:], applyDelta(oc, outer))
+	oc := binary.BigEndian.Uint16(icmp[icmpChecksumOffset:])
+	binary.BigEndian.PutUint16(icmp[icmpChecksumOffset:], applyDelta(oc, outer))
 	return OK
 }

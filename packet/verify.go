@@ -19,14 +19,14 @@ func VerifyChecksums(frame []byte, h *Headers) DropReason {
 			return BadChecksum
 		}
 		if h.L4Proto != ProtoICMP {
-			pseudo = PseudoSum4(addr4(ip[12:]), addr4(ip[16:]), h.L4Proto, len(l4))
+			pseudo = PseudoSum4(addr4(ip[ipv4SrcAddrOffset:]), addr4(ip[ipv4DstAddrOffset:]), h.L4Proto, len(l4))
 		}
-		if h.L4Proto == ProtoUDP && len(l4) >= 8 && binary.BigEndian.Uint16(l4[6:]) == 0 {
+		if h.L4Proto == ProtoUDP && len(l4) >= udpHeaderLen && binary.BigEndian.Uint16(l4[udpChecksumOffset:]) == 0 {
 			return OK
 		}
 	case FamilyIPv6:
 		ip := frame[h.L3Off:]
-		pseudo = PseudoSum6(addr6(ip[8:]), addr6(ip[24:]), h.L4Proto, len(l4))
+		pseudo = PseudoSum6(addr6(ip[ipv6SrcAddrOffset:]), addr6(ip[ipv6DstAddrOffset:]), h.L4Proto, len(l4))
 	default:
 		return OK
 	}

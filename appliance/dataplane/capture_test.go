@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/xdpsvc/lb/appliance/capture"
+	"github.com/xdpsvc/lb/bench/tstest"
 	"github.com/xdpsvc/lb/packet"
 )
 
@@ -56,18 +57,6 @@ func readCapture(t *testing.T, b []byte) []capturedFrame {
 	}
 }
 
-// waitFor retries cond every millisecond for up to 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestCaptureThroughAdminAPI captures a VIP's flow through the admin endpoint while the worker
 // forwards golden frames, and reads the pcapng back: the SYN before and after DNAT+SNAT, the
 // SYN-ACK before and after un-NAT, and nothing of another Service.
@@ -84,7 +73,7 @@ func TestCaptureThroughAdminAPI(t *testing.T) {
 		err     error
 	}
 	done := make(chan result, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	t.Cleanup(cancel)
 	go func() {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/capture?vip=198.19.1.1&count=4&duration=15s", nil)
@@ -101,7 +90,7 @@ func TestCaptureThroughAdminAPI(t *testing.T) {
 		}
 		done <- result{body: b, trailer: resp.Trailer, err: err}
 	}()
-	waitFor(t, "the capture to be armed", func() bool { return r.dp.capture.Load() != nil })
+	tstest.EventuallyTrue(t, 5*time.Second, "the capture to be armed", func() bool { return r.dp.capture.Load() != nil })
 	// A second capture is refused while one runs.
 	if resp, err := http.Get(srv.URL + "/api/v1/capture?count=1"); err != nil || resp.StatusCode != http.StatusConflict {
 		t.Fatalf("second capture: %v %v, want 409", resp.Status, err)
@@ -144,7 +133,7 @@ func TestCaptureThroughAdminAPI(t *testing.T) {
 	if res.trailer.Get(capture.TrailerWritten) != "4" || res.trailer.Get(capture.TrailerDropped) != "0" {
 		t.Errorf("trailers %v, want 4 written, 0 dropped", res.trailer)
 	}
-	waitFor(t, "the capture to be disarmed", func() bool { return r.dp.capture.Load() == nil })
+	tstest.EventuallyTrue(t, 5*time.Second, "the capture to be disarmed", func() bool { return r.dp.capture.Load() == nil })
 
 	// tcpdump reads the file too.
 	tcpdump, err := exec.LookPath("tcpdump")
@@ -187,7 +176,7 @@ func TestPollAllocatesNothingWithCapture(t *testing.T) {
 	}
 	r.run(t)
 	r.int.take()
-	w, err := r.dp.AddWorker(1, []FrameIO{newLoopIO(frames), newLoopIO(nil)})
+	w, err := r.dp.AddWorker(1, []FrameIO{newReplayIO(frames), newReplayIO(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +221,7 @@ func BenchmarkPipelineBatchCapture(b *testing.B) {
 		frames = append(frames, frame(b, clientMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, uint16(40000+i), 80, "A", make([]byte, 6)))
 	}
 	r.run(b)
-	w, err := r.dp.AddWorker(1, []FrameIO{newLoopIO(frames), newLoopIO(nil)})
+	w, err := r.dp.AddWorker(1, []FrameIO{newReplayIO(frames), newReplayIO(nil)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -243,9 +232,8 @@ func BenchmarkPipelineBatchCapture(b *testing.B) {
 	ring := s.Ring(w.capIdx)
 	drain := func(capture.Record, []byte) {}
 	b.ReportAllocs()
-	b.ResetTimer()
 	pkts := 0
-	for range b.N {
+	for b.Loop() {
 		pkts += w.Poll(r.now)
 		for ring.Pop(drain) {
 		}

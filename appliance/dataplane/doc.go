@@ -22,6 +22,15 @@
 // a conntrack hit touches the flow entry, the plan's endpoint-liveness bitset and the worker's
 // direct-mapped neighbour cache only.
 //
+// # Stages
+//
+// Worker.Poll reads the plan, the neighbour generation and takes the caller's time once, into a
+// batchContext, parses the batch and looks up its TCP/UDP keys in one conntrack.LookupBatch.
+// Each frame then goes through the stages (pipeline, then arp, icmp, icmpError, newFlow,
+// forward, emit, reject), each taking the batchContext, the frame and its parsed
+// packet.Headers as arguments and returning a verdict: drop (the stage counted the reason) or
+// transmit on an egress port with the frame's new length.
+//
 // # Translation (externalTrafficPolicy: Cluster)
 //
 // client → frontend becomes SNAT(egress port address):port → backend:targetPort; the reply

@@ -14,48 +14,6 @@ import (
 	"github.com/xdpsvc/lb/packet"
 )
 
-// memIO is an in-memory FrameIO: tests queue frames to receive and read what was sent.
-type memIO struct {
-	rx       [][]byte
-	sent     [][]byte
-	released int
-	held     int // frames handed to the worker and not yet returned
-}
-
-func (m *memIO) push(b []byte) { m.rx = append(m.rx, b) }
-
-func (m *memIO) Receive(frames []Frame) int {
-	n := 0
-	for n < len(frames) && len(m.rx) > 0 {
-		buf := make([]byte, 2048)
-		k := copy(buf, m.rx[0])
-		frames[n] = Frame{Addr: uint64(n), Data: buf[:k]}
-		m.rx = m.rx[1:]
-		n++
-	}
-	m.held += n
-	return n
-}
-
-func (m *memIO) Transmit(frames []Frame) int {
-	for _, f := range frames {
-		m.sent = append(m.sent, append([]byte(nil), f.Data...))
-	}
-	m.held -= len(frames)
-	return len(frames)
-}
-
-func (m *memIO) TransmitCopies(data [][]byte) int {
-	for _, d := range data {
-		m.sent = append(m.sent, append([]byte(nil), d...))
-	}
-	return len(data)
-}
-
-func (m *memIO) Release(frames []Frame) { m.released += len(frames); m.held -= len(frames) }
-
-func (m *memIO) take() [][]byte { s := m.sent; m.sent = nil; return s }
-
 var (
 	extMAC     = [6]byte{0x02, 0, 0, 0, 0, 0x11}
 	intMAC     = [6]byte{0x02, 0, 0, 0, 1, 0x11}
@@ -150,7 +108,7 @@ func buildSnapshot(t testing.TB, manifests string) *service.Snapshot {
 type rig struct {
 	dp       *DataPlane
 	w        *Worker
-	ext, int *memIO
+	ext, int *fakeIO
 	now      int64
 }
 
@@ -181,7 +139,7 @@ func newRig(t testing.TB, manifests string, opts ...func(*Config)) *rig {
 		dp.Learn(netip.MustParseAddr(ip), mac)
 	}
 	dp.Learn(netip.MustParseAddr("198.18.1.50"), clusterMAC)
-	r := &rig{dp: dp, ext: &memIO{}, int: &memIO{}, now: 1e12}
+	r := &rig{dp: dp, ext: &fakeIO{}, int: &fakeIO{}, now: 1e12}
 	r.w, err = dp.AddWorker(0, []FrameIO{r.ext, r.int})
 	if err != nil {
 		t.Fatal(err)
@@ -547,11 +505,11 @@ func TestHitPathDoesNotAllocate(t *testing.T) {
 	r.ext.push(syn)
 	r.run(t)
 	r.int.take()
-	plan := r.dp.plan.Load()
+	bc := batchContext{plan: r.dp.plan.Load(), now: r.now}
 	buf := make([]byte, 2048)
 	allocs := testing.AllocsPerRun(1000, func() {
 		n := copy(buf, ack)
-		r.w.process(plan, 0, buf[:n], r.now, 0)
+		r.w.process(&bc, 0, buf[:n])
 	})
 	if allocs != 0 {
 		t.Fatalf("conntrack hit allocates %.1f times per packet", allocs)
@@ -588,7 +546,7 @@ func dumpDrops(w *Worker) map[string]uint64 {
 
 func TestSYNReusingAClosedFlowsTupleOpensANewFlow(t *testing.T) {
 	r := newRig(t, testManifests)
-	send := func(from *memIO, b []byte) [][]byte {
+	send := func(from *fakeIO, b []byte) [][]byte {
 		from.push(b)
 		r.run(t)
 		return append(r.int.take(), r.ext.take()...)
@@ -788,7 +746,7 @@ func TestNeighbourMACChangeReachesTheWorkerCache(t *testing.T) {
 	if _, err := dp.Apply(buildSnapshot(t, testManifests)); err != nil {
 		t.Fatal(err)
 	}
-	ext, int0 := &memIO{}, &memIO{}
+	ext, int0 := &fakeIO{}, &fakeIO{}
 	w, err := dp.AddWorker(0, []FrameIO{ext, int0})
 	if err != nil {
 		t.Fatal(err)
@@ -848,11 +806,11 @@ func TestVIPConflictReported(t *testing.T) {
 	}
 	n, _ := packet.BuildGratuitousARP(b[:], other, vip, true)
 	frame := append([]byte(nil), b[:n]...)
-	plan := r.dp.plan.Load()
+	bc := batchContext{plan: r.dp.plan.Load(), now: r.now}
 	buf := make([]byte, 2048)
 	allocs := testing.AllocsPerRun(200, func() {
 		k := copy(buf, frame)
-		r.w.process(plan, 0, buf[:k], r.now, 0)
+		r.w.process(&bc, 0, buf[:k])
 		select {
 		case <-r.dp.Conflicts():
 		default:

@@ -40,12 +40,36 @@ type workerCounters struct {
 	ports []portCounters
 }
 
+// action is what becomes of a frame once the pipeline is done with it.
 type action uint8
 
 const (
-	actDrop action = iota
-	actTx
+	actDrop action = iota // handed back to its ring, counted by the stage that dropped it
+	actTx                 // transmitted on verdict.egress
 )
+
+// verdict is what a pipeline stage decided for one frame.
+type verdict struct {
+	act    action
+	egress int // index of the port the frame leaves by (actTx only)
+	length int // the frame's length after rewriting (actTx only)
+}
+
+// dropped is the verdict of a frame that goes no further; the caller counts the reason.
+var dropped = verdict{act: actDrop}
+
+// transmit is the verdict of a frame to send out of port egress with its first length bytes.
+func transmit(egress, length int) verdict {
+	return verdict{act: actTx, egress: egress, length: length}
+}
+
+// batchContext is what stays the same for every frame of one Poll: read once at the top of the
+// batch and passed to each stage.
+type batchContext struct {
+	plan *Plan  // the Service plan in force for the batch
+	now  int64  // the batch's time in nanoseconds (one clock read per batch)
+	gen  uint32 // the neighbour table's generation, for the per-worker neighbour cache
+}
 
 // Worker runs the pipeline for one queue index on every port.
 type Worker struct {
@@ -59,7 +83,6 @@ type Worker struct {
 	txCopy [][][]byte // per egress port: frames from other ports to copy out
 	rel    [][]Frame  // per port: frames to hand back (dropped, or copied out)
 
-	h       *packet.Headers     // the frame being processed: &hs[i], or &one in process
 	hs      []packet.Headers    // per frame of the batch
 	one     packet.Headers      // the frame of an unbatched process call
 	pr      []packet.DropReason // per frame: Parse's result
@@ -102,8 +125,7 @@ func newWorker(dp *DataPlane, queue int, io []FrameIO) *Worker {
 // the batch's time in nanoseconds (one clock read per batch, by the caller). It returns how many
 // frames it received.
 func (w *Worker) Poll(now int64) int {
-	plan := w.dp.plan.Load()
-	gen := w.dp.l2.current()
+	bc := batchContext{plan: w.dp.plan.Load(), now: now, gen: w.dp.l2.current()}
 	// One atomic load per batch; nil (no capture armed) costs a nil check per frame.
 	var ring *capture.Ring
 	if cs := w.dp.capture.Load(); cs != nil {
@@ -123,22 +145,22 @@ func (w *Worker) Poll(now int64) int {
 			if ring != nil {
 				ring.Begin(f.Data, p, now)
 			}
-			act, out, length := w.processParsed(plan, p, f.Data, i, now, gen)
-			if act == actDrop {
+			v := w.processParsed(&bc, p, f.Data, i)
+			if v.act == actDrop {
 				if ring != nil {
 					ring.End(false, nil, 0)
 				}
 				w.rel[p] = append(w.rel[p], f)
 				continue
 			}
-			f.Data = f.Data[:length]
+			f.Data = f.Data[:v.length]
 			if ring != nil {
-				ring.End(true, f.Data, out)
+				ring.End(true, f.Data, v.egress)
 			}
-			if out == p {
+			if v.egress == p {
 				w.txSame[p] = append(w.txSame[p], f)
 			} else {
-				w.txCopy[out] = append(w.txCopy[out], f.Data)
+				w.txCopy[v.egress] = append(w.txCopy[v.egress], f.Data)
 				w.rel[p] = append(w.rel[p], f)
 			}
 		}
@@ -174,9 +196,9 @@ func (w *Worker) Poll(now int64) int {
 	return total
 }
 
-func (w *Worker) drop(r Reason) (action, int, int) {
+func (w *Worker) drop(r Reason) verdict {
 	w.c.drops[r].inc()
-	return actDrop, 0, 0
+	return dropped
 }
 
 func (w *Worker) countPort(id uint32, bytes int) {
@@ -223,52 +245,48 @@ func (w *Worker) lookupBatch(n int, now int64) {
 }
 
 // processParsed runs the pipeline on frame i of the batch, already parsed and looked up.
-func (w *Worker) processParsed(plan *Plan, in int, fr []byte, i int, now int64, gen uint32) (action, int, int) {
-	w.h = &w.hs[i]
+func (w *Worker) processParsed(bc *batchContext, in int, fr []byte, i int) verdict {
 	if r := w.pr[i]; r != packet.OK {
 		return w.drop(Reason(r))
 	}
-	return w.pipeline(plan, in, fr, w.hds[i], now, gen)
+	return w.pipeline(bc, in, fr, &w.hs[i], w.hds[i])
 }
 
 // process parses and runs the pipeline on one frame received on port in (the unbatched form,
-// for tests and benchmarks). It returns what to do with the frame, the egress port and the
-// frame's new length.
-func (w *Worker) process(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
-	w.h = &w.one
-	h := w.h
+// for tests and benchmarks).
+func (w *Worker) process(bc *batchContext, in int, fr []byte) verdict {
+	h := &w.one
 	if r := w.parse(fr, h); r != packet.OK {
 		return w.drop(Reason(r))
 	}
 	var hd conntrack.Handle
 	if h.EtherType == packet.EtherTypeIPv4 && !h.Inner.Valid && (h.L4Proto == packet.ProtoTCP || h.L4Proto == packet.ProtoUDP) {
-		hd, _ = w.dp.ct.Lookup(&h.Key, now)
+		hd, _ = w.dp.ct.Lookup(&h.Key, bc.now)
 	}
-	return w.pipeline(plan, in, fr, hd, now, gen)
+	return w.pipeline(bc, in, fr, h, hd)
 }
 
 // pipeline is the per-frame logic after parsing; hd is the conntrack lookup result of an IPv4
 // TCP/UDP frame (invalid: a miss, or not looked up).
-func (w *Worker) pipeline(plan *Plan, in int, fr []byte, hd conntrack.Handle, now int64, gen uint32) (action, int, int) {
-	h := w.h
+func (w *Worker) pipeline(bc *batchContext, in int, fr []byte, h *packet.Headers, hd conntrack.Handle) verdict {
 	switch h.EtherType {
 	case packet.EtherTypeARP:
-		return w.arp(plan, in, fr)
+		return w.arp(bc.plan, in, fr, h)
 	case packet.EtherTypeIPv6:
 		return w.drop(ReasonIPv6)
 	}
 	if h.Inner.Valid {
-		return w.icmpError(plan, in, fr, now, gen)
+		return w.icmpError(bc, fr, h)
 	}
 	if h.L4Proto == packet.ProtoICMP {
-		return w.icmp(plan, in, fr)
+		return w.icmp(bc.plan, in, fr, h)
 	}
 	if !hd.Valid() {
-		return w.newFlow(plan, in, fr, now, gen)
+		return w.newFlow(bc, in, fr, h)
 	}
 	meta, ok := w.dp.ct.Meta(hd)
 	if !ok {
-		return w.newFlow(plan, in, fr, now, gen)
+		return w.newFlow(bc, in, fr, h)
 	}
 	if hd.Dir() == conntrack.DirOriginal && h.L4Proto == packet.ProtoTCP &&
 		h.TCPFlags&(packet.TCPFlagSYN|packet.TCPFlagACK|packet.TCPFlagRST) == packet.TCPFlagSYN &&
@@ -277,38 +295,37 @@ func (w *Worker) pipeline(plan *Plan, in int, fr []byte, hd conntrack.Handle, no
 		// TIME_WAIT/CLOSE): the old flow ends, the SYN opens a new one with a fresh backend
 		// choice and SNAT port.
 		w.dp.ct.Delete(hd)
-		return w.newFlow(plan, in, fr, now, gen)
+		return w.newFlow(bc, in, fr, h)
 	}
-	if hd.Dir() == conntrack.DirOriginal && !plan.isAlive(meta.BackendID) {
+	if hd.Dir() == conntrack.DirOriginal && !bc.plan.isAlive(meta.BackendID) {
 		// The endpoint was removed by a reload: TCP ends with a RST to the client, UDP is
 		// re-balanced at once.
 		w.dp.ct.Delete(hd)
 		if h.L4Proto == packet.ProtoTCP {
 			w.c.drops[ReasonBackendGone].inc()
-			return w.reject(plan, in, fr)
+			return w.reject(in, fr, h)
 		}
-		return w.newFlow(plan, in, fr, now, gen)
+		return w.newFlow(bc, in, fr, h)
 	}
-	return w.forward(plan, in, fr, hd, meta, now, gen)
+	return w.forward(bc, fr, h, hd, meta)
 }
 
 // forward translates a frame of a known flow and picks its egress port and MACs.
-func (w *Worker) forward(plan *Plan, in int, fr []byte, hd conntrack.Handle, meta conntrack.FlowMeta, now int64, gen uint32) (action, int, int) {
-	h := w.h
+func (w *Worker) forward(bc *batchContext, fr []byte, h *packet.Headers, hd conntrack.Handle, meta conntrack.FlowMeta) verdict {
 	if !w.dp.ct.Translate(hd, &w.out) {
 		return w.drop(ReasonNoFrontend)
 	}
-	w.dp.ct.Update(hd, h.TCPFlags, now)
-	act, out, n := w.emit(fr, hd.Dir(), &meta, gen)
-	if act == actTx {
-		w.countPort(meta.ServiceID, n)
+	w.dp.ct.Update(hd, h.TCPFlags, bc.now)
+	v := w.emit(bc, fr, h, hd.Dir(), &meta)
+	if v.act == actTx {
+		w.countPort(meta.ServiceID, v.length)
 	}
-	return act, out, n
+	return v
 }
 
 // emit rewrites a frame to the translation in w.out, on its way out of the flow's port for dir,
 // with the next hop's MAC: the one step forward and icmpError share.
-func (w *Worker) emit(fr []byte, dir conntrack.Dir, meta *conntrack.FlowMeta, gen uint32) (action, int, int) {
+func (w *Worker) emit(bc *batchContext, fr []byte, h *packet.Headers, dir conntrack.Dir, meta *conntrack.FlowMeta) verdict {
 	out := int(meta.EgressIfindex)
 	if dir == conntrack.DirReply {
 		out = int(meta.IngressIfindex)
@@ -317,21 +334,21 @@ func (w *Worker) emit(fr []byte, dir conntrack.Dir, meta *conntrack.FlowMeta, ge
 		return w.drop(ReasonNoFrontend)
 	}
 	dst := w.out.DstAddr4()
-	mac, ok := w.cache.get(w.dp.l2, binary.BigEndian.Uint32(dst[:]), gen)
+	mac, ok := w.cache.get(w.dp.l2, binary.BigEndian.Uint32(dst[:]), bc.gen)
 	if !ok {
 		w.dp.l2.probe(binary.BigEndian.Uint32(dst[:]))
 		return w.drop(ReasonNoNeighbour)
 	}
-	if r := packet.NAT4(fr, w.h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
+	if r := packet.NAT4(fr, h, w.out.SrcAddr4(), w.out.SrcPort, dst, w.out.DstPort); r != packet.OK {
 		return w.drop(Reason(r))
 	}
 	packet.SetMACs(fr, w.dp.ports[out].MAC, mac)
-	return actTx, out, len(fr)
+	return transmit(out, len(fr))
 }
 
 // newFlow handles the first packet of a flow: frontend lookup, policy, backend choice, insert.
-func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
-	h := w.h
+func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers) verdict {
+	plan := bc.plan
 	k := &h.Key
 	fe, ok := plan.front[frontKey{addr: k.DstAddr4(), port: k.DstPort, proto: k.Proto}]
 	if !ok {
@@ -357,11 +374,11 @@ func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 		// A segment of a connection this node does not know (its flow expired, or it was
 		// opened through another node): answer with a RST so the client does not hang.
 		w.c.drops[ReasonInvalidFirst].inc()
-		return w.reject(plan, in, fr)
+		return w.reject(in, fr, h)
 	}
 	if sp.table == nil {
 		w.c.drops[ReasonRejected].inc()
-		return w.reject(plan, in, fr)
+		return w.reject(in, fr, h)
 	}
 	var hash uint64
 	if sp.affinity {
@@ -372,7 +389,7 @@ func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 	bi := sp.table.Lookup(hash)
 	if bi < 0 || bi >= len(sp.pick) {
 		w.c.drops[ReasonRejected].inc()
-		return w.reject(plan, in, fr)
+		return w.reject(in, fr, h)
 	}
 	ep := &sp.eps[sp.pick[bi]]
 	nf := &w.nf
@@ -404,7 +421,7 @@ func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 	if ep.terminating {
 		nf.Flags |= conntrack.FlagTerminating
 	}
-	hd, res := w.dp.ct.Insert(nf, now)
+	hd, res := w.dp.ct.Insert(nf, bc.now)
 	switch res {
 	case conntrack.Inserted:
 		w.c.newFlows.inc()
@@ -426,20 +443,19 @@ func (w *Worker) newFlow(plan *Plan, in int, fr []byte, now int64, gen uint32) (
 	if !ok {
 		return w.drop(ReasonTableFull)
 	}
-	return w.forward(plan, in, fr, hd, meta, now, gen)
+	return w.forward(bc, fr, h, hd, meta)
 }
 
 // reject answers a packet to a Service port without endpoints (or of a removed backend) as
 // kube-proxy does: TCP RST, UDP ICMP port unreachable. The answer replaces the frame.
-func (w *Worker) reject(plan *Plan, in int, fr []byte) (action, int, int) {
-	h := w.h
+func (w *Worker) reject(in int, fr []byte, h *packet.Headers) verdict {
 	scratch := w.scratch[:]
 	var n int
 	var err error
 	switch h.L4Proto {
 	case packet.ProtoTCP:
 		if h.TCPFlags&packet.TCPFlagRST != 0 {
-			return actDrop, 0, 0
+			return dropped
 		}
 		n, err = packet.BuildTCPReset(scratch, fr, h)
 		if err == nil {
@@ -451,19 +467,19 @@ func (w *Worker) reject(plan *Plan, in int, fr []byte) (action, int, int) {
 			w.c.unreachables.inc()
 		}
 	default:
-		return actDrop, 0, 0
+		return dropped
 	}
 	if err != nil || n > cap(fr) {
-		return actDrop, 0, 0
+		return dropped
 	}
 	fr = fr[:n]
 	copy(fr, scratch[:n])
-	return actTx, in, n
+	return transmit(in, n)
 }
 
 // arp answers ARP requests for held VIPs from this port's MAC.
-func (w *Worker) arp(plan *Plan, in int, fr []byte) (action, int, int) {
-	a := &w.h.ARP
+func (w *Worker) arp(plan *Plan, in int, fr []byte, h *packet.Headers) verdict {
+	a := &h.ARP
 	if (a.Op == packet.ARPReply || a.Op == packet.ARPRequest && a.SenderIP == a.TargetIP) && plan.vips[a.SenderIP] &&
 		!w.dp.ownMAC(a.SenderHW) {
 		select {
@@ -482,12 +498,11 @@ func (w *Worker) arp(plan *Plan, in int, fr []byte) (action, int, int) {
 		return w.drop(ReasonARPIgnored)
 	}
 	w.c.arpReplies.inc()
-	return actTx, in, n
+	return transmit(in, n)
 }
 
 // icmp answers echo requests to ClusterIPs (from inside the cluster) and held VIPs.
-func (w *Worker) icmp(plan *Plan, in int, fr []byte) (action, int, int) {
-	h := w.h
+func (w *Worker) icmp(plan *Plan, in int, fr []byte, h *packet.Headers) verdict {
 	dst := h.Key.DstAddr4()
 	if h.ICMPType != packet.ICMPEchoRequest || !plan.echo[dst] {
 		return w.drop(ReasonICMPIgnored)
@@ -499,14 +514,13 @@ func (w *Worker) icmp(plan *Plan, in int, fr []byte) (action, int, int) {
 		return w.drop(ReasonICMPIgnored)
 	}
 	w.c.echoReplies.inc()
-	return actTx, in, len(fr)
+	return transmit(in, len(fr))
 }
 
 // icmpError translates an ICMP error about a tracked flow back towards the flow's other end.
-func (w *Worker) icmpError(plan *Plan, in int, fr []byte, now int64, gen uint32) (action, int, int) {
-	h := w.h
+func (w *Worker) icmpError(bc *batchContext, fr []byte, h *packet.Headers) verdict {
 	rev := h.Inner.Key.Reverse()
-	hd, ok := w.dp.ct.Lookup(&rev, now)
+	hd, ok := w.dp.ct.Lookup(&rev, bc.now)
 	if !ok {
 		return w.drop(ReasonICMPIgnored)
 	}
@@ -514,11 +528,11 @@ func (w *Worker) icmpError(plan *Plan, in int, fr []byte, now int64, gen uint32)
 	if !ok || !w.dp.ct.Translate(hd, &w.out) {
 		return w.drop(ReasonICMPIgnored)
 	}
-	act, out, n := w.emit(fr, hd.Dir(), &meta, gen)
-	if act == actTx {
+	v := w.emit(bc, fr, h, hd.Dir(), &meta)
+	if v.act == actTx {
 		w.c.icmpTranslated.inc()
 	}
-	return act, out, n
+	return v
 }
 
 // prefix4 is an IPv4 prefix as address and mask words, for a per-packet membership test.
