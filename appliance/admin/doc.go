@@ -1,4 +1,4 @@
-// Package admin serves the appliance's admin HTTP API of DESIGN.md section 4 and reads it back for
+// Package admin serves the appliance's admin HTTP API (README, "Admin API and metrics") and reads it back for
 // `appliance get`.
 //
 // Endpoints (JSON unless said otherwise):

@@ -74,7 +74,7 @@ func TestParse(t *testing.T) {
 				t.Errorf("node %q, hostname %q", c.Node.Name, h)
 			}
 		}},
-		{name: "explicit state path is relative to the config", yaml: "network: {serviceCIDR: 198.19.0.0/24}\nstate: {path: /var/lib/appliance/s.json}\n", check: func(t *testing.T, c *Config) {
+		{name: "explicit absolute state path is kept as given", yaml: "network: {serviceCIDR: 198.19.0.0/24}\nstate: {path: /var/lib/appliance/s.json}\n", check: func(t *testing.T, c *Config) {
 			if c.State.Path != "/var/lib/appliance/s.json" {
 				t.Errorf("state %q", c.State.Path)
 			}

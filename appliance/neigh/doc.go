@@ -5,10 +5,11 @@
 //
 // Two halves:
 //   - Slots is the data plane's view: a fixed array of atomic 64-bit words, one per slot (MAC in
-//     the low 48 bits, bit 48 = valid, the slot's generation above). The data plane keeps a Slot
-//     handle (index and generation) in its flow entry and per packet calls Slots.MAC(slot): one
-//     atomic load, no lock, no map, no allocation. Slot 0 (NoSlot) is never valid, so a zeroed
-//     flow entry cannot yield a MAC.
+//     the low 48 bits, bit 48 = valid, the slot's generation above). The data plane gets a Slot
+//     handle (index and generation) for a next hop from the daemon's NeighborSource, keeps the
+//     MAC in each worker's small cache, and drops that cache when Slots.Generation changes;
+//     Slots.MAC(slot) is one atomic load, no lock, no map, no allocation. Slot 0 (NoSlot) is
+//     never valid, so a zero handle cannot yield a MAC.
 //   - Resolver is the control side. Resolve(dst) picks the next hop with a route lookup
 //     (gateway, else dst itself, plus the outgoing link), gives it a slot, and keeps the slot's
 //     word in step with the kernel: an initial dump, netlink neighbour notifications
