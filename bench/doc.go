@@ -13,5 +13,8 @@
 // (bench/lab, bench/lab/appliance, bench/backend, bench/demo, bench/pktgen, bench/sink, bench/compare,
 // bench/failover);
 // progress and errors go to stderr, tables to stdout; exit 0 on success, 1 on failure, 2 on bad usage.
-// Single goroutine except inside the servers.
+//
+// # Concurrency
+//
+// Single goroutine except inside the packages it calls (servers, the driver, the measurement runners).
 package main

@@ -21,6 +21,8 @@
 //   - Rewrites keep h's offsets valid (no header changes length) but do not update h.Key.
 //   - A valid frame stays valid: every checksum verifies after a rewrite (fuzzed).
 //
-// Concurrency: every function is safe for concurrent use on distinct frames and distinct Headers;
+// # Concurrency
+//
+// Every function is safe for concurrent use on distinct frames and distinct Headers;
 // a frame and its Headers belong to one goroutine (a data-plane worker) at a time.
 package packet

@@ -18,6 +18,8 @@
 // on TCP with the bearer token of Config.TokenFile (refused unless the file is 0600 or 0400;
 // compared in constant time). With neither configured, they are refused (403).
 //
+// # Concurrency
+//
 // The server reads everything through the Source interface, which the daemon implements over its
 // current snapshot, data plane and cluster view; handlers run on net/http's goroutines (one
 // http.Server per listener, each with its Serve goroutine), so a Source must be safe for

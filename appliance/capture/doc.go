@@ -23,7 +23,9 @@
 // The duration holds even against a client that stops reading: a timer disarms the session at
 // its end and the response's writes get a deadline TailWriteTimeout later.
 //
-// Goroutines: Ring.Begin/End only on the ring's worker; Ring.Pop, Stream and Session.Stats on
+// # Concurrency
+//
+// Ring.Begin/End only on the ring's worker; Ring.Pop, Stream and Session.Stats on
 // any one consumer goroutine; Handler on net/http's goroutines, plus one timer goroutine per
 // capture that calls Target.StopCapture at its end (StopCapture must be safe from any goroutine
 // and idempotent).

@@ -44,7 +44,7 @@
 // own link to the backends is broken (it sees every endpoint down) cannot take endpoints away
 // from the whole cluster.
 //
-// # Goroutines
+// # Concurrency
 //
 // Prober.Run runs on one goroutine of the caller's choosing until its context ends; SetTargets,
 // Down and Stats are safe to call from any goroutine meanwhile. Config.OnChange runs on the Run

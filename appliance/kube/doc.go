@@ -42,7 +42,9 @@
 //   - OnUpdate is called only when the snapshot differs from the last accepted one (Diff not
 //     empty), or for the first state.
 //
-// Goroutines: New and Run are called by the owner (the daemon's control goroutine); Run blocks
+// # Concurrency
+//
+// New and Run are called by the owner (the daemon's control goroutine); Run blocks
 // until its context ends. OnUpdate runs on the Watcher's sync goroutine, one call at a time, and
 // must not block for long (hand the snapshot to the control loop); so do ShouldWriteStatus and the
 // status writes, which also own the per-Service backoff and the foreign-Service log. Stats and

@@ -19,7 +19,9 @@
 //   - Lookup returns an index into the slice given to Build (not the sorted order), or -1 for an
 //     empty set; it is O(1), takes no lock and allocates nothing.
 //
-// Goroutines: a Table is never modified after Build/Builder.BuildInto returns it, so any number
+// # Concurrency
+//
+// A Table is never modified after Build/Builder.BuildInto returns it, so any number
 // of data-plane goroutines may call Lookup concurrently once it is published (e.g. inside an
 // atomic.Pointer snapshot). A Builder belongs to one goroutine (the snapshot builder); BuildInto
 // must not be given a Table that readers can still see.

@@ -54,7 +54,9 @@
 // for as long and let churn exhaust them anyway; with generations a stale handle fails closed at
 // once, and the quarantine only has to make a generation wrap-around longer than a flow's life.
 //
-// Goroutines: Slots.MAC, Slots.LinkIndex, Resolver.Snapshot, Snapshot.Slot and Resolver.Request
+// # Concurrency
+//
+// Slots.MAC, Slots.LinkIndex, Resolver.Snapshot, Snapshot.Slot and Resolver.Request
 // are lock-free and may be called from any goroutine, the data plane included. Resolve,
 // ResolveAll, Refresh, Prune and Close are control-path calls (they take a mutex; all but Prune
 // do netlink I/O); Run is called once, on its own goroutine, and returns when its context ends.

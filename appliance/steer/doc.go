@@ -44,7 +44,9 @@
 // which also covers IPv6) must not overlap the SNAT range: replies to the host's own
 // connections on a node address would be steered away. CheckSNATRange is that check.
 //
-// Goroutines: a Program's methods may be called from any goroutine (a mutex serialises map
+// # Concurrency
+//
+// A Program's methods may be called from any goroutine (a mutex serialises map
 // rewrites and attach bookkeeping). Attach works in the calling thread's network namespace;
 // Detach and Close re-enter the namespace recorded at Attach.
 package steer

@@ -23,7 +23,9 @@
 // NumFrames >= fill ring + TX ring, so the fill ring can be kept full while a TX ring's worth of
 // frames is in flight or being copied.
 //
-// Goroutines: one worker goroutine owns a Socket and its Poller and is the only caller of
+// # Concurrency
+//
+// One worker goroutine owns a Socket and its Poller and is the only caller of
 // Receive, Transmit, TransmitCopies, Release, Flush, Accounting and CheckAccounting. Stats may
 // be read from any goroutine. Open and OpenInterface work in the calling thread's network
 // namespace (lock the thread when switching); Close after the worker stopped. asavie keeps

@@ -15,5 +15,7 @@
 // echo connections are open at once (more are closed and counted in Stats.Rejected). Nothing is logged per
 // request.
 //
-// Goroutines: Serve is called once and blocks; Stats may be called from any goroutine.
+// # Concurrency
+//
+// Serve is called once and blocks; Stats may be called from any goroutine.
 package backend

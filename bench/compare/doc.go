@@ -30,7 +30,9 @@
 // Config.Duration (SYN floods by their flow count: one SYN per 5-tuple); the lab and everything in it are
 // removed when Compare returns, whatever happened.
 //
-// Goroutines: Compare runs one comparison at a time on the calling goroutine (it locks OS threads into
+// # Concurrency
+//
+// Compare runs one comparison at a time on the calling goroutine (it locks OS threads into
 // namespaces through lab.NS.Do); ParseManifests, NFTRuleset, Summarize, Targets, WriteMarkdown and WriteOutputs
 // are pure or touch only their output and may be called from anywhere. ForwarderMain is a program's main.
 package compare

@@ -3,6 +3,8 @@
 // through a ClusterIP (from inside the cluster), a NodePort and a LoadBalancer VIP (from outside),
 // prints which backends answered and the appliance's counters, and tears everything down.
 //
-// Concurrency: Run runs on the calling goroutine, one demo at a time (the lab's namespaces and the
+// # Concurrency
+//
+// Run runs on the calling goroutine, one demo at a time (the lab's namespaces and the
 // admin port are fixed by the configs).
 package demo

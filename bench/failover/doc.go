@@ -23,7 +23,9 @@
 // (namespaces, processes, XDP programs attached inside it) is removed before Run returns, also on error
 // and when ctx is cancelled (SIGINT).
 //
-// Goroutines: Run from one goroutine; it starts its own workers (attempt loop, long-lived connections)
+// # Concurrency
+//
+// Run from one goroutine; it starts its own workers (attempt loop, long-lived connections)
 // and joins them before each kill ends. Analyze, Summarize, WriteOutputs, ReadResult, DecodeResult and ParseMetric are
 // pure and safe for concurrent use.
 package failover

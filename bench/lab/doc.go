@@ -38,7 +38,9 @@
 // privileged tests of the steering program and the AF_XDP layer (test code only; removed in t.Cleanup).
 // Package bench/lab/appliance runs the appliance program in a lab node.
 //
-// Goroutines: Up, New and Sweep from any goroutine; a Lab's and NS's methods are safe for concurrent use;
+// # Concurrency
+//
+// Up, New and Sweep from any goroutine; a Lab's and NS's methods are safe for concurrent use;
 // Down is idempotent. NS.Do runs a function on a locked OS thread switched into the namespace; sockets made
 // there (NS.Listen, NS.ListenPacket, NS.DialContext, Dial, HTTPClient) stay in the namespace wherever they are
 // used. Listeners, in-process backends (StartBackends) and processes (NS.Start) are closed or stopped by Down;

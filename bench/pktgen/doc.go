@@ -27,7 +27,9 @@
 // AF_XDP transmit needs no XDP program on the interface (asavie/xdp's NewSocket binds without one); only
 // receiving does, and pktgen never receives.
 //
-// Goroutines: Run must be called on a goroutine whose OS thread is locked into the sending interface's
+// # Concurrency
+//
+// Run must be called on a goroutine whose OS thread is locked into the sending interface's
 // network namespace (lab.NS.Do); it resolves the interface, its addresses and the destination MAC there
 // through netlink, and starts no goroutines. BuildFrames and the Config methods are pure and may be called
 // from anywhere.

@@ -17,7 +17,9 @@
 // headers are not walked: an IPv6 frame matches a protocol or port only when its first next-header is TCP or
 // UDP (benchmark traffic never carries extension headers).
 //
-// Goroutines: Attach must run inside the network namespace of the interface (a locked OS thread switched into
+// # Concurrency
+//
+// Attach must run inside the network namespace of the interface (a locked OS thread switched into
 // it, e.g. lab.NS.Do); the ifindex is looked up there. Counts, Passed and Close may be called from any goroutine
 // and any namespace afterwards; Close is idempotent.
 package sink

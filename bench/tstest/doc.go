@@ -5,6 +5,8 @@
 // Any package's tests may import it; no non-test code does. It imports the standard library only, so
 // that the tests of the leaf packages (packet, conntrack) can use it without an import cycle.
 //
-// Concurrency: every function may be called from the test's goroutine; a LogWriter may be written from
+// # Concurrency
+//
+// Every function may be called from the test's goroutine; a LogWriter may be written from
 // any goroutine until the test ends.
 package tstest

@@ -5,6 +5,8 @@
 //
 // It never imports the appliance's packages: it speaks only the admin API's JSON and /metrics text.
 //
-// Concurrency: a Node's methods may be called from any goroutine; Start, Stop, Kill and Restart of one
+// # Concurrency
+//
+// A Node's methods may be called from any goroutine; Start, Stop, Kill and Restart of one
 // Node must not overlap each other (the caller orders them). Different Nodes are independent.
 package appliance
