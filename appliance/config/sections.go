@@ -100,16 +100,9 @@ func (l *loader) network(n *yaml.Node, field string) {
 			}
 		},
 		"nodePortRange": func(n *yaml.Node, f string) {
-			s, ok := l.str(n, f)
-			if !ok {
-				return
+			if r, ok := l.portRange(n, f); ok {
+				nw.NodePortRange = r
 			}
-			r, err := ParsePortRange(s)
-			if err != nil {
-				l.errf(n.Line, f, "%v", err)
-				return
-			}
-			nw.NodePortRange = r
 		},
 		"loadBalancerPools": func(n *yaml.Node, f string) { l.seq(n, f, l.pool) },
 		"snat":              l.snat,
@@ -121,13 +114,8 @@ func (l *loader) snat(n *yaml.Node, field string) {
 	sn := &l.cfg.Network.SNAT
 	l.mapping(n, field, map[string]handler{
 		"ports": func(n *yaml.Node, f string) {
-			s, ok := l.str(n, f)
+			r, ok := l.portRange(n, f)
 			if !ok {
-				return
-			}
-			r, err := ParsePortRange(s)
-			if err != nil {
-				l.errf(n.Line, f, "%v", err)
 				return
 			}
 			if r.First < 1024 {

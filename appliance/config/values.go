@@ -157,3 +157,17 @@ func validHostname(h string) bool {
 	}
 	return true
 }
+
+// portRange parses FIRST-LAST (or one port) with 1 <= FIRST <= LAST <= 65535.
+func (w *walker) portRange(n *yaml.Node, field string) (PortRange, bool) {
+	s, ok := w.str(n, field)
+	if !ok {
+		return PortRange{}, false
+	}
+	r, err := ParsePortRange(s)
+	if err != nil {
+		w.errf(n.Line, field, "%v", err)
+		return PortRange{}, false
+	}
+	return r, true
+}
