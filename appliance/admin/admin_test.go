@@ -54,7 +54,7 @@ func TestServerRoundTrip(t *testing.T) {
 		flows: []FlowStatus{{Protocol: "TCP"}, {Protocol: "UDP"}, {Protocol: "TCP"}},
 	}
 	c := startTest(t, src)
-	ctx := context.Background()
+	ctx := t.Context()
 
 	var svcs []ServiceStatus
 	if err := c.Get(ctx, "/api/v1/services", &svcs); err != nil {

@@ -2,7 +2,6 @@ package capture
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -278,7 +277,7 @@ func TestStreamWritesReadablePcapng(t *testing.T) {
 	s.Ring(1).Begin(in, 1, time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC).UnixNano())
 	s.Ring(1).End(false, nil, 0)
 	var buf bytes.Buffer
-	st, err := Stream(context.Background(), s, &buf, StreamOptions{MaxFrames: 3, Duration: 5 * time.Second})
+	st, err := Stream(t.Context(), s, &buf, StreamOptions{MaxFrames: 3, Duration: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +305,7 @@ func TestStreamStopsAtDuration(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	st, err := Stream(context.Background(), s, io.Discard, StreamOptions{Duration: 50 * time.Millisecond})
+	st, err := Stream(t.Context(), s, io.Discard, StreamOptions{Duration: 50 * time.Millisecond})
 	if err != nil || st.Written != 0 {
 		t.Fatalf("stream: %+v %v", st, err)
 	}
