@@ -28,7 +28,6 @@ const captureUsage = `usage: appliance capture [--admin ADDR|unix:///PATH | --co
 // token (--token-file). The file is created mode 0600: it holds payloads.
 func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	adminURL := fs.String("admin", "", "admin API address, host:port or unix:///PATH (default: unix://"+admin.DefaultSocketPath+
 		" if it exists, else the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
 	tokenFile := fs.String("token-file", "", "file holding the node's admin token (mode 0600), for a capture over TCP")
@@ -40,8 +39,8 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 0, "stop after this long; 0: until Ctrl-C or --count (the node caps it at 10m)")
 	snaplen := fs.Int("snaplen", 0, "bytes kept of each frame; 0: whole frames")
 	out := fs.String("w", "", "pcapng file to write, - for stdout")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if exit, ok := parseFlags(fs, args, captureUsage, stdout, stderr); !ok {
+		return exit
 	}
 	filters := 0
 	for _, s := range []string{*svc, *vip, *flow} {

@@ -16,10 +16,9 @@ import (
 // and prints the allocations as `kubectl get services` does. Exit 0 valid, 1 invalid, 2 usage.
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "appliance config file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if exit, ok := parseFlags(fs, args, "usage: appliance check --config FILE", stdout, stderr); !ok {
+		return exit
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: appliance check --config FILE")

@@ -60,10 +60,9 @@ func readVersion() versionInfo {
 // cmdVersion prints the build: appliance version [-o text|json].
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	output := fs.String("o", "text", "output format: text or json")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if exit, ok := parseFlags(fs, args, "usage: appliance version [-o text|json]", stdout, stderr); !ok {
+		return exit
 	}
 	if fs.NArg() > 0 || (*output != "text" && *output != "json") {
 		fmt.Fprintln(stderr, "usage: appliance version [-o text|json]")

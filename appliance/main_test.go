@@ -86,3 +86,13 @@ func TestCheckWritesNothing(t *testing.T) {
 		t.Errorf("check wrote files: %v", entries)
 	}
 }
+
+// TestHelpExitsZero: --help on a subcommand prints its usage to stdout and exits 0.
+func TestHelpExitsZero(t *testing.T) {
+	for _, cmd := range []string{"check", "capture", "version", "keygen"} {
+		var out, errb bytes.Buffer
+		if code := dispatch([]string{cmd, "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "usage: appliance "+cmd) {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", cmd, code, &out, &errb)
+		}
+	}
+}
