@@ -28,9 +28,10 @@ type afxdp struct {
 	snatLo   uint16
 	snatHi   uint16
 	describe string
-	// applied is what the steering maps hold (the last plan Sync accepted); Sync is called by
-	// the control goroutine only.
-	applied steering
+	// steering is every interface's steering maps (progs' in openAFXDP), and applied what they
+	// hold (the last plan Sync accepted). Sync is called by the control goroutine only.
+	steering []steeringTarget
+	applied  steering
 }
 
 func openAFXDP(ports []dataplane.Port, dp *dataplane.DataPlane, log *slog.Logger) (IOLayer, error) {
@@ -51,6 +52,7 @@ func openAFXDP(ports []dataplane.Port, dp *dataplane.DataPlane, log *slog.Logger
 			return nil, explainAFXDP(p.Name, err)
 		}
 		a.progs = append(a.progs, prog)
+		a.steering = append(a.steering, steeringTarget{name: p.Name, maps: prog})
 		xcfg := xsk.DefaultConfig()
 		xcfg.Logger = log
 		socks, err := xsk.OpenInterface(p.Name, p.Ifindex, prog, xcfg)
@@ -117,11 +119,7 @@ func (a *afxdp) Modes() string   { return a.describe }
 // serving.
 func (a *afxdp) Sync(plan *dataplane.Plan) error {
 	next := steeringFor(plan, a.ports, a.snatLo, a.snatHi)
-	targets := make([]steeringTarget, len(a.progs))
-	for i, prog := range a.progs {
-		targets[i] = steeringTarget{name: a.ports[i].Name, maps: prog}
-	}
-	if err := applySteering(targets, a.applied, next); err != nil {
+	if err := applySteering(a.steering, a.applied, next); err != nil {
 		return err
 	}
 	a.applied = next
@@ -238,7 +236,7 @@ func (a *afxdp) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	a.progs, a.socks = nil, nil
+	a.progs, a.socks, a.steering = nil, nil, nil
 	return errors.Join(errs...)
 }
 
