@@ -10,6 +10,7 @@ import (
 	"github.com/xdpsvc/lb/appliance/dataplane"
 	"github.com/xdpsvc/lb/appliance/service"
 	"github.com/xdpsvc/lb/appliance/steer"
+	"github.com/xdpsvc/lb/bench/tstest"
 )
 
 // TestSteeringFor: the SNAT ports are one range per distinct node address (no per-port
@@ -134,5 +135,50 @@ func TestChooseSNATAddresses(t *testing.T) {
 	}
 	if ports[1].Prefixes[0] != pf("198.18.1.11/24") {
 		t.Fatalf("input ports modified: %v", ports[1].Prefixes)
+	}
+}
+
+// TestSyncRealPrograms runs afxdp.Sync against loaded steering programs (not attached): node
+// addresses of both families are accepted (an IPv6 ICMP entry in ICMPv6), and a plan with more
+// frontends than MaxFrontends fails on the interface that cannot hold it.
+func TestSyncRealPrograms(t *testing.T) {
+	tstest.RequireRoot(t)
+	ports := []dataplane.Port{{Name: "a", Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24"), netip.MustParsePrefix("2001:2::11/64")}}}
+	a := &afxdp{ports: ports, snatLo: 61000, snatHi: 65535}
+	for i, maxFront := range []int{64, 4} {
+		cfg := steer.DefaultConfig()
+		cfg.MaxFrontends = maxFront
+		prog, err := steer.Load(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = prog.Close() })
+		a.steering = append(a.steering, steeringTarget{name: []string{"roomy", "small"}[i], maps: prog})
+	}
+	dcfg := dataplane.DefaultConfig()
+	dcfg.Ports = ports
+	dp, err := dataplane.New(dcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := dp.Apply(&service.Snapshot{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(small); err != nil {
+		t.Fatalf("sync of the node addresses alone: %v", err)
+	}
+	big, err := dp.Apply(&service.Snapshot{Services: []*service.Service{
+		{Name: "web", Namespace: "default", ClusterIPs: []netip.Addr{netip.MustParseAddr("198.19.0.10")},
+			Ports: []service.Port{{ID: 1, Protocol: service.TCP, Port: 80}, {ID: 2, Protocol: service.TCP, Port: 81}, {ID: 3, Protocol: service.TCP, Port: 82}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(big); err == nil || !strings.Contains(err.Error(), "steering on small") {
+		t.Fatalf("sync of %d frontends into a map of 4: %v", len(big.Frontends()), err)
+	}
+	if !slices.Equal(a.applied.frontends, steeringFor(small, ports, 61000, 65535).frontends) {
+		t.Fatalf("applied %v after the refused sync, want the previous plan's", a.applied.frontends)
 	}
 }
