@@ -28,6 +28,10 @@ type afxdp struct {
 	snatLo   uint16
 	snatHi   uint16
 	describe string
+	// steering is every interface's steering maps (progs' in openAFXDP), and applied what they
+	// hold (the last plan Sync accepted). Sync is called by the control goroutine only.
+	steering []steeringTarget
+	applied  steering
 }
 
 func openAFXDP(ports []dataplane.Port, dp *dataplane.DataPlane, log *slog.Logger) (IOLayer, error) {
@@ -48,6 +52,7 @@ func openAFXDP(ports []dataplane.Port, dp *dataplane.DataPlane, log *slog.Logger
 			return nil, explainAFXDP(p.Name, err)
 		}
 		a.progs = append(a.progs, prog)
+		a.steering = append(a.steering, steeringTarget{name: p.Name, maps: prog})
 		xcfg := xsk.DefaultConfig()
 		xcfg.Logger = log
 		socks, err := xsk.OpenInterface(p.Name, p.Ifindex, prog, xcfg)
@@ -109,43 +114,104 @@ func explainAFXDP(iface string, err error) error {
 func (a *afxdp) Queues() []Queue { return a.queues }
 func (a *afxdp) Modes() string   { return a.describe }
 
-// Sync programs every interface's steering maps: the plan's TCP/UDP frontends; ICMP echo and
-// errors for ClusterIPs and held VIPs; for every node address its SNAT reply ports (TCP and UDP)
-// and ICMP errors about translated flows; and ARP for held VIPs.
+// Sync programs every interface's steering maps for plan (see steeringFor): all of them, or, on
+// any error, none: the maps of every interface are put back to the previous plan's, which keeps
+// serving.
 func (a *afxdp) Sync(plan *dataplane.Plan) error {
-	var set []steer.Frontend
+	next := steeringFor(plan, a.ports, a.snatLo, a.snatHi)
+	if err := applySteering(a.steering, a.applied, next); err != nil {
+		return err
+	}
+	a.applied = next
+	return nil
+}
+
+// steering is what one plan puts in every interface's steering maps.
+type steering struct {
+	frontends []steer.Frontend
+	ranges    []steer.PortRange
+	vips      []netip.Addr
+}
+
+// steeringFor is what plan puts in the steering maps: the plan's TCP/UDP frontends; ICMP echo
+// and errors for ClusterIPs and held VIPs; for every node address its SNAT reply ports
+// (snatLo-snatHi, TCP and UDP, one port range per address) and ICMP errors about translated
+// flows; and ARP for held VIPs.
+func steeringFor(plan *dataplane.Plan, ports []dataplane.Port, snatLo, snatHi uint16) steering {
+	var s steering
 	for _, f := range plan.Frontends() {
-		set = append(set, steer.Frontend{Addr: f.Addr, Port: f.Port, Proto: f.Proto})
+		s.frontends = append(s.frontends, steer.Frontend{Addr: f.Addr, Port: f.Port, Proto: f.Proto})
 	}
 	for _, addr := range plan.EchoAddrs() {
-		set = append(set, steer.Frontend{Addr: addr, Proto: packet.ProtoICMP, Flags: steer.FlagEcho | steer.FlagICMPError})
+		s.frontends = append(s.frontends, steer.Frontend{Addr: addr, Proto: icmpFor(addr), Flags: steer.FlagEcho | steer.FlagICMPError})
 	}
 	seen := map[netip.Addr]bool{}
-	for _, p := range a.ports {
+	for _, p := range ports {
 		for _, pf := range p.Prefixes {
-			addr := pf.Addr()
+			addr := pf.Addr().Unmap()
 			if seen[addr] {
 				continue
 			}
 			seen[addr] = true
-			set = append(set, steer.Frontend{Addr: addr, Proto: packet.ProtoICMP, Flags: steer.FlagICMPError})
-			for port := uint32(a.snatLo); port <= uint32(a.snatHi); port++ {
-				set = append(set,
-					steer.Frontend{Addr: addr, Port: uint16(port), Proto: packet.ProtoTCP},
-					steer.Frontend{Addr: addr, Port: uint16(port), Proto: packet.ProtoUDP})
+			s.frontends = append(s.frontends, steer.Frontend{Addr: addr, Proto: icmpFor(addr), Flags: steer.FlagICMPError})
+			s.ranges = append(s.ranges, steer.PortRange{Addr: addr, First: snatLo, Last: snatHi})
+		}
+	}
+	s.vips = plan.HeldVIPs()
+	return s
+}
+
+// icmpFor is the ICMP protocol of addr's family (steering entries for IPv6 use ICMPv6).
+func icmpFor(addr netip.Addr) uint8 {
+	if addr.Unmap().Is4() {
+		return packet.ProtoICMP
+	}
+	return steer.ProtoICMPv6
+}
+
+// steeringMaps is the part of a steering program that Sync writes (*steer.Program; tests
+// fake it). Each call is all-or-nothing.
+type steeringMaps interface {
+	SetFrontends([]steer.Frontend) error
+	SetPortRanges([]steer.PortRange) error
+	SetVIPs([]netip.Addr) error
+}
+
+// steeringTarget is one interface's steering maps.
+type steeringTarget struct {
+	name string
+	maps steeringMaps
+}
+
+// applySteering writes next into every target. Each Set call is all-or-nothing but the calls
+// over several maps and interfaces are not, so on the first error every target is put back to
+// prev (what they held before) and the error is returned, joined with any failure to restore.
+func applySteering(targets []steeringTarget, prev, next steering) error {
+	for _, t := range targets {
+		if err := writeSteering(t.maps, next); err != nil {
+			err = fmt.Errorf("steering on %s: %w", t.name, err)
+			var rerrs []error
+			for _, r := range targets {
+				if rerr := writeSteering(r.maps, prev); rerr != nil {
+					rerrs = append(rerrs, fmt.Errorf("restore the previous steering on %s: %w", r.name, rerr))
+				}
 			}
+			return errors.Join(append([]error{err}, rerrs...)...)
 		}
 	}
-	var errs []error
-	for i, prog := range a.progs {
-		if err := prog.SetFrontends(set); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.ports[i].Name, err))
-		}
-		if err := prog.SetVIPs(plan.HeldVIPs()); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.ports[i].Name, err))
-		}
+	return nil
+}
+
+// writeSteering writes s into one program's maps. Port ranges go before frontends and VIPs
+// after them, so that a refusal (the frontend map full) comes before the VIPs' ARP changes.
+func writeSteering(m steeringMaps, s steering) error {
+	if err := m.SetPortRanges(s.ranges); err != nil {
+		return err
 	}
-	return errors.Join(errs...)
+	if err := m.SetFrontends(s.frontends); err != nil {
+		return err
+	}
+	return m.SetVIPs(s.vips)
 }
 
 // Close detaches the programs first (frames pass to the kernel again), then closes the sockets.
@@ -170,7 +236,7 @@ func (a *afxdp) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	a.progs, a.socks = nil, nil
+	a.progs, a.socks, a.steering = nil, nil, nil
 	return errors.Join(errs...)
 }
 

@@ -32,7 +32,8 @@ type IOLayer interface {
 	// Queues returns, per queue index, the FrameIOs of every port and the wait function.
 	Queues() []Queue
 	// Sync makes the steering program send exactly the plan's frontends, held VIPs' ARP and
-	// ICMP, and node address + SNAT ports to the sockets.
+	// ICMP, and node address + SNAT ports to the sockets. On error the maps keep what the
+	// previous successful Sync put there.
 	Sync(plan *dataplane.Plan) error
 	// Modes says which XDP and AF_XDP modes are in use, for logs and metrics.
 	Modes() string
@@ -193,6 +194,9 @@ func newNode(opts Options) (*node, error) {
 			return nil, err
 		}
 	}
+	if n.ports, err = chooseSNATAddresses(n.ports, cfg.Network.SNAT.Addresses); err != nil {
+		return nil, err
+	}
 	if n.health, err = newHealthCheck(cfg.HealthChecks, cfg.Node.Name, n.ports, n, log); err != nil {
 		return nil, err
 	}
@@ -207,7 +211,8 @@ func newNode(opts Options) (*node, error) {
 }
 
 // initialSnapshot is what the node serves first: in manifest mode, the manifests built against
-// the persisted state (saved); in API mode nothing until the API's first update.
+// the persisted state (the new state is kept in control.state; start saves it once the node
+// serves); in API mode nothing until the API's first update.
 func (n *node) initialSnapshot() (*service.Snapshot, error) {
 	if n.fromAPI {
 		return &service.Snapshot{}, nil
@@ -215,7 +220,12 @@ func (n *node) initialSnapshot() (*service.Snapshot, error) {
 	if err := n.loadManifests(); err != nil {
 		return nil, err
 	}
-	return n.build()
+	snap, st, err := n.build()
+	if err != nil {
+		return nil, err
+	}
+	n.control.state = st
+	return snap, nil
 }
 
 // start brings the node up serving snap: it joins the cluster, makes the data plane and applies
@@ -237,6 +247,11 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 	dcfg.Ports = n.ports
 	dcfg.HoldsVIP = n.cl.Holds
 	dcfg.ClusterCIDRs = n.cfg.Network.ClusterCIDRs
+	// The node addresses' SNAT ports (the steering program sends them to the sockets); a
+	// floating SNAT address (a VIP) keeps the data plane's own wider range.
+	if sp := n.cfg.Network.SNAT.Ports; sp.First != 0 {
+		dcfg.Conntrack.SNATPortMin, dcfg.Conntrack.SNATPortMax = sp.First, sp.Last
+	}
 	dcfg.Logger = n.log
 	dcfg.Neighbors = nb
 	if n.dp, err = dataplane.New(dcfg); err != nil {
@@ -257,6 +272,12 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 	}
 	if err := n.io.Sync(plan); err != nil {
 		return fmt.Errorf("steering program: %w", err)
+	}
+	if !n.fromAPI {
+		// Persisted only now that the plan serves: a start that fails leaves the file alone.
+		if err := n.saveState(n.control.state); err != nil {
+			return err
+		}
 	}
 	n.log.Info("data plane open", "mode", n.io.Modes(), "ports", len(n.ports), "queues", len(n.io.Queues()))
 	if err := n.startAdmin(); err != nil {
@@ -371,7 +392,7 @@ func (n *node) serve(ctx context.Context) error {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				if !n.fromAPI {
-					n.reload("SIGHUP")
+					_ = n.reload("SIGHUP") // logged; the previous services keep serving
 				}
 				continue
 			}
@@ -382,7 +403,7 @@ func (n *node) serve(ctx context.Context) error {
 			n.applyKube(req)
 		case <-tick.C:
 			if !n.fromAPI && n.manifestsChanged() {
-				n.reload("manifest changed")
+				_ = n.reload("manifest changed") // logged; the previous services keep serving
 			}
 		case why := <-n.events.refresh:
 			n.refreshView(why)
@@ -418,9 +439,10 @@ func (n *node) loadManifests() error {
 }
 
 // build builds a snapshot from the manifest objects last loaded plus the other sources'
-// objects (extraObjects) against the persisted state, saving the new state on success. It
-// changes nothing on failure.
-func (n *node) build() (*service.Snapshot, error) {
+// objects (extraObjects) against the persisted state, and returns it with the new state (its
+// creation times stamped). It changes nothing and saves nothing: the caller persists the state
+// once the snapshot serves (applyBuilt).
+func (n *node) build() (*service.Snapshot, *service.State, error) {
 	objs := n.control.objs
 	if extra := n.extraObjects(); len(extra) > 0 {
 		objs = append(append(make([]service.Object, 0, len(objs)+len(extra)), objs...), extra...)
@@ -433,31 +455,40 @@ func (n *node) build() (*service.Snapshot, error) {
 	}
 	snap, st, err := n.builder.Build(objs, prev)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stampCreated(st, prev, time.Now())
-	if err := service.SaveState(n.cfg.State.Path, st); err != nil {
-		return nil, fmt.Errorf("save state: %w", err)
-	}
-	n.control.state = st
-	return snap, nil
+	return snap, st, nil
 }
 
-// reload re-reads the manifest files, rebuilds and applies; on any error the previous snapshot
-// keeps serving.
-func (n *node) reload(why string) {
-	old, oldMtimes := n.control.objs, n.control.mtimes
-	if err := n.loadManifests(); err != nil {
-		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
-		return
+// saveState persists st (service.SaveState writes nothing when the file already holds it).
+func (n *node) saveState(st *service.State) error {
+	if err := service.SaveState(n.cfg.State.Path, st); err != nil {
+		return fmt.Errorf("save state: %w", err)
 	}
-	snap, err := n.build()
+	return nil
+}
+
+// reload re-reads the manifest files, rebuilds and applies. On any error the previous snapshot
+// keeps serving, the previously loaded objects stay loaded (the next tick or SIGHUP tries again)
+// and the state file is not written; the error is returned after it is logged.
+func (n *node) reload(why string) error {
+	old, oldMtimes := n.control.objs, n.control.mtimes
+	err := n.loadManifests()
+	var snap *service.Snapshot
+	var st *service.State
+	if err == nil {
+		snap, st, err = n.build()
+	}
+	if err == nil {
+		err = n.applyBuilt(snap, st, why)
+	}
 	if err != nil {
 		n.control.objs, n.control.mtimes = old, oldMtimes
 		n.log.Error("reload refused; previous services keep serving", "why", why, "err", err)
-		return
+		return fmt.Errorf("reload (%s): %w", why, err)
 	}
-	_ = n.applySnapshot(snap, nil, why)
+	return nil
 }
 
 // refreshView rebuilds what is served after a source other than the manifests or the API
@@ -468,12 +499,13 @@ func (n *node) refreshView(why string) {
 	raw := n.view.raw
 	n.view.RUnlock()
 	if !n.cfg.Services.FromAPI() {
-		snap, err := n.build()
+		snap, st, err := n.build()
 		if err != nil {
 			n.log.Error("rebuild refused; previous services keep serving", "why", why, "err", err)
 			return
 		}
-		raw = snap
+		_ = n.applyBuilt(snap, st, why)
+		return
 	}
 	if raw == nil {
 		return
@@ -489,24 +521,32 @@ func (n *node) requestRefresh(why string) {
 	}
 }
 
-// applySnapshot swaps in a new desired state (snap as built from the sources; the overlays are
-// applied here): cluster VIPs, data plane plan, steering maps, persisted state, neighbour
-// resolution and VIP announcements. On error nothing changes.
+// applySnapshot swaps in a new desired state (raw as built from the sources; the overlays are
+// applied here) with st, when not nil, the allocations it was built with (creation times are
+// stamped here): see applyBuilt.
 func (n *node) applySnapshot(raw *service.Snapshot, st *service.State, why string) error {
+	if st != nil {
+		stampCreated(st, n.control.state, time.Now())
+	}
+	return n.applyBuilt(raw, st, why)
+}
+
+// applyBuilt swaps in raw and st (stamped; nil: the allocations do not change): cluster VIPs,
+// data plane plan and steering maps (installPlan), then, only once those serve it, the
+// persisted state, neighbour resolution and VIP announcements. On error the previous plan
+// keeps serving, nothing is saved, and the error is logged and returned.
+func (n *node) applyBuilt(raw *service.Snapshot, st *service.State, why string) error {
 	old := n.snapshot()
 	snap := n.overlay(raw)
-	n.setClusterVIPs(snap)
-	if _, err := n.install(snap); err != nil {
+	if _, err := n.installPlan(snap, old); err != nil {
 		n.log.Error("update refused; previous services keep serving", "why", why, "err", err)
-		if old != nil {
-			n.setClusterVIPs(old)
-		}
 		return err
 	}
 	if st != nil {
-		stampCreated(st, n.control.state, time.Now())
-		if err := service.SaveState(n.cfg.State.Path, st); err != nil {
-			n.log.Error("save state", "err", err)
+		if err := n.saveState(st); err != nil {
+			// The plan serves already: keep it, and the allocations it serves (the file is
+			// written again on the next change).
+			n.log.Error("update serves but its state was not saved", "why", why, "err", err)
 		}
 		n.control.state = st
 	}
@@ -519,6 +559,40 @@ func (n *node) applySnapshot(raw *service.Snapshot, st *service.State, why strin
 	}
 	n.resolveEndpoints(snap)
 	return nil
+}
+
+// installPlan makes the cluster, the data plane and the steering maps serve snap (served, with
+// the overlays), then announces the VIPs taken. prev is the snapshot served until now (nil:
+// none yet). On error the previous plan serves on: the cluster's VIPs go back to prev's, and
+// when the steering maps refused the plan (a map full, say) the data plane goes back to the
+// previous plan, whose steering the I/O layer kept.
+func (n *node) installPlan(snap, prev *service.Snapshot) (*dataplane.Plan, error) {
+	old := n.dp.Plan()
+	n.setClusterVIPs(snap)
+	restoreVIPs := func() {
+		if prev != nil {
+			n.setClusterVIPs(prev)
+		}
+	}
+	plan, err := n.dp.Apply(snap)
+	if err != nil {
+		restoreVIPs()
+		return nil, err
+	}
+	if err := n.io.Sync(plan); err != nil {
+		err = fmt.Errorf("steering program: %w", err)
+		restoreVIPs()
+		back := old.Snapshot
+		if back == nil {
+			back = &service.Snapshot{}
+		}
+		if _, rerr := n.dp.Apply(back); rerr != nil {
+			return nil, errors.Join(err, fmt.Errorf("restore the previous plan: %w", rerr))
+		}
+		return nil, err
+	}
+	n.announceChanges(old, plan)
+	return plan, nil
 }
 
 // resolveEndpoints resolves every endpoint's next hop before traffic needs it.

@@ -50,3 +50,41 @@ func discoverPorts(ifaces []config.InterfaceConfig) ([]dataplane.Port, error) {
 	}
 	return ports, nil
 }
+
+// chooseSNATAddresses applies network.snat.addresses (addrs) to ports: on every port that
+// backends are reached through (role cluster or both) the first of addrs the port has becomes
+// its first prefix, which the data plane takes as the port's SNAT source. A port of those
+// roles with none of addrs is an error. With no addrs the ports are returned unchanged (each
+// port's first address is its SNAT source). External-only ports are left as they are.
+func chooseSNATAddresses(ports []dataplane.Port, addrs []netip.Addr) ([]dataplane.Port, error) {
+	if len(addrs) == 0 {
+		return ports, nil
+	}
+	out := make([]dataplane.Port, len(ports))
+	for i, p := range ports {
+		out[i] = p
+		at := -1
+		for _, want := range addrs {
+			for j, pf := range p.Prefixes {
+				if pf.Addr().Unmap() == want.Unmap() {
+					at = j
+					break
+				}
+			}
+			if at >= 0 {
+				break
+			}
+		}
+		if at < 0 {
+			if p.Role == dataplane.RoleExternal {
+				continue
+			}
+			return nil, fmt.Errorf("interface %s has none of network.snat.addresses %v (its addresses: %v): add one of them to it, or list one of its addresses", p.Name, addrs, p.Prefixes)
+		}
+		pfs := make([]netip.Prefix, 0, len(p.Prefixes))
+		pfs = append(pfs, p.Prefixes[at])
+		pfs = append(pfs, p.Prefixes[:at]...)
+		out[i].Prefixes = append(pfs, p.Prefixes[at+1:]...)
+	}
+	return out, nil
+}

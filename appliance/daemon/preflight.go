@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpsvc/lb/appliance/config"
+	"github.com/xdpsvc/lb/appliance/steer"
 	"github.com/xdpsvc/lb/appliance/xsk"
 )
 
@@ -45,6 +46,11 @@ type Readings struct {
 	KernelRelease string
 	// Interfaces are the configured interfaces, in config order.
 	Interfaces []InterfaceReading
+	// LocalPorts is the host's ephemeral port range (net.ipv4.ip_local_port_range) in the
+	// node's network namespace, the one the daemon runs in; LocalPortsErr says why it could
+	// not be read.
+	LocalPorts    config.PortRange
+	LocalPortsErr error
 }
 
 // InterfaceReading is one configured interface as the kernel shows it.
@@ -101,6 +107,11 @@ func (f Finding) Attrs() []any {
 type PreflightConfig struct {
 	// UMEMBytes is the memory AF_XDP will lock (all sockets' UMEMs and rings).
 	UMEMBytes uint64
+	// SNATPorts is network.snat.ports, steered to the appliance on every node address; zero:
+	// not checked.
+	SNATPorts config.PortRange
+	// NodePorts is network.nodePortRange.
+	NodePorts config.PortRange
 }
 
 // Preflight decides, from readings alone, whether AF_XDP can work here.
@@ -146,6 +157,8 @@ func Preflight(r Readings, cfg PreflightConfig) []Finding {
 			fmt.Sprintf("boot a kernel %d.%d or newer with CONFIG_XDP_SOCKETS=y", MinKernel[0], MinKernel[1]))
 	}
 
+	out = append(out, checkSNATPorts(r, cfg)...)
+
 	for _, in := range r.Interfaces {
 		n := len(out)
 		switch {
@@ -168,6 +181,33 @@ func Preflight(r Readings, cfg PreflightConfig) []Finding {
 		for i := n; i < len(out); i++ {
 			out[i].Iface = in.Name
 		}
+	}
+	return out
+}
+
+// checkSNATPorts refuses an SNAT port range that overlaps the host's ephemeral ports (replies
+// to the host's own connections would be steered away from the kernel) or the nodePort range
+// (the same ports would be both frontends and SNAT sources).
+func checkSNATPorts(r Readings, cfg PreflightConfig) []Finding {
+	sn := cfg.SNATPorts
+	if sn.First == 0 {
+		return nil
+	}
+	var out []Finding
+	if r.LocalPortsErr != nil {
+		out = append(out, Finding{Severity: Fatal, Problem: fmt.Sprintf("cannot check network.snat.ports %s against the host's ephemeral ports: %v", sn, r.LocalPortsErr),
+			Fix: "run the appliance where " + steer.LocalPortRangePath + " is readable (a mounted /proc in the node's network namespace)"})
+	} else if err := steer.CheckSNATRange(sn.First, sn.Last, r.LocalPorts.First, r.LocalPorts.Last); err != nil {
+		problem, fix, ok := strings.Cut(err.Error(), "; ")
+		if !ok {
+			fix = "move network.snat.ports outside net.ipv4.ip_local_port_range"
+		}
+		out = append(out, Finding{Severity: Fatal, Problem: problem, Fix: fix})
+	}
+	if np := cfg.NodePorts; np.First != 0 && sn.First <= np.Last && np.First <= sn.Last {
+		out = append(out, Finding{Severity: Fatal,
+			Problem: fmt.Sprintf("network.snat.ports %s overlaps network.nodePortRange %s: a port would be both a nodePort and an SNAT source", sn, np),
+			Fix:     fmt.Sprintf("move network.snat.ports outside %s, or network.nodePortRange outside %s", np, sn)})
 	}
 	return out
 }
@@ -253,6 +293,11 @@ func readSystem(ifaces []string) Readings {
 		r.MemlockBytes = lim.Cur
 	}
 	r.KernelRelease = KernelRelease()
+	if first, last, err := steer.ReadLocalPortRange(steer.LocalPortRangePath); err != nil {
+		r.LocalPortsErr = err
+	} else {
+		r.LocalPorts = config.PortRange{First: first, Last: last}
+	}
 	fd, ferr := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if ferr == nil {
 		defer unix.Close(fd)
@@ -316,7 +361,8 @@ func checkAFXDP(cfg *config.Config, log *slog.Logger) error {
 		}
 		umem += uint64(q) * uint64(xc.NumFrames) * uint64(xc.FrameSizeBytes)
 	}
-	findings := Preflight(readSystem(names), PreflightConfig{UMEMBytes: umem})
+	findings := Preflight(readSystem(names), PreflightConfig{UMEMBytes: umem,
+		SNATPorts: cfg.Network.SNAT.Ports, NodePorts: cfg.Network.NodePortRange})
 	for _, f := range findings {
 		if f.Severity == Warning {
 			log.Warn("preflight: "+f.Problem, f.Attrs()...)

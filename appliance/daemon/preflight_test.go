@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"math"
 	"net/netip"
 	"strconv"
@@ -18,6 +19,7 @@ func goodReadings() Readings {
 	return Readings{
 		CapEff: allCaps, CapEffKnown: true, MemlockBytes: math.MaxUint64, KernelRelease: "6.18.0-1-amd64",
 		Interfaces: []InterfaceReading{{Name: "eth0", Exists: true, Up: true, Driver: "ixgbe"}},
+		LocalPorts: config.PortRange{First: 32768, Last: 60999},
 	}
 }
 
@@ -26,8 +28,9 @@ func TestPreflight(t *testing.T) {
 		name   string
 		change func(*Readings)
 		umem   uint64
-		fatal  []string // substrings, one per fatal finding, in order
-		warn   []string // substrings, one per warning, in order
+		pcfg   func(*PreflightConfig) // changes the default SNAT ports 61000-65535 and nodePorts 30000-32767
+		fatal  []string               // substrings, one per fatal finding, in order
+		warn   []string               // substrings, one per warning, in order
 	}{
 		{name: "all good", change: func(*Readings) {}},
 		{name: "root with every capability", change: func(r *Readings) { r.CapEff = 0x000001ffffffffff }},
@@ -63,6 +66,15 @@ func TestPreflight(t *testing.T) {
 		{name: "veth peer in another namespace", change: func(r *Readings) {
 			r.Interfaces[0] = InterfaceReading{Name: "v0", Exists: true, Up: true, Driver: "veth"}
 		}, warn: []string{"its peer in another namespace"}},
+		{name: "widened ephemeral range overlaps the SNAT ports", change: func(r *Readings) { r.LocalPorts = config.PortRange{First: 1024, Last: 65535} },
+			fatal: []string{"SNAT ports 61000-65535 overlap the host's ephemeral ports 1024-65535"}},
+		{name: "SNAT ports moved into the ephemeral range", pcfg: func(c *PreflightConfig) { c.SNATPorts = config.PortRange{First: 60000, Last: 61999} },
+			fatal: []string{"SNAT ports 60000-61999 overlap the host's ephemeral ports 32768-60999"}},
+		{name: "SNAT ports below the ephemeral range", pcfg: func(c *PreflightConfig) { c.SNATPorts = config.PortRange{First: 20000, Last: 29999} }},
+		{name: "ephemeral range unreadable", change: func(r *Readings) { r.LocalPortsErr = errors.New("no /proc") },
+			fatal: []string{"cannot check network.snat.ports 61000-65535 against the host's ephemeral ports: no /proc"}},
+		{name: "SNAT ports overlap the nodePorts", pcfg: func(c *PreflightConfig) { c.SNATPorts = config.PortRange{First: 32000, Last: 32767} },
+			fatal: []string{"network.snat.ports 32000-32767 overlaps network.nodePortRange 30000-32767"}},
 		{name: "everything wrong at once", umem: 1 << 30, change: func(r *Readings) {
 			r.CapEff, r.MemlockBytes, r.KernelRelease = 0, 64<<10, "5.4.0"
 			r.Interfaces = []InterfaceReading{{Name: "eth0", Exists: true}, {Name: "eth1"}}
@@ -71,8 +83,15 @@ func TestPreflight(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := goodReadings()
-			c.change(&r)
-			fs := Preflight(r, PreflightConfig{UMEMBytes: c.umem})
+			if c.change != nil {
+				c.change(&r)
+			}
+			pc := PreflightConfig{UMEMBytes: c.umem, SNATPorts: config.PortRange{First: 61000, Last: 65535},
+				NodePorts: config.PortRange{First: 30000, Last: 32767}}
+			if c.pcfg != nil {
+				c.pcfg(&pc)
+			}
+			fs := Preflight(r, pc)
 			var fatal, warn []Finding
 			for _, f := range fs {
 				if f.Severity == Fatal {
@@ -136,6 +155,9 @@ func TestReadSystem(t *testing.T) {
 	r := readSystem([]string{"lo", "nosuchif0"})
 	if r.KernelRelease == "" || !r.CapEffKnown {
 		t.Fatalf("readings %+v: no kernel release or capabilities", r)
+	}
+	if r.LocalPortsErr != nil || r.LocalPorts.First == 0 || r.LocalPorts.First > r.LocalPorts.Last {
+		t.Fatalf("ephemeral port range %v, %v", r.LocalPorts, r.LocalPortsErr)
 	}
 	if len(r.Interfaces) != 2 || !r.Interfaces[0].Exists || !r.Interfaces[0].Up || r.Interfaces[1].Exists {
 		t.Fatalf("interfaces %+v", r.Interfaces)
