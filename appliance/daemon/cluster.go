@@ -109,6 +109,9 @@ func (n *node) startCluster() error {
 	ccfg.Logger = n.opts.Logger // the cluster adds its own node attribute
 	ccfg.OnOwnership = func(ev cluster.OwnershipEvent) {
 		n.metrics.ownershipChanges.WithLabelValues(ev.Change.String()).Inc()
+		if ev.Change == cluster.Gained {
+			n.kubeWatch.resync() // this node now writes the VIP's Service status
+		}
 		select {
 		case n.events.ownership <- ev:
 		default:

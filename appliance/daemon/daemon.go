@@ -90,6 +90,8 @@ type node struct {
 	health   *healthCheck // endpoint health probing and its gossip (health.go)
 	fsync    *flowSync    // flow-state sync (flowsync.go)
 	agentSrc *agentSource // backend agents' endpoints (agents.go)
+	// kubeWatch is the Kubernetes watcher once startKube ran (kube.go), for resyncs.
+	kubeWatch kubeResyncer
 
 	// control is owned by the control goroutine (Run's): newNode and start fill it before the
 	// event loop runs, after that only the loop reads and writes it. No lock.
