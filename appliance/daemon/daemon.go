@@ -245,6 +245,7 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 		return err
 	}
 	n.fsync.setTable(n.dp.Conntrack())
+	n.nb.setFlowTable(n.dp.Conntrack())
 	empty := n.dp.Plan()
 	served := n.overlay(snap)
 	plan, err := n.dp.Apply(served)
