@@ -17,7 +17,9 @@ import (
 	"github.com/xdpsvc/lb/cluster"
 )
 
-// version is the software version announced in the cluster metadata.
+// version is the software version announced in the cluster metadata (cluster.Meta.Version,
+// shown by `appliance get members`). `make build` stamps it with
+// -X github.com/xdpsvc/lb/appliance/daemon.version=...; keep it a package-level string var.
 var version = "dev"
 
 // garpRepeats is when a gained VIP is announced again after the first burst: switches and
@@ -322,6 +324,9 @@ func (n *node) members() []admin.MemberStatus {
 	var out []admin.MemberStatus
 	for _, m := range n.cl.Members() {
 		st := admin.MemberStatus{Name: m.Name, Address: m.Addr.String(), State: m.State.String()}
+		if m.MetaValid {
+			st.Version = m.Meta.Version
+		}
 		if m.State == cluster.StateAlive && m.MetaValid && m.Meta.Syncing {
 			st.State = "syncing" // alive, taking in the others' flows; holds no VIP yet
 		}
