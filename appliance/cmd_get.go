@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
@@ -88,31 +89,55 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 }
 
 // adminClient is the client of `appliance get` and `appliance capture`: the node at addr, else
-// the admin.listen of the config at cfgPath, else (with preferSocket, when it exists) the socket
-// at admin.DefaultSocketPath, else the default admin.listen; with the token of tokenFile if given.
+// the config's at cfgPath (its admin.socket when this process may connect to it, else its
+// admin.listen), else (with preferSocket, when it exists) the socket at admin.DefaultSocketPath,
+// else the default admin.listen. The token is tokenFile's, else over TCP the config's
+// admin.tokenFile's: one this process may not read is skipped by get (the lists need no token)
+// and an error for capture (preferSocket).
 func adminClient(addr, cfgPath, tokenFile string, preferSocket bool) (*admin.Client, error) {
+	cfgToken := ""
 	if addr == "" && cfgPath != "" {
 		cfg, err := config.Load(cfgPath)
 		if err != nil {
 			return nil, err
 		}
 		addr = cfg.Admin.Listen
-	}
-	if addr == "" && preferSocket {
-		if fi, err := os.Stat(admin.DefaultSocketPath); err == nil && fi.Mode().Type() == os.ModeSocket {
-			addr = "unix://" + admin.DefaultSocketPath
+		if usableSocket(cfg.Admin.Socket) {
+			addr = "unix://" + cfg.Admin.Socket
+		} else {
+			cfgToken = cfg.Admin.TokenFile
 		}
+	}
+	if addr == "" && preferSocket && usableSocket(admin.DefaultSocketPath) {
+		addr = "unix://" + admin.DefaultSocketPath
 	}
 	if addr == "" {
 		addr = config.DefaultConfig().Admin.Listen
 	}
 	c := &admin.Client{Base: addr}
-	if tokenFile != "" {
+	switch {
+	case tokenFile != "":
 		tok, err := admin.ReadTokenFile(tokenFile)
 		if err != nil {
 			return nil, err
 		}
 		c.Token = tok
+	case cfgToken != "":
+		tok, err := admin.ReadTokenFile(cfgToken)
+		if err != nil && preferSocket {
+			return nil, fmt.Errorf("admin.tokenFile: %w", err)
+		}
+		c.Token = tok
 	}
 	return c, nil
+}
+
+// usableSocket reports whether path is a Unix socket this process may connect to (write
+// permission).
+func usableSocket(path string) bool {
+	if path == "" {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().Type() == os.ModeSocket && syscall.Access(path, 2 /* W_OK */) == nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,5 +72,47 @@ func TestGetServicesFromAdminAPI(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := dispatch([]string{"get", "pods", "--admin", srv.Addr()}, &out, &errb); code != 2 {
 		t.Errorf("unknown resource: exit %d, want 2", code)
+	}
+}
+
+// TestAdminClientFromConfig: with --config the client takes the config's admin.socket when it
+// is there, else admin.listen with the token of admin.tokenFile; --admin and --token-file win.
+func TestAdminClientFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	sock, tokenFile := filepath.Join(dir, "admin.sock"), filepath.Join(dir, "admin.token")
+	const token = "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "lb.yaml")
+	cfg := "network: {serviceCIDR: 198.19.0.0/24}\nadmin: {listen: 127.0.0.1:9199, socket: " + sock + ", tokenFile: admin.token}\n"
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := adminClient("", cfgPath, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Base != "127.0.0.1:9199" || c.Token != token {
+		t.Errorf("no socket yet: base %q token %q, want admin.listen with admin.tokenFile's token", c.Base, c.Token)
+	}
+
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	if c, err = adminClient("", cfgPath, "", false); err != nil {
+		t.Fatal(err)
+	}
+	if c.Base != "unix://"+sock {
+		t.Errorf("socket there: base %q, want unix://%s", c.Base, sock)
+	}
+	if c, err = adminClient("198.18.0.1:9100", cfgPath, "", false); err != nil {
+		t.Fatal(err)
+	}
+	if c.Base != "198.18.0.1:9100" || c.Token != "" {
+		t.Errorf("--admin given: base %q token %q, want it as given without the config's token", c.Base, c.Token)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -208,5 +209,24 @@ func TestIdleConnectionClosed(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("idle connection: read %v, want EOF (closed by the server)", err)
+	}
+}
+
+// TestWriteMembersVersion: the members table has a VERSION column; a member whose metadata is
+// unknown shows "-".
+func TestWriteMembersVersion(t *testing.T) {
+	var b strings.Builder
+	err := WriteMembers(&b, []MemberStatus{
+		{Name: "lb-a", Address: "198.18.0.11:7946", State: "alive", Version: "v1.4.0", VIPs: []string{"198.19.1.1"}},
+		{Name: "lb-b", Address: "198.18.0.12:7946", State: "dead"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !slices.Equal(strings.Fields(lines[0]), []string{"NODE", "ADDRESS", "STATE", "VERSION", "VIPS"}) ||
+		!slices.Equal(strings.Fields(lines[1]), []string{"lb-a", "198.18.0.11:7946", "alive", "v1.4.0", "198.19.1.1"}) ||
+		!slices.Equal(strings.Fields(lines[2]), []string{"lb-b", "198.18.0.12:7946", "dead", "-", "<none>"}) {
+		t.Errorf("members table:\n%s", b.String())
 	}
 }

@@ -105,13 +105,13 @@ func WriteFlows(w io.Writer, flows []FlowStatus) error {
 // WriteMembers prints the cluster's nodes.
 func WriteMembers(w io.Writer, ms []MemberStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tVIPS")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tVERSION\tVIPS")
 	for _, m := range ms {
 		vips := "<none>"
 		if len(m.VIPs) > 0 {
 			vips = strings.Join(m.VIPs, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, m.Address, m.State, vips)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, m.State, dash(m.Version), vips)
 	}
 	return tw.Flush()
 }

@@ -64,9 +64,12 @@ type FlowStatus struct {
 
 // MemberStatus is one appliance node as the cluster sees it.
 type MemberStatus struct {
-	Name    string   `json:"name"`
-	Address string   `json:"address"`
-	State   string   `json:"state"`
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	State   string `json:"state"`
+	// Version is the software version the member announces in its cluster metadata; "" when
+	// its metadata is unknown.
+	Version string   `json:"version,omitempty"`
 	VIPs    []string `json:"vips,omitempty"`
 }
 

@@ -125,8 +125,10 @@ type DataPlaneConfig struct {
 
 // ClusterConfig configures memberlist gossip, VIP quorum and flow-state sync between appliances.
 type ClusterConfig struct {
-	// Bind is the IP:port memberlist listens on (an IP address: the daemon binds it as given);
-	// default 0.0.0.0:7946.
+	// Bind is the IP:port memberlist listens on (an IP address: the daemon binds it as given).
+	// Default "": the daemon binds the first address of the first interface with role cluster
+	// (else one with role both), port 7946, so that gossip stays on the cluster segment and is
+	// not reachable on every interface.
 	Bind string
 	// Join lists host:port addresses of known members.
 	Join []string
@@ -179,6 +181,11 @@ type ServicesConfig struct {
 	// Service, and LoadBalancer Services without a class). Default: true when LoadBalancerClass is
 	// empty, false otherwise. API mode only.
 	ServeUnclassed bool
+	// ClusterName names this appliance cluster in the owner annotation it records on the Services
+	// whose status it writes (at most 63 characters of [A-Za-z0-9._-]); two appliance clusters
+	// that watch one Kubernetes cluster need different names. "" = the Kubernetes source's
+	// default (services.loadBalancerClass when set). API mode only.
+	ClusterName string
 }
 
 // FromAPI reports whether Services come from a Kubernetes API server rather than manifests.
@@ -238,7 +245,7 @@ func DefaultConfig() Config {
 			},
 		},
 		Cluster: ClusterConfig{
-			Bind:                   "0.0.0.0:7946",         // memberlist's customary port, reachable on every interface
+			Bind:                   "",                     // the daemon derives a cluster-role interface's address, port 7946
 			ProbeInterval:          200 * time.Millisecond, // faster than memberlist's LAN default: detection bounds a dead node's VIP outage
 			ProbeTimeout:           100 * time.Millisecond, // far above a LAN round trip; leaves half the interval for indirect probes
 			SuspicionMult:          2,                      // appliances on one LAN rarely lose probes, and a slow verdict keeps VIPs dark

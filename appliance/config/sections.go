@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -286,6 +287,17 @@ func (l *loader) services(n *yaml.Node, field string) {
 			}
 			s.LoadBalancerClass = c
 		},
+		"clusterName": func(n *yaml.Node, f string) {
+			c, ok := l.str(n, f)
+			if !ok {
+				return
+			}
+			if msg := clusterNameProblem(c); msg != "" {
+				l.errf(n.Line, f, "Invalid value: %q: %s", c, msg)
+				return
+			}
+			s.ClusterName = c
+		},
 		"serveUnclassed": func(n *yaml.Node, f string) {
 			if b, ok := l.boolean(n, f); ok {
 				serveUnclassed = &b
@@ -389,4 +401,18 @@ func (l *loader) healthChecks(n *yaml.Node, field string) {
 			h.Timeout = h.Interval // default timeout, short interval: probe within the interval
 		}
 	}
+}
+
+// clusterNameProblem says what makes name unfit for services.clusterName ("" when it is fit):
+// it goes into an annotation value, at most 63 characters of [A-Za-z0-9._-].
+func clusterNameProblem(name string) string {
+	if len(name) > 63 {
+		return fmt.Sprintf("%d characters, more than 63", len(name))
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Sprintf("character %q: want only letters, digits, '.', '_' and '-'", r)
+		}
+	}
+	return ""
 }

@@ -39,6 +39,12 @@ func TestParseServicesSource(t *testing.T) {
 			wantErr: []string{"lb.yaml:4: services.serveUnclassed: false with no services.loadBalancerClass would serve no Service"}},
 		{name: "invalid class name", yaml: net + "services:\n  inCluster: true\n  loadBalancerClass: \"not valid!\"\n",
 			wantErr: []string{`lb.yaml:4: services.loadBalancerClass: Invalid value: "not valid!"`}},
+		{name: "clusterName names the appliance cluster", yaml: net + "services:\n  inCluster: true\n  clusterName: edge-lb_1.a\n",
+			want: ServicesConfig{InCluster: true, ClusterName: "edge-lb_1.a", ServeUnclassed: true}},
+		{name: "clusterName with a character no annotation value takes", yaml: net + "services:\n  inCluster: true\n  clusterName: edge/lb\n",
+			wantErr: []string{`lb.yaml:4: services.clusterName: Invalid value: "edge/lb": character '/'`}},
+		{name: "clusterName longer than an annotation value", yaml: net + "services:\n  inCluster: true\n  clusterName: " + strings.Repeat("a", 64) + "\n",
+			wantErr: []string{"services.clusterName: Invalid value", "64 characters, more than 63"}},
 		{name: "inCluster must be a boolean", yaml: net + "services:\n  inCluster: yes-please\n",
 			wantErr: []string{"lb.yaml:3: services.inCluster: must be true or false"}},
 		{name: "empty kubeconfig", yaml: net + "services:\n  kubeconfig: \"\"\n",
@@ -94,4 +100,16 @@ func FuzzParseServices(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDefaultBindIsDerived checks that no cluster.bind means "" (the daemon derives a
+// cluster-role interface's address), never a wildcard address reachable on every interface.
+func TestDefaultBindIsDerived(t *testing.T) {
+	c, err := Parse([]byte("network: {serviceCIDR: 198.19.0.0/24}\ncluster: {insecure: true}\n"), filepath.Join("dir", "lb.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.Bind != "" {
+		t.Errorf("default cluster.bind %q, want \"\" (derived by the daemon)", c.Cluster.Bind)
+	}
 }

@@ -77,6 +77,7 @@ func (n *node) agentMetrics() []prometheus.Collector {
 // some metadata changed, so the control loop rebuilds from the agents' current endpoints.
 func (n *node) agentsChanged() {
 	if n.cfg.Services.FromAPI() {
+		n.kubeWatch.resync() // the first live appliance, which writes pending Services' status, may have changed
 		s := n.agents()
 		s.mu.Lock()
 		first := !s.apiLogged

@@ -32,6 +32,7 @@ network:
   loadBalancerPools: [{name: default, cidrs: [198.19.1.0/28]}]
 cluster:
   bind: 127.0.0.1:%d
+  insecure: true
   join: [127.0.0.1:%d]
   requireQuorum: false
 services:

@@ -78,6 +78,7 @@ network:
   loadBalancerPools: [{name: default, cidrs: [198.19.1.0/28]}]
 cluster:
   bind: 127.0.0.1:%d
+  insecure: true
 services:
   kubeconfig: kubeconfig
 admin:

@@ -2,11 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +17,9 @@ import (
 	"github.com/xdpsvc/lb/cluster"
 )
 
-// version is the software version announced in the cluster metadata.
+// version is the software version announced in the cluster metadata (cluster.Meta.Version,
+// shown by `appliance get members`). `make build` stamps it with
+// -X github.com/xdpsvc/lb/appliance/daemon.version=...; keep it a package-level string var.
 var version = "dev"
 
 // garpRepeats is when a gained VIP is announced again after the first burst: switches and
@@ -26,18 +27,21 @@ var version = "dev"
 // later one.
 var garpRepeats = []time.Duration{250 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
 
-// clusterConfig is the cluster.Config the appliance config asks for: identity, bind and join
-// addresses, failure-detector timings, quorum, the secret key (already read from
-// cluster.secretKeyFile; nil: none) and the metadata announced to the other members (role,
+// defaultGossipPort is the port of the derived bind address (memberlist's customary port).
+const defaultGossipPort = 7946
+
+// clusterConfig is the cluster.Config the appliance config asks for: identity, bind address
+// (clusterBind), join addresses, failure-detector timings, quorum, the secret key (already read
+// by config.ClusterKey; nil: insecure) and the metadata announced to the other members (role,
 // version, MACs and addresses of the ports, Syncing when there are peers to take flows from).
 // The callbacks and the logger are left for the caller to set. It reads nothing.
 func clusterConfig(cfg *config.Config, ports []dataplane.Port, secretKey []byte) (cluster.Config, error) {
 	ccfg := cluster.DefaultConfig()
 	ccfg.Name = cfg.Node.Name
 	cc := cfg.Cluster
-	bind, err := netip.ParseAddrPort(cc.Bind)
+	bind, err := clusterBind(cc.Bind, ports)
 	if err != nil {
-		return cluster.Config{}, fmt.Errorf("cluster.bind %q: %w", cc.Bind, err)
+		return cluster.Config{}, err
 	}
 	ccfg.BindAddr = bind
 	// The cluster keeps joining these in the background (until one answers) and re-joins any
@@ -46,7 +50,7 @@ func clusterConfig(cfg *config.Config, ports []dataplane.Port, secretKey []byte)
 	ccfg.ProbeInterval, ccfg.ProbeTimeout, ccfg.SuspicionMult = cc.ProbeInterval, cc.ProbeTimeout, cc.SuspicionMult
 	ccfg.GossipInterval, ccfg.PushPullInterval = cc.GossipInterval, cc.PushPullInterval
 	ccfg.RequireQuorum, ccfg.ForgetDeadAfter = cc.RequireQuorum, cc.ForgetDeadAfter
-	ccfg.ExpectedMembers = expectedMembers(cc)
+	ccfg.ExpectedMembers = expectedMembers(cc, bind)
 	ccfg.SecretKey = secretKey
 	// With peers to join, start Syncing: no VIP is placed on this node until it has the others'
 	// flows (flowsync.go's warmup clears the flag).
@@ -65,24 +69,40 @@ func clusterConfig(cfg *config.Config, ports []dataplane.Port, secretKey []byte)
 	return ccfg, nil
 }
 
-// readSecretKey reads cluster.secretKeyFile (nil when none is configured).
-func readSecretKey(cc config.ClusterConfig) ([]byte, error) {
-	if cc.SecretKeyFile == "" {
-		return nil, nil
+// clusterBind is the address gossip listens on: cluster.bind when set, else the first address of
+// the first port with role cluster (else of the first with role both), port defaultGossipPort,
+// so that gossip is reachable on the cluster segment only, never on every interface. An error
+// when bind is not IP:port, or when it is unset and no such port has an address.
+func clusterBind(bind string, ports []dataplane.Port) (netip.AddrPort, error) {
+	if bind != "" {
+		ap, err := netip.ParseAddrPort(bind)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("cluster.bind %q: %w", bind, err)
+		}
+		return ap, nil
 	}
-	key, err := os.ReadFile(cc.SecretKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("cluster.secretKeyFile: %w", err)
+	for _, role := range []dataplane.Role{dataplane.RoleCluster, dataplane.RoleBoth} {
+		for _, p := range ports {
+			if p.Role == role && len(p.Prefixes) > 0 {
+				return netip.AddrPortFrom(p.Prefixes[0].Addr(), defaultGossipPort), nil
+			}
+		}
 	}
-	return []byte(strings.TrimSpace(string(key))), nil
+	return netip.AddrPort{}, errors.New("cluster.bind: not set, and no interface with role cluster (or both) has an address to derive it from: " +
+		"give the interface an address or set cluster.bind")
 }
 
 // startCluster joins the appliance cluster. It returns once the join list has been tried, so the
 // first ownership computed already sees the members that answered.
 func (n *node) startCluster() error {
-	key, err := readSecretKey(n.cfg.Cluster)
+	key, err := n.cfg.ClusterKey()
 	if err != nil {
 		return err
+	}
+	if key == nil {
+		n.log.Warn("INSECURE: cluster gossip runs without a key (cluster.insecure: true): anyone who reaches " +
+			"the gossip port can join as an appliance, take the VIPs and inject flows and health reports; " +
+			"set cluster.secretKeyFile (make one with `appliance keygen FILE`) outside a lab")
 	}
 	ccfg, err := clusterConfig(n.cfg, n.ports, key)
 	if err != nil {
@@ -91,6 +111,9 @@ func (n *node) startCluster() error {
 	ccfg.Logger = n.opts.Logger // the cluster adds its own node attribute
 	ccfg.OnOwnership = func(ev cluster.OwnershipEvent) {
 		n.metrics.ownershipChanges.WithLabelValues(ev.Change.String()).Inc()
+		if ev.Change == cluster.Gained {
+			n.kubeWatch.resync() // this node now writes the VIP's Service status
+		}
 		select {
 		case n.events.ownership <- ev:
 		default:
@@ -132,13 +155,13 @@ func (n *node) startCluster() error {
 // expectedMembers is the quorum's membership floor: cluster.expectedMembers, or else this node
 // plus every distinct join address other than its own bind address (a node that joins two
 // peers is in a cluster of three; alone, it must not claim every VIP).
-func expectedMembers(cc config.ClusterConfig) int {
+func expectedMembers(cc config.ClusterConfig, bind netip.AddrPort) int {
 	if cc.ExpectedMembers > 0 {
 		return cc.ExpectedMembers
 	}
 	peers := map[string]bool{}
 	for _, j := range cc.Join {
-		if j != cc.Bind {
+		if j != bind.String() {
 			peers[j] = true
 		}
 	}
@@ -301,6 +324,9 @@ func (n *node) members() []admin.MemberStatus {
 	var out []admin.MemberStatus
 	for _, m := range n.cl.Members() {
 		st := admin.MemberStatus{Name: m.Name, Address: m.Addr.String(), State: m.State.String()}
+		if m.MetaValid {
+			st.Version = m.Meta.Version
+		}
 		if m.State == cluster.StateAlive && m.MetaValid && m.Meta.Syncing {
 			st.State = "syncing" // alive, taking in the others' flows; holds no VIP yet
 		}

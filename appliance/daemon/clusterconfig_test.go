@@ -1,8 +1,14 @@
 package daemon
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +102,93 @@ func TestClusterConfig(t *testing.T) {
 			}
 			if !slices.Equal(m.MACs, wantMACs) || !slices.Equal(m.ExternalIPs, wantExt) || !slices.Equal(m.ClusterIPs, wantCl) {
 				t.Errorf("meta MACs %v external %v cluster %v, want %v %v %v", m.MACs, m.ExternalIPs, m.ClusterIPs, wantMACs, wantExt, wantCl)
+			}
+		})
+	}
+}
+
+// TestClusterBind: cluster.bind as given, else the first address of the first cluster-role
+// port, else of the first both-role port, on defaultGossipPort; never a wildcard address.
+func TestClusterBind(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	ext := dataplane.Port{Name: "ext0", Role: dataplane.RoleExternal, Prefixes: []netip.Prefix{pfx("198.18.0.11/24")}}
+	clu := dataplane.Port{Name: "int0", Role: dataplane.RoleCluster, Prefixes: []netip.Prefix{pfx("198.18.1.11/24"), pfx("198.18.1.12/24")}}
+	cluBare := dataplane.Port{Name: "int1", Role: dataplane.RoleCluster}
+	both := dataplane.Port{Name: "both0", Role: dataplane.RoleBoth, Prefixes: []netip.Prefix{pfx("2001:2::11/64")}}
+	cases := []struct {
+		name    string
+		bind    string
+		ports   []dataplane.Port
+		want    string
+		wantErr bool
+	}{
+		{name: "set: as given", bind: "198.18.9.9:8000", ports: []dataplane.Port{clu}, want: "198.18.9.9:8000"},
+		{name: "set, not IP:port", bind: "lb-a:7946", ports: []dataplane.Port{clu}, wantErr: true},
+		{name: "cluster role first, whatever the order", ports: []dataplane.Port{ext, both, clu}, want: "198.18.1.11:7946"},
+		{name: "a cluster port without an address is skipped", ports: []dataplane.Port{cluBare, clu}, want: "198.18.1.11:7946"},
+		{name: "no cluster port: role both", ports: []dataplane.Port{ext, cluBare, both}, want: "[2001:2::11]:7946"},
+		{name: "external only: refused", ports: []dataplane.Port{ext}, wantErr: true},
+		{name: "no ports: refused", wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := clusterBind(tc.bind, tc.ports)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("bind %v, want an error", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != tc.want {
+				t.Errorf("bind %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunRefusesGossipWithoutKey: with neither cluster.secretKeyFile nor cluster.insecure the
+// daemon does not start (config.ClusterKey's error), and a key file others may read is refused.
+func TestRunRefusesGossipWithoutKey(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cluster string
+		keyMode os.FileMode
+		want    string
+	}{
+		"no key":                {cluster: "{bind: 127.0.0.1:%d}", want: "cluster.secretKeyFile: Required value"},
+		"key readable by group": {cluster: "{bind: 127.0.0.1:%d, secretKeyFile: gossip.key}", keyMode: 0o640, want: "cluster.secretKeyFile"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := "node: {name: lb-a}\ninterfaces: [{name: test0}]\nnetwork: {clusterCIDRs: [198.18.1.0/24], serviceCIDR: 198.19.0.0/24}\n" +
+				"cluster: " + fmt.Sprintf(tc.cluster, freePort(t)) + fmt.Sprintf("\nservices: {manifests: [svc.yaml]}\nadmin: {listen: 127.0.0.1:%d}\n", freePort(t))
+			for f, data := range map[string]string{"lb.yaml": cfg, "svc.yaml": ""} {
+				if err := os.WriteFile(filepath.Join(dir, f), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.keyMode != 0 {
+				if err := os.WriteFile(filepath.Join(dir, "gossip.key"), cluster.EncodeKey([]byte("0123456789abcdef")), tc.keyMode); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(filepath.Join(dir, "gossip.key"), tc.keyMode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := Run(t.Context(), Options{
+				ConfigPath: filepath.Join(dir, "lb.yaml"),
+				Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Ports: []dataplane.Port{{Name: "test0", Ifindex: 1 << 20, MAC: [6]byte{2, 0, 0, 0, 0, 1},
+					Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.11/24")}}},
+				OpenIO: func([]dataplane.Port, *dataplane.DataPlane, *slog.Logger) (IOLayer, error) {
+					t.Fatal("the data plane was opened without a gossip key")
+					return nil, nil
+				},
+			})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run: %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}

@@ -91,6 +91,8 @@ type node struct {
 	health   *healthCheck // endpoint health probing and its gossip (health.go)
 	fsync    *flowSync    // flow-state sync (flowsync.go)
 	agentSrc *agentSource // backend agents' endpoints (agents.go)
+	// kubeWatch is the Kubernetes watcher once startKube ran (kube.go), for resyncs.
+	kubeWatch kubeResyncer
 
 	// control is owned by the control goroutine (Run's): newNode and start fill it before the
 	// event loop runs, after that only the loop reads and writes it. No lock.
@@ -258,6 +260,7 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 		return err
 	}
 	n.fsync.setTable(n.dp.Conntrack())
+	n.nb.setFlowTable(n.dp.Conntrack())
 	empty := n.dp.Plan()
 	served := n.overlay(snap)
 	plan, err := n.dp.Apply(served)
@@ -295,7 +298,9 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 	return nil
 }
 
-// startAdmin serves the admin API with every metric registered.
+// startAdmin serves the admin API with every metric registered: on admin.listen, and on
+// admin.socket (its directory made 0755 when missing) for callers the file permissions allow,
+// with admin.tokenFile's token opening the privileged routes over TCP.
 func (n *node) startAdmin() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(dataplane.NewCollector(n.dp), collectors.NewGoCollector(),
@@ -304,9 +309,15 @@ func (n *node) startAdmin() error {
 		reg.MustRegister(c)
 	}
 	reg.MustRegister(n.metrics.collectors...)
+	ac := n.cfg.Admin
+	if ac.Socket != "" {
+		if err := os.MkdirAll(filepath.Dir(ac.Socket), 0o755); err != nil {
+			return fmt.Errorf("admin.socket: %w", err)
+		}
+	}
 	n.running.captureDone = make(chan struct{})
-	srv, err := admin.Start(n, admin.Config{Listen: n.cfg.Admin.Listen, Registry: reg, Logger: n.log, MaxFlows: 1000,
-		Routes: n.captureRoutes(n.running.captureDone)})
+	srv, err := admin.Start(n, admin.Config{Listen: ac.Listen, SocketPath: ac.Socket, TokenFile: ac.TokenFile,
+		Registry: reg, Logger: n.log, MaxFlows: 1000, Routes: n.captureRoutes(n.running.captureDone)})
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,9 @@ const msgFlows = cluster.MsgUserMin + 1
 // is still syncing (Meta.Syncing), now has the cluster's flows and may take VIPs.
 const msgFlowsDone = cluster.MsgUserMin + 4
 
-// msgFlowsRequest (payload: the sender's node name) asks a peer for the full export: a node that
-// restarted faster than the others noticed its death is still "synced" in their view.
+// msgFlowsRequest asks a peer for the full export: a node that restarted faster than the others
+// noticed its death is still "synced" in their view. The receiver answers the message's sender;
+// the payload (the sender's name, kept for older receivers) is ignored.
 const msgFlowsRequest = cluster.MsgUserMin + 5
 
 // syncWarmupMax bounds how long a starting node stays Syncing when no full export completes
@@ -30,8 +31,15 @@ const syncWarmupMax = 5 * time.Second
 const (
 	// flowSyncInterval is how often new and changed flows are sent to the other appliances.
 	flowSyncInterval = 250 * time.Millisecond
-	// flowSyncMaxBytes bounds one message (records are 41 or 89 bytes).
+	// flowSyncMaxBytes is the target size of one message.
 	flowSyncMaxBytes = 32 << 10
+	// flowSyncMaxRecords bounds the records of one message: flowSyncMaxBytes of IPv4 records.
+	flowSyncMaxRecords = flowSyncMaxBytes / conntrack.RecordSizeIPv4
+	// flowSyncMaxMessage is the largest msgFlows payload accepted: flowSyncMaxRecords IPv6
+	// records.
+	flowSyncMaxMessage = flowSyncMaxRecords * conntrack.RecordSizeIPv6
+	// flowSyncMaxRequest is the largest msgFlowsRequest payload accepted (a node name).
+	flowSyncMaxRequest = 255
 )
 
 // flowSync sends this node's new and changed flows to every other appliance, and imports
@@ -43,11 +51,11 @@ const (
 // and warmup on their own (start); they share only the atomics and channels below. The other
 // fields are set before handle and then only read.
 type flowSync struct {
-	log                          *slog.Logger
-	self                         string     // this node's name
-	bytesPerSec                  int        // cluster.flowSyncBytesPerSecond; 0: sync off
-	gossip                       flowGossip // set by handle, before any message can arrive
-	sent, received, bad, skipped prometheus.Counter
+	log                                   *slog.Logger
+	self                                  string     // this node's name
+	bytesPerSec                           int        // cluster.flowSyncBytesPerSecond; 0: sync off
+	gossip                                flowGossip // set by handle, before any message can arrive
+	sent, received, bad, skipped, foreign prometheus.Counter
 	// lagNs is how old the oldest change not yet sent to the peers may be (the start of the
 	// table walk in progress), in nanoseconds: about flowSyncInterval when the bandwidth bound
 	// lets every walk finish within its tick, more when it does not (the sync backlog).
@@ -78,54 +86,89 @@ func newFlowSync(self string, bytesPerSecond int, log *slog.Logger) (*flowSync, 
 		received:    c("imported_flows_total", "Flows imported from other appliances."),
 		bad:         c("malformed_messages_total", "Flow-sync messages refused as malformed."),
 		skipped:     c("send_errors_total", "Flow-sync messages that could not be sent to a member."),
+		foreign:     c("foreign_messages_total", "Flow-sync messages dropped because their sender is not a live appliance."),
 	}
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "appliance_flow_sync_lag_seconds",
 		Help: "Age of the oldest flow change not yet sent to the other appliances (the sync backlog); about 0.25 s when the bandwidth bound keeps up.",
 	}, func() float64 { return float64(fs.lagNs.Load()) / 1e9 })
-	return fs, []prometheus.Collector{fs.sent, fs.received, fs.bad, fs.skipped, lag}
+	return fs, []prometheus.Collector{fs.sent, fs.received, fs.bad, fs.skipped, fs.foreign, lag}
 }
 
-// handle registers the flow-sync message handlers. It runs right after the cluster node is
-// created and before it joins, so that a peer's full export, sent as soon as this node joins,
-// is not dropped for want of a handler while the data plane is still being set up.
+// handle registers the flow-sync message handlers and their size limits. It runs right after
+// the cluster node is created and before it joins, so that a peer's full export, sent as soon as
+// this node joins, is not dropped for want of a handler while the data plane is still being set
+// up. Every handler drops (and counts) a message whose sender is not a live appliance: only
+// appliances hold flows, and an agent or a stranger must not inject any.
 func (fs *flowSync) handle(gossip flowGossip) error {
 	fs.gossip = gossip
-	if err := gossip.Handle(msgFlows, func(p []byte) {
-		select {
-		case <-fs.tableReady:
-		case <-time.After(30 * time.Second):
-			fs.bad.Inc()
-			fs.log.Warn("flow sync: no flow table to import into; message dropped")
-			return
+	for t, payload := range map[cluster.MsgType]int{msgFlows: flowSyncMaxMessage, msgFlowsRequest: flowSyncMaxRequest, msgFlowsDone: 0} {
+		if err := gossip.SetMessageLimit(t, msgLimit(payload)); err != nil {
+			return err
 		}
-		k, err := (*fs.ct.Load()).Import(p, time.Now().UnixNano())
-		fs.received.Add(float64(k))
-		if err != nil {
-			fs.bad.Inc()
-			fs.log.Debug("flow sync: malformed message", "err", err)
-		}
-	}); err != nil {
-		return err
 	}
-	if err := fs.gossip.Handle(msgFlowsRequest, func(p []byte) {
-		if len(p) == 0 || len(p) > 255 {
-			fs.bad.Inc()
-			return
+	for t, fn := range map[cluster.MsgType]func(from string, p []byte){
+		msgFlows: fs.importFlows, msgFlowsRequest: fs.requestFrom, msgFlowsDone: fs.doneFrom,
+	} {
+		if err := gossip.HandleFrom(t, fn); err != nil {
+			return err
 		}
-		select {
-		case fs.resync <- string(p):
-		default: // a burst of requests: the next one gets through
-		}
-	}); err != nil {
-		return err
 	}
-	return fs.gossip.Handle(msgFlowsDone, func([]byte) {
-		select {
-		case fs.done <- struct{}{}:
-		default:
-		}
-	})
+	return nil
+}
+
+// fromAppliance reports whether from is a live appliance, counting the message as foreign
+// when it is not.
+func (fs *flowSync) fromAppliance(from string) bool {
+	if fs.gossip.IsLiveAppliance(from) {
+		return true
+	}
+	fs.foreign.Inc()
+	fs.log.Debug("flow sync: message from a member that is not a live appliance dropped", "from", from)
+	return false
+}
+
+// importFlows handles msgFlows: a peer's flow records, imported once the table exists.
+func (fs *flowSync) importFlows(from string, p []byte) {
+	if !fs.fromAppliance(from) {
+		return
+	}
+	select {
+	case <-fs.tableReady:
+	case <-time.After(30 * time.Second):
+		fs.bad.Inc()
+		fs.log.Warn("flow sync: no flow table to import into; message dropped")
+		return
+	}
+	k, err := (*fs.ct.Load()).Import(p, time.Now().UnixNano())
+	fs.received.Add(float64(k))
+	if err != nil {
+		fs.bad.Inc()
+		fs.log.Debug("flow sync: malformed message", "from", from, "err", err)
+	}
+}
+
+// requestFrom handles msgFlowsRequest: the sender gets the full export (never a member the
+// payload names).
+func (fs *flowSync) requestFrom(from string, _ []byte) {
+	if !fs.fromAppliance(from) {
+		return
+	}
+	select {
+	case fs.resync <- from:
+	default: // a burst of requests: the next one gets through
+	}
+}
+
+// doneFrom handles msgFlowsDone: a peer's full export to this node is complete.
+func (fs *flowSync) doneFrom(from string, _ []byte) {
+	if !fs.fromAppliance(from) {
+		return
+	}
+	select {
+	case fs.done <- struct{}{}:
+	default:
+	}
 }
 
 // setTable hands flow sync the data plane's flow table.
@@ -269,7 +312,7 @@ func (fs *flowSync) loop(ctx context.Context, ct flowTable) {
 		}
 		sent := 0
 		for sent < budget && !cur.Done() {
-			buf = ct.AppendExportChanged(buf[:0], since, &cur, flowSyncMaxBytes/41)
+			buf = ct.AppendExportChanged(buf[:0], since, &cur, flowSyncMaxRecords)
 			sent += len(buf)
 			if len(buf) > 0 {
 				send(peers, msgFlows, buf)
@@ -283,7 +326,7 @@ func (fs *flowSync) loop(ctx context.Context, ct flowTable) {
 			cur = conntrack.ExportCursor{}
 		}
 		for sent < budget && len(full.to) > 0 {
-			buf = ct.AppendExportAll(buf[:0], &full.cur, flowSyncMaxBytes/41)
+			buf = ct.AppendExportAll(buf[:0], &full.cur, flowSyncMaxRecords)
 			sent += len(buf)
 			if len(buf) > 0 {
 				send(full.to, msgFlows, buf)

@@ -20,12 +20,31 @@ type memberView interface {
 
 // messageRouter delivers incoming gossip messages by type.
 type messageRouter interface {
-	// Handle registers fn for messages of type t (t >= cluster.MsgUserMin). fn runs on the
-	// cluster's dispatch goroutine, one message at a time, with a payload it may keep; it must
-	// not block for long (other messages wait). Call it before the node joins, so that no
-	// early message finds no handler.
-	Handle(t cluster.MsgType, fn func(payload []byte)) error
+	// HandleFrom registers fn for messages of type t (t >= cluster.MsgUserMin). fn runs on the
+	// cluster's dispatch goroutine, one message at a time, with the sender's name (an alive
+	// member other than this node, as the message envelope claims it) and a payload it may
+	// keep; it must not block for long (other messages wait). fn checks the sender's role
+	// (IsLiveAppliance) and that the payload speaks only for the sender. Call it before the
+	// node joins, so that no early message finds no handler.
+	HandleFrom(t cluster.MsgType, fn func(from string, payload []byte)) error
+	// SetMessageLimit sets the largest message of type t accepted, envelope included
+	// (msgLimit); larger ones are dropped before they are copied.
+	SetMessageLimit(t cluster.MsgType, maxBytes int) error
 }
+
+// applianceCheck says whether a message's sender may speak for an appliance.
+type applianceCheck interface {
+	// IsLiveAppliance reports whether name is an alive member announcing the appliance role
+	// (this node included). Safe from any goroutine, a Handle callback included.
+	IsLiveAppliance(name string) bool
+}
+
+// maxEnvelopeBytes is the largest gossip message envelope (cluster's framing: version, type,
+// sender length, and a sender name of at most 255 bytes).
+const maxEnvelopeBytes = 3 + 255
+
+// msgLimit is the SetMessageLimit of a message type whose payload is at most payloadBytes.
+func msgLimit(payloadBytes int) int { return payloadBytes + maxEnvelopeBytes }
 
 // messageSender sends gossip messages to the other members.
 type messageSender interface {
@@ -47,19 +66,21 @@ type selfMeta interface {
 }
 
 // healthGossip is what health checking needs from the cluster: the members, to resolve the
-// reports of the live ones, and the messages that carry the reports.
+// reports of the live ones, the messages that carry the reports, and who may send one.
 type healthGossip interface {
 	memberView
 	messageRouter
 	messageSender
+	applianceCheck
 }
 
-// flowGossip is what flow sync needs from the cluster: the peers, the flow messages, and the
-// own Syncing flag it clears once warmed up.
+// flowGossip is what flow sync needs from the cluster: the peers, the flow messages and who
+// may send them, and the own Syncing flag it clears once warmed up.
 type flowGossip interface {
 	memberView
 	messageRouter
 	messageSender
+	applianceCheck
 	selfMeta
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"net"
@@ -64,6 +65,7 @@ type healthCheck struct {
 	own  []netip.AddrPort        // own down set last published
 
 	malformed, sendErrors, received prometheus.Counter
+	refused                         *prometheus.CounterVec // by reason: Accept's refusals, stale ones aside
 
 	// routes caches onOwnInterface's answer per address for routeCacheFor (probes run every
 	// interval for every endpoint; one netlink route lookup each would dominate their cost).
@@ -92,6 +94,12 @@ func newHealthCheck(c config.HealthChecksConfig, self string, ports []dataplane.
 			Help: "Endpoint health reports that could not be sent to a member."}),
 		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "appliance_health_reports_received_total",
 			Help: "Newer endpoint health reports accepted from other appliances."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "appliance_health_reports_refused_total",
+			Help: "Endpoint health reports refused, by reason: foreign (the sender is not a live appliance, or speaks for another), " +
+				"future (generation too far ahead), view_full (too many origins held)."}, []string{"reason"}),
+	}
+	for _, r := range []string{refusedForeign, refusedFuture, refusedViewFull} {
+		h.refused.WithLabelValues(r) // exported at 0 from the start
 	}
 	pc := health.DefaultConfig()
 	pc.Interval, pc.Timeout = c.Interval, c.Timeout
@@ -125,7 +133,7 @@ func (h *healthCheck) collectors() []prometheus.Collector {
 		probes("ok", func(s health.Stats) uint64 { return s.OK }),
 		probes("fail", func(s health.Stats) uint64 { return s.Failed }),
 		probes("skipped", func(s health.Stats) uint64 { return s.Skipped }),
-		down, h.malformed, h.sendErrors, h.received,
+		down, h.malformed, h.sendErrors, h.received, h.refused,
 	}
 }
 
@@ -136,7 +144,10 @@ func (h *healthCheck) start(ctx context.Context, gossip healthGossip, wg *sync.W
 		return nil
 	}
 	h.gossip = gossip
-	if err := gossip.Handle(msgHealth, h.receive); err != nil {
+	if err := gossip.SetMessageLimit(msgHealth, msgLimit(health.MaxReportBytes)); err != nil {
+		return err
+	}
+	if err := gossip.HandleFrom(msgHealth, h.receive); err != nil {
 		return err
 	}
 	wg.Add(2)
@@ -158,24 +169,41 @@ func (h *healthCheck) signal() {
 	}
 }
 
-// receive handles another appliance's report (untrusted bytes), on the cluster's dispatch
-// goroutine.
-func (h *healthCheck) receive(p []byte) {
+// Reasons of appliance_health_reports_refused_total.
+const (
+	refusedForeign  = "foreign"
+	refusedFuture   = "future"
+	refusedViewFull = "view_full"
+)
+
+// receive handles a report (untrusted bytes) that member from sent, on the cluster's dispatch
+// goroutine: health.View.Accept takes it only from a live appliance speaking for itself, with a
+// plausible generation. A stale report (an older copy still in flight) is dropped uncounted.
+func (h *healthCheck) receive(from string, p []byte) {
 	r, err := health.DecodeReport(p)
 	if err != nil {
 		h.malformed.Inc()
-		h.log.Debug("endpoint health: malformed report", "err", err)
+		h.log.Debug("endpoint health: malformed report", "from", from, "err", err)
 		return
 	}
-	if r.Origin == h.self {
-		return // this node is the authority on its own report
-	}
+	live := h.gossip.IsLiveAppliance(from)
 	h.mu.Lock()
-	changed := h.view.Merge(r)
+	err = h.view.Accept(from, live, r, time.Now())
 	h.mu.Unlock()
-	if changed {
+	switch {
+	case err == nil:
 		h.received.Inc()
 		h.signal()
+	case errors.Is(err, health.ErrReportStale):
+	case errors.Is(err, health.ErrReportForeign):
+		h.refused.WithLabelValues(refusedForeign).Inc()
+		h.log.Debug("endpoint health: report refused", "from", from, "err", err)
+	case errors.Is(err, health.ErrReportFuture):
+		h.refused.WithLabelValues(refusedFuture).Inc()
+		h.log.Debug("endpoint health: report refused", "from", from, "err", err)
+	case errors.Is(err, health.ErrViewFull):
+		h.refused.WithLabelValues(refusedViewFull).Inc()
+		h.log.Debug("endpoint health: report refused", "from", from, "err", err)
 	}
 }
 
@@ -200,10 +228,10 @@ func (h *healthCheck) loop(ctx context.Context) {
 }
 
 // update publishes the own report when it changed (or when force), forgets the reports of
-// members that died or left, resolves the view and asks for a refresh when the resolved down
-// set changed.
+// every origin that is not a live appliance member (died, left, never one), resolves the view
+// and asks for a refresh when the resolved down set changed.
 func (h *healthCheck) update(force bool) {
-	alive, gone := h.appliances()
+	alive := h.appliances()
 	own := h.prober.Down()
 	h.mu.Lock()
 	if !slices.Equal(own, h.own) {
@@ -213,9 +241,7 @@ func (h *healthCheck) update(force bool) {
 	}
 	rep := health.Report{Origin: h.self, Generation: h.gen, Down: own}
 	h.view.Merge(rep)
-	for _, g := range gone {
-		h.view.Forget(g)
-	}
+	h.view.Retain(alive)
 	down := h.view.Resolve(alive)
 	changed := !maps.Equal(down, h.down)
 	if changed {
@@ -231,22 +257,15 @@ func (h *healthCheck) update(force bool) {
 	}
 }
 
-// appliances returns the live appliance members (this node included) and the members that
-// are known dead or gone.
-func (h *healthCheck) appliances() (alive, gone []string) {
-	alive = []string{h.self}
+// appliances returns the live appliance members, this node included.
+func (h *healthCheck) appliances() []string {
+	alive := []string{h.self}
 	for _, m := range h.gossip.Members() {
-		if m.Name == h.self {
-			continue
-		}
-		switch {
-		case m.State == cluster.StateAlive && m.MetaValid && m.Meta.Role == cluster.RoleAppliance:
+		if m.Name != h.self && m.State == cluster.StateAlive && m.MetaValid && m.Meta.Role == cluster.RoleAppliance {
 			alive = append(alive, m.Name)
-		case m.State != cluster.StateAlive:
-			gone = append(gone, m.Name)
 		}
 	}
-	return alive, gone
+	return alive
 }
 
 func (h *healthCheck) send(rep health.Report, alive []string) {

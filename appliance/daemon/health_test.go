@@ -15,6 +15,7 @@ import (
 	"github.com/xdpsvc/lb/appliance/admin"
 	"github.com/xdpsvc/lb/appliance/service"
 	"github.com/xdpsvc/lb/bench/tstest"
+	"github.com/xdpsvc/lb/cluster"
 )
 
 func snapWith(svcs ...*service.Service) *service.Snapshot {
@@ -116,6 +117,10 @@ func startHealthNode(t *testing.T, name string, gossipPort, peerPort int, manife
 	if err := os.WriteFile(filepath.Join(dir, "services.yaml"), []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Gossip with a key, the default: config.ClusterKey refuses a key file others can read.
+	if err := cluster.WriteKeyFile(filepath.Join(dir, "gossip.key"), []byte("health-test-key-0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
 	cfgText := fmt.Sprintf(`node: {name: %s}
 interfaces: [{name: test0}]
 network:
@@ -125,6 +130,7 @@ cluster:
   bind: 127.0.0.1:%d
   join: [127.0.0.1:%d]
   requireQuorum: false
+  secretKeyFile: gossip.key
 services:
   manifests: [services.yaml]
 admin:
