@@ -69,118 +69,14 @@ func NewBuilderWithOptions(cfg *config.Config, opts BuildOptions) *Builder {
 
 // Build is the incremental form of the package-level Build; the cache is updated only on success.
 func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
-	var errs config.ErrorList
-	svcs := map[string]*Object{}
-	slicesBy := map[string][]*Object{}
-	epsBy := map[string]*Object{}
-	sorted := make([]*Object, len(objs))
-	for i := range objs {
-		sorted[i] = &objs[i]
-	}
-	sortObjects(sorted)
-	newValid := make(map[uint64]bool, len(b.valid))
-	for _, o := range sorted {
-		switch o.Kind {
-		case KindService:
-			if o.Service == nil {
-				continue
-			}
-			k := o.Name()
-			if first, dup := svcs[k]; dup {
-				errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf("metadata.name"), Field: "metadata.name",
-					Message: fmt.Sprintf("Duplicate value: %q: Service %s is also defined at %s:%d", o.Service.Name, k, first.File, first.Line)})
-				continue
-			}
-			svcs[k] = o
-		case KindEndpointSlice:
-			if o.EndpointSlice == nil {
-				continue
-			}
-			if !b.valid[o.Hash] || o.Hash == 0 {
-				if el := validateSlice(o); len(el) > 0 {
-					errs = append(errs, el...)
-					continue
-				}
-				newValid[o.Hash] = true
-			} else {
-				newValid[o.Hash] = true
-			}
-			name, ok := o.EndpointSlice.Labels[LabelServiceName]
-			f := "metadata.labels[" + LabelServiceName + "]"
-			if !ok || name == "" {
-				errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf(f), Field: f, Message: "Required value: an EndpointSlice names its Service with this label"})
-				continue
-			}
-			k := nsName(o.EndpointSlice.Namespace, name)
-			slicesBy[k] = append(slicesBy[k], o)
-		case KindEndpoints:
-			if o.Endpoints == nil {
-				continue
-			}
-			if !b.valid[o.Hash] || o.Hash == 0 {
-				if el := validateEndpoints(o); len(el) > 0 {
-					errs = append(errs, el...)
-					continue
-				}
-			}
-			newValid[o.Hash] = true
-			k := o.Name()
-			if first, dup := epsBy[k]; dup {
-				errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf("metadata.name"), Field: "metadata.name",
-					Message: fmt.Sprintf("Duplicate value: %q: Endpoints %s are also defined at %s:%d", o.Endpoints.Name, k, first.File, first.Line)})
-				continue
-			}
-			epsBy[k] = o
-		}
-	}
-	for k, list := range slicesBy {
-		if svcs[k] == nil {
-			for _, o := range list {
-				f := "metadata.labels[" + LabelServiceName + "]"
-				errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf(f), Field: f,
-					Message: fmt.Sprintf("Not found: %q: no Service %s in the manifests", o.EndpointSlice.Labels[LabelServiceName], k)})
-			}
-		}
-	}
-	for k, o := range epsBy {
-		if svcs[k] == nil {
-			errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf("metadata.name"), Field: "metadata.name",
-				Message: fmt.Sprintf("Not found: %q: no Service %s in the manifests", o.Endpoints.Name, k)})
-		}
-	}
-	keys := make([]string, 0, len(svcs))
-	for k := range svcs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-
-	preps := make([]*prepared, len(keys))
-	for i, k := range keys {
-		o := svcs[k]
-		h := combinedHash(o, slicesBy[k], epsBy[k])
-		if c := b.cache[k]; c != nil && h != 0 && c.prep.hash == h {
-			preps[i] = c.prep
-		} else {
-			preps[i] = prepareService(o, slicesBy[k], epsBy[k], b.family, b.opts.APIAllocated)
-			preps[i].hash = h
-		}
-		errs = append(errs, preps[i].errs...)
-	}
+	idx := b.indexObjects(objs)
+	errs := idx.errs
+	errs = append(errs, idx.orphanErrors()...)
+	keys := idx.serviceKeys()
+	preps, prepErrs := b.prepareAll(keys, &idx)
+	errs = append(errs, prepErrs...)
 	if len(errs) > 0 {
-		// Still run the allocator over the valid Services so that every error is reported at once.
-		var okKeys []string
-		var okPreps []*prepared
-		for i, p := range preps {
-			if len(p.errs) == 0 {
-				okKeys, okPreps = append(okKeys, keys[i]), append(okPreps, p)
-			}
-		}
-		a := newAllocator(b.cfg, prev, b.opts.APIAllocated)
-		a.res = b.res
-		a.run(okKeys, okPreps)
-		errs = append(errs, a.errs...)
-		errs.Sort()
-		return nil, nil, errs
+		return nil, nil, b.allocationErrors(errs, keys, preps, prev)
 	}
 	a := newAllocator(b.cfg, prev, b.opts.APIAllocated)
 	a.res = b.res
@@ -189,6 +85,179 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 		a.errs.Sort()
 		return nil, nil, a.errs
 	}
+	snap, st, newCache := b.assembleSnapshot(keys, preps, allocs)
+	b.cache = newCache
+	delete(idx.valid, 0)
+	b.valid = idx.valid
+	return snap, st, nil
+}
+
+// manifestIndex is one build's objects grouped by the namespace/name of the Service they belong
+// to, with the errors found while grouping them.
+type manifestIndex struct {
+	svcs     map[string]*Object
+	slicesBy map[string][]*Object // in namespace/name order
+	epsBy    map[string]*Object
+	valid    map[uint64]bool // content hashes of EndpointSlices/Endpoints that passed validation
+	errs     config.ErrorList
+}
+
+// indexObjects sorts objs and groups them by Service, validating each EndpointSlice and Endpoints
+// whose content hash did not pass validation in the last successful build.
+func (b *Builder) indexObjects(objs []Object) manifestIndex {
+	idx := manifestIndex{
+		svcs:     map[string]*Object{},
+		slicesBy: map[string][]*Object{},
+		epsBy:    map[string]*Object{},
+		valid:    make(map[uint64]bool, len(b.valid)),
+	}
+	sorted := make([]*Object, len(objs))
+	for i := range objs {
+		sorted[i] = &objs[i]
+	}
+	sortObjects(sorted)
+	for _, o := range sorted {
+		switch o.Kind {
+		case KindService:
+			if o.Service != nil {
+				idx.addService(o)
+			}
+		case KindEndpointSlice:
+			if o.EndpointSlice != nil {
+				idx.addSlice(o, b.valid[o.Hash] && o.Hash != 0)
+			}
+		case KindEndpoints:
+			if o.Endpoints != nil {
+				idx.addEndpoints(o, b.valid[o.Hash] && o.Hash != 0)
+			}
+		}
+	}
+	return idx
+}
+
+func (idx *manifestIndex) addService(o *Object) {
+	k := o.Name()
+	if first, dup := idx.svcs[k]; dup {
+		idx.errs = append(idx.errs, &config.FieldError{File: o.File, Line: o.LineOf("metadata.name"), Field: "metadata.name",
+			Message: fmt.Sprintf("Duplicate value: %q: Service %s is also defined at %s:%d", o.Service.Name, k, first.File, first.Line)})
+		return
+	}
+	idx.svcs[k] = o
+}
+
+// addSlice validates an EndpointSlice (unless wasValid) and files it under the Service its
+// LabelServiceName label names.
+func (idx *manifestIndex) addSlice(o *Object, wasValid bool) {
+	if !wasValid {
+		if el := validateSlice(o); len(el) > 0 {
+			idx.errs = append(idx.errs, el...)
+			return
+		}
+	}
+	idx.valid[o.Hash] = true
+	name, ok := o.EndpointSlice.Labels[LabelServiceName]
+	f := "metadata.labels[" + LabelServiceName + "]"
+	if !ok || name == "" {
+		idx.errs = append(idx.errs, &config.FieldError{File: o.File, Line: o.LineOf(f), Field: f, Message: "Required value: an EndpointSlice names its Service with this label"})
+		return
+	}
+	k := nsName(o.EndpointSlice.Namespace, name)
+	idx.slicesBy[k] = append(idx.slicesBy[k], o)
+}
+
+// addEndpoints validates a v1 Endpoints object (unless wasValid) and files it under the Service
+// of the same namespace/name.
+func (idx *manifestIndex) addEndpoints(o *Object, wasValid bool) {
+	if !wasValid {
+		if el := validateEndpoints(o); len(el) > 0 {
+			idx.errs = append(idx.errs, el...)
+			return
+		}
+	}
+	idx.valid[o.Hash] = true
+	k := o.Name()
+	if first, dup := idx.epsBy[k]; dup {
+		idx.errs = append(idx.errs, &config.FieldError{File: o.File, Line: o.LineOf("metadata.name"), Field: "metadata.name",
+			Message: fmt.Sprintf("Duplicate value: %q: Endpoints %s are also defined at %s:%d", o.Endpoints.Name, k, first.File, first.Line)})
+		return
+	}
+	idx.epsBy[k] = o
+}
+
+// orphanErrors reports EndpointSlices and Endpoints whose Service is not in the manifests. The
+// errors come in map order; the caller sorts them.
+func (idx *manifestIndex) orphanErrors() config.ErrorList {
+	var errs config.ErrorList
+	for k, list := range idx.slicesBy {
+		if idx.svcs[k] == nil {
+			for _, o := range list {
+				f := "metadata.labels[" + LabelServiceName + "]"
+				errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf(f), Field: f,
+					Message: fmt.Sprintf("Not found: %q: no Service %s in the manifests", o.EndpointSlice.Labels[LabelServiceName], k)})
+			}
+		}
+	}
+	for k, o := range idx.epsBy {
+		if idx.svcs[k] == nil {
+			errs = append(errs, &config.FieldError{File: o.File, Line: o.LineOf("metadata.name"), Field: "metadata.name",
+				Message: fmt.Sprintf("Not found: %q: no Service %s in the manifests", o.Endpoints.Name, k)})
+		}
+	}
+	return errs
+}
+
+// serviceKeys returns the Services' namespace/names in order: the order of allocation.
+func (idx *manifestIndex) serviceKeys() []string {
+	keys := make([]string, 0, len(idx.svcs))
+	for k := range idx.svcs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// prepareAll validates each Service in keys and resolves its endpoints, reusing the cached
+// prepared form when the combined content hash of the Service and its endpoint objects is
+// unchanged. It returns every Service's errors in keys order.
+func (b *Builder) prepareAll(keys []string, idx *manifestIndex) ([]*prepared, config.ErrorList) {
+	var errs config.ErrorList
+	preps := make([]*prepared, len(keys))
+	for i, k := range keys {
+		o := idx.svcs[k]
+		h := combinedHash(o, idx.slicesBy[k], idx.epsBy[k])
+		if c := b.cache[k]; c != nil && h != 0 && c.prep.hash == h {
+			preps[i] = c.prep
+		} else {
+			preps[i] = prepareService(o, idx.slicesBy[k], idx.epsBy[k], b.family, b.opts.APIAllocated)
+			preps[i].hash = h
+		}
+		errs = append(errs, preps[i].errs...)
+	}
+	return preps, errs
+}
+
+// allocationErrors completes a failed build's errs: it still runs the allocator over the valid
+// Services so that every error is reported at once, and returns them all sorted.
+func (b *Builder) allocationErrors(errs config.ErrorList, keys []string, preps []*prepared, prev *State) config.ErrorList {
+	var okKeys []string
+	var okPreps []*prepared
+	for i, p := range preps {
+		if len(p.errs) == 0 {
+			okKeys, okPreps = append(okKeys, keys[i]), append(okPreps, p)
+		}
+	}
+	a := newAllocator(b.cfg, prev, b.opts.APIAllocated)
+	a.res = b.res
+	a.run(okKeys, okPreps)
+	errs = append(errs, a.errs...)
+	errs.Sort()
+	return errs
+}
+
+// assembleSnapshot builds the Snapshot, the State and the next cache from the prepared Services
+// and their allocations. A Service whose prepared form and allocation are both unchanged is the
+// very *Service (and ServiceState) of the last snapshot.
+func (b *Builder) assembleSnapshot(keys []string, preps []*prepared, allocs []allocation) (*Snapshot, *State, map[string]*cached) {
 	snap := &Snapshot{
 		Services:  make([]*Service, len(keys)),
 		Frontends: map[Frontend]PortID{},
@@ -209,27 +278,30 @@ func (b *Builder) Build(objs []Object, prev *State) (*Snapshot, *State, error) {
 		}
 		snap.Services[i] = svc
 		st.Services[k] = newCache[k].st
-		if !svc.LoadBalanced() {
-			continue
-		}
-		for j := range svc.Ports {
-			pt := &svc.Ports[j]
-			snap.Ports[pt.ID] = PortRef{Service: int32(i), Port: int32(j)}
-			for _, ip := range svc.ClusterIPs {
-				snap.Frontends[Frontend{ip, pt.Port, pt.Protocol}] = pt.ID
-			}
-			if svc.ExternalIP.IsValid() {
-				snap.Frontends[Frontend{svc.ExternalIP, pt.Port, pt.Protocol}] = pt.ID
-			}
-			if pt.NodePort != 0 {
-				snap.NodePorts[NodePortKey{pt.NodePort, pt.Protocol}] = pt.ID
-			}
+		if svc.LoadBalanced() {
+			snap.addFrontends(int32(i), svc)
 		}
 	}
-	b.cache = newCache
-	delete(newValid, 0)
-	b.valid = newValid
-	return snap, st, nil
+	return snap, st, newCache
+}
+
+// addFrontends indexes the ports of svc, the Service at index si, by port ID, frontend and
+// nodePort. Only assembleSnapshot calls it, before the snapshot is returned: a returned Snapshot is
+// never modified.
+func (snap *Snapshot) addFrontends(si int32, svc *Service) {
+	for j := range svc.Ports {
+		pt := &svc.Ports[j]
+		snap.Ports[pt.ID] = PortRef{Service: si, Port: int32(j)}
+		for _, ip := range svc.ClusterIPs {
+			snap.Frontends[Frontend{ip, pt.Port, pt.Protocol}] = pt.ID
+		}
+		if svc.ExternalIP.IsValid() {
+			snap.Frontends[Frontend{svc.ExternalIP, pt.Port, pt.Protocol}] = pt.ID
+		}
+		if pt.NodePort != 0 {
+			snap.NodePorts[NodePortKey{pt.NodePort, pt.Protocol}] = pt.ID
+		}
+	}
 }
 
 func combinedHash(o *Object, sl []*Object, eps *Object) uint64 {

@@ -71,10 +71,11 @@ var (
 
 // prepareService validates a Service and resolves its endpoints from its slices (or v1 Endpoints).
 // api is BuildOptions.APIAllocated: a dual-stack Service then contributes its clusterIP of family.
+// The steps run in the order of the Service's fields and each appends its errors in that order; the
+// endpoints are resolved only when the Service has no error.
 func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api bool) *prepared {
 	s := o.Service
 	p := &prepared{obj: o, allocLBPorts: true}
-	var el field.ErrorList
 	ns := s.Namespace
 	if ns == "" {
 		ns = "default"
@@ -84,6 +85,23 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 	if !s.CreationTimestamp.IsZero() {
 		t.CreationTimestampUnix = s.CreationTimestamp.Unix()
 	}
+	el := validateMetadata(s, ns, nil)
+	el = p.prepareType(s, el)
+	el = p.prepareClusterIP(s, family, api, el)
+	el = p.preparePorts(s, el)
+	el = p.prepareLoadBalancer(s, family, el)
+	el = p.prepareSessionAffinity(s, el)
+	el = p.prepareTrafficPolicies(s, el)
+	el = p.prepareSourceRanges(s, el)
+	p.errs = toFieldErrors(o, el)
+	if len(p.errs) == 0 {
+		resolveEndpoints(t, slicesOf, eps, family)
+	}
+	return p
+}
+
+// validateMetadata checks the Service's name and its namespace ns (already defaulted).
+func validateMetadata(s *corev1.Service, ns string, el field.ErrorList) field.ErrorList {
 	meta := field.NewPath("metadata")
 	if s.Name == "" {
 		el = append(el, field.Required(meta.Child("name"), "name or generateName is required"))
@@ -96,6 +114,12 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 	for _, msg := range validation.IsDNS1123Label(ns) {
 		el = append(el, field.Invalid(meta.Child("namespace"), ns, msg))
 	}
+	return el
+}
+
+// prepareType sets the template's Type from spec.type (empty = ClusterIP).
+func (p *prepared) prepareType(s *corev1.Service, el field.ErrorList) field.ErrorList {
+	t := &p.tmpl
 	switch s.Spec.Type {
 	case "", corev1.ServiceTypeClusterIP:
 		t.Type = TypeClusterIP
@@ -109,7 +133,13 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 		el = append(el, field.NotSupported(specPath.Child("type"), s.Spec.Type,
 			[]string{"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"}))
 	}
-	// cluster IPs
+	return el
+}
+
+// clusterIPsOf returns the Service's cluster IPs (spec.clusterIPs, else spec.clusterIP) and the
+// field path of the first one. In API mode a dual-stack Service is narrowed to its IP of family
+// (or its first IP), so only that one is served and checked.
+func clusterIPsOf(s *corev1.Service, family int, api bool, el field.ErrorList) ([]string, *field.Path, field.ErrorList) {
 	ips := s.Spec.ClusterIPs
 	if len(ips) == 0 && s.Spec.ClusterIP != "" {
 		ips = []string{s.Spec.ClusterIP}
@@ -129,6 +159,15 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 			ips = ips[:1]
 		}
 	}
+	return ips, ipPath, el
+}
+
+// prepareClusterIP checks the cluster IPs against the type (an ExternalName Service has none and
+// needs spec.externalName; None = headless, ClusterIP only) and records an explicit clusterIP as
+// the request. It runs after prepareType.
+func (p *prepared) prepareClusterIP(s *corev1.Service, family int, api bool, el field.ErrorList) field.ErrorList {
+	t := &p.tmpl
+	ips, ipPath, el := clusterIPsOf(s, family, api, el)
 	p.clusterIPField = ipPath.String()
 	switch {
 	case t.Type == TypeExternalName:
@@ -163,85 +202,133 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 	if s.Spec.IPFamilyPolicy != nil && *s.Spec.IPFamilyPolicy == corev1.IPFamilyPolicyRequireDualStack && !api {
 		el = append(el, field.Invalid(specPath.Child("ipFamilyPolicy"), *s.Spec.IPFamilyPolicy, "this cluster is not configured for dual-stack services"))
 	}
-	// ports
+	return el
+}
+
+// portProto is a port number with its protocol: the unit of uniqueness of a Service's ports and
+// nodePorts.
+type portProto struct {
+	port  uint16
+	proto Protocol
+}
+
+// portsSeen is what the ports of one Service used so far, for the Duplicate errors.
+type portsSeen struct {
+	names     map[string]bool
+	ports     map[portProto]bool
+	nodePorts map[portProto]int // value: index of the port that requested it
+}
+
+// preparePorts checks spec.ports and fills, per port and in order, the template's Ports, the
+// requested nodePorts and the State's port keys (the three stay index-aligned). It runs after
+// clusterIPs (a headless or ExternalName Service may have no ports).
+func (p *prepared) preparePorts(s *corev1.Service, el field.ErrorList) field.ErrorList {
+	t := &p.tmpl
 	if len(s.Spec.Ports) == 0 && !t.Headless && t.Type != TypeExternalName {
 		el = append(el, field.Required(portsPath, ""))
 	}
-	names := map[string]bool{}
-	type pp struct {
-		port  uint16
-		proto Protocol
-	}
-	seen := map[pp]bool{}
-	nodePortSeen := map[pp]int{}
-	for i, sp := range s.Spec.Ports {
-		pth := portsPath.Index(i)
-		port := Port{Name: sp.Name}
-		switch sp.Protocol {
-		case "", corev1.ProtocolTCP:
-			port.Protocol = TCP
-		case corev1.ProtocolUDP:
-			port.Protocol = UDP
-		default:
-			el = append(el, field.NotSupported(pth.Child("protocol"), sp.Protocol, []string{"TCP", "UDP"}))
-		}
-		if len(s.Spec.Ports) > 1 && sp.Name == "" {
-			el = append(el, field.Required(pth.Child("name"), ""))
-		} else if sp.Name != "" {
-			for _, msg := range validation.IsDNS1123Label(sp.Name) {
-				el = append(el, field.Invalid(pth.Child("name"), sp.Name, msg))
-			}
-			if names[sp.Name] {
-				el = append(el, field.Duplicate(pth.Child("name"), sp.Name))
-			}
-			names[sp.Name] = true
-		}
-		if sp.Port < 1 || sp.Port > 65535 {
-			el = append(el, field.Invalid(pth.Child("port"), sp.Port, validation.InclusiveRangeError(1, 65535)))
-		} else {
-			port.Port = uint16(sp.Port)
-		}
-		k := pp{port.Port, port.Protocol}
-		if seen[k] && port.Port != 0 {
-			el = append(el, field.Duplicate(pth, fmt.Sprintf("%d/%s", port.Port, port.Protocol)))
-		}
-		seen[k] = true
-		switch tp := sp.TargetPort; {
-		case tp.Type == intstr.String && tp.StrVal != "":
-			for _, msg := range validation.IsValidPortName(tp.StrVal) {
-				el = append(el, field.Invalid(pth.Child("targetPort"), tp.StrVal, msg))
-			}
-			port.TargetPortName = tp.StrVal
-		case tp.Type == intstr.Int && tp.IntVal != 0:
-			if tp.IntVal < 1 || tp.IntVal > 65535 {
-				el = append(el, field.Invalid(pth.Child("targetPort"), tp.IntVal, validation.InclusiveRangeError(1, 65535)))
-			} else {
-				port.TargetPort = uint16(tp.IntVal)
-			}
-		default:
-			port.TargetPort = port.Port // defaulted to port, as the apiserver does
-		}
+	seen := portsSeen{names: map[string]bool{}, ports: map[portProto]bool{}, nodePorts: map[portProto]int{}}
+	for i := range s.Spec.Ports {
+		var port Port
 		var want uint16
-		if sp.NodePort != 0 {
-			switch {
-			case t.Type == TypeClusterIP || t.Type == TypeExternalName:
-				el = append(el, field.Forbidden(pth.Child("nodePort"), fmt.Sprintf("may not be used when `type` is '%s'", t.Type)))
-			case sp.NodePort < 0 || sp.NodePort > 65535:
-				el = append(el, field.Invalid(pth.Child("nodePort"), sp.NodePort, validation.InclusiveRangeError(1, 65535)))
-			default:
-				want = uint16(sp.NodePort)
-				k := pp{want, port.Protocol}
-				if _, dup := nodePortSeen[k]; dup {
-					el = append(el, field.Duplicate(pth.Child("nodePort"), sp.NodePort))
-				}
-				nodePortSeen[k] = i
-			}
-		}
+		port, want, el = p.preparePort(s, i, &seen, el)
 		p.wantNodePorts = append(p.wantNodePorts, want)
 		p.portKeys = append(p.portKeys, portKey(port.Port, port.Protocol))
 		t.Ports = append(t.Ports, port)
 	}
-	// LoadBalancer
+	return el
+}
+
+// preparePort checks spec.ports[i] and returns its Port (without ID, NodePort and endpoints) and
+// its requested nodePort (0 = auto).
+func (p *prepared) preparePort(s *corev1.Service, i int, seen *portsSeen, el field.ErrorList) (Port, uint16, field.ErrorList) {
+	sp := &s.Spec.Ports[i]
+	pth := portsPath.Index(i)
+	port := Port{Name: sp.Name}
+	switch sp.Protocol {
+	case "", corev1.ProtocolTCP:
+		port.Protocol = TCP
+	case corev1.ProtocolUDP:
+		port.Protocol = UDP
+	default:
+		el = append(el, field.NotSupported(pth.Child("protocol"), sp.Protocol, []string{"TCP", "UDP"}))
+	}
+	if len(s.Spec.Ports) > 1 && sp.Name == "" {
+		el = append(el, field.Required(pth.Child("name"), ""))
+	} else if sp.Name != "" {
+		for _, msg := range validation.IsDNS1123Label(sp.Name) {
+			el = append(el, field.Invalid(pth.Child("name"), sp.Name, msg))
+		}
+		if seen.names[sp.Name] {
+			el = append(el, field.Duplicate(pth.Child("name"), sp.Name))
+		}
+		seen.names[sp.Name] = true
+	}
+	if sp.Port < 1 || sp.Port > 65535 {
+		el = append(el, field.Invalid(pth.Child("port"), sp.Port, validation.InclusiveRangeError(1, 65535)))
+	} else {
+		port.Port = uint16(sp.Port)
+	}
+	k := portProto{port.Port, port.Protocol}
+	if seen.ports[k] && port.Port != 0 {
+		el = append(el, field.Duplicate(pth, fmt.Sprintf("%d/%s", port.Port, port.Protocol)))
+	}
+	seen.ports[k] = true
+	el = prepareTargetPort(sp, &port, pth, el)
+	want, el := p.requestedNodePort(sp, i, port.Protocol, seen, el)
+	return port, want, el
+}
+
+// prepareTargetPort sets port's TargetPortName or TargetPort from sp.targetPort, defaulted to the
+// port as the apiserver does. It runs after port.Port is set.
+func prepareTargetPort(sp *corev1.ServicePort, port *Port, pth *field.Path, el field.ErrorList) field.ErrorList {
+	switch tp := sp.TargetPort; {
+	case tp.Type == intstr.String && tp.StrVal != "":
+		for _, msg := range validation.IsValidPortName(tp.StrVal) {
+			el = append(el, field.Invalid(pth.Child("targetPort"), tp.StrVal, msg))
+		}
+		port.TargetPortName = tp.StrVal
+	case tp.Type == intstr.Int && tp.IntVal != 0:
+		if tp.IntVal < 1 || tp.IntVal > 65535 {
+			el = append(el, field.Invalid(pth.Child("targetPort"), tp.IntVal, validation.InclusiveRangeError(1, 65535)))
+		} else {
+			port.TargetPort = uint16(tp.IntVal)
+		}
+	default:
+		port.TargetPort = port.Port // defaulted to port, as the apiserver does
+	}
+	return el
+}
+
+// requestedNodePort returns spec.ports[i].nodePort as a request (0 = none or invalid); a nodePort
+// is forbidden for ClusterIP and ExternalName Services and unique per protocol within the Service.
+func (p *prepared) requestedNodePort(sp *corev1.ServicePort, i int, proto Protocol, seen *portsSeen, el field.ErrorList) (uint16, field.ErrorList) {
+	if sp.NodePort == 0 {
+		return 0, el
+	}
+	pth := portsPath.Index(i)
+	switch t := &p.tmpl; {
+	case t.Type == TypeClusterIP || t.Type == TypeExternalName:
+		el = append(el, field.Forbidden(pth.Child("nodePort"), fmt.Sprintf("may not be used when `type` is '%s'", t.Type)))
+	case sp.NodePort < 0 || sp.NodePort > 65535:
+		el = append(el, field.Invalid(pth.Child("nodePort"), sp.NodePort, validation.InclusiveRangeError(1, 65535)))
+	default:
+		want := uint16(sp.NodePort)
+		k := portProto{want, proto}
+		if _, dup := seen.nodePorts[k]; dup {
+			el = append(el, field.Duplicate(pth.Child("nodePort"), sp.NodePort))
+		}
+		seen.nodePorts[k] = i
+		return want, el
+	}
+	return 0, el
+}
+
+// prepareLoadBalancer reads spec.allocateLoadBalancerNodePorts, the requested external IP (the
+// MetalLB annotation wins over spec.loadBalancerIP; the first IP of family is the request) and
+// the address pool annotation.
+func (p *prepared) prepareLoadBalancer(s *corev1.Service, family int, el field.ErrorList) field.ErrorList {
+	t := &p.tmpl
 	if s.Spec.AllocateLoadBalancerNodePorts != nil {
 		if t.Type != TypeLoadBalancer {
 			el = append(el, field.Forbidden(specPath.Child("allocateLoadBalancerNodePorts"), "may only be used when `type` is 'LoadBalancer'"))
@@ -269,7 +356,13 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 		}
 	}
 	p.pool = s.Annotations[AnnotationAddressPool]
-	// policies
+	return el
+}
+
+// prepareSessionAffinity sets ClientIP affinity and its timeout (defaulted to
+// DefaultAffinityTimeoutSeconds, at most maxAffinityTimeoutSeconds).
+func (p *prepared) prepareSessionAffinity(s *corev1.Service, el field.ErrorList) field.ErrorList {
+	t := &p.tmpl
 	switch s.Spec.SessionAffinity {
 	case "", corev1.ServiceAffinityNone:
 	case corev1.ServiceAffinityClientIP:
@@ -287,6 +380,13 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 	default:
 		el = append(el, field.NotSupported(specPath.Child("sessionAffinity"), s.Spec.SessionAffinity, []string{"ClientIP", "None"}))
 	}
+	return el
+}
+
+// prepareTrafficPolicies sets the external and internal traffic policies; an external one is
+// allowed only for NodePort and LoadBalancer Services.
+func (p *prepared) prepareTrafficPolicies(s *corev1.Service, el field.ErrorList) field.ErrorList {
+	t := &p.tmpl
 	switch s.Spec.ExternalTrafficPolicy {
 	case "", corev1.ServiceExternalTrafficPolicyCluster:
 	case corev1.ServiceExternalTrafficPolicyLocal:
@@ -306,6 +406,13 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 			el = append(el, field.NotSupported(specPath.Child("internalTrafficPolicy"), *itp, []string{"Cluster", "Local"}))
 		}
 	}
+	return el
+}
+
+// prepareSourceRanges sets the template's SourceRanges (masked) from
+// spec.loadBalancerSourceRanges, which only a LoadBalancer Service may have.
+func (p *prepared) prepareSourceRanges(s *corev1.Service, el field.ErrorList) field.ErrorList {
+	t := &p.tmpl
 	for i, r := range s.Spec.LoadBalancerSourceRanges {
 		pr, err := netip.ParsePrefix(strings.TrimSpace(r))
 		if err != nil {
@@ -317,11 +424,7 @@ func prepareService(o *Object, slicesOf []*Object, eps *Object, family int, api 
 	if len(s.Spec.LoadBalancerSourceRanges) > 0 && t.Type != TypeLoadBalancer {
 		el = append(el, field.Forbidden(specPath.Child("loadBalancerSourceRanges"), "may only be used when `type` is 'LoadBalancer'"))
 	}
-	p.errs = toFieldErrors(o, el)
-	if len(p.errs) == 0 {
-		resolveEndpoints(t, slicesOf, eps, family)
-	}
-	return p
+	return el
 }
 
 // validateSlice checks an EndpointSlice's own fields (not its link to a Service).
