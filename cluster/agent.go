@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -52,6 +53,7 @@ func (n *Node) Meta() Meta {
 // node sees it.
 type BackendMember struct {
 	Name      string          // member (agent) name
+	Addr      netip.AddrPort  // its memberlist address: where it answers the failure detector's probes
 	Endpoints []AgentEndpoint // as announced, sorted by Service
 	Leaving   bool            // the agent announced it is leaving
 }
@@ -67,7 +69,7 @@ func (n *Node) Backends() []BackendMember {
 		if name == n.cfg.Name || r.state != StateAlive || !r.metaValid || r.meta.Role != RoleBackend {
 			continue
 		}
-		out = append(out, BackendMember{Name: name, Endpoints: slices.Clone(r.meta.Endpoints), Leaving: r.meta.Leaving})
+		out = append(out, BackendMember{Name: name, Addr: r.addr, Endpoints: slices.Clone(r.meta.Endpoints), Leaving: r.meta.Leaving})
 	}
 	slices.SortFunc(out, func(a, b BackendMember) int {
 		switch {

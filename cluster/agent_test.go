@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -129,4 +130,69 @@ func TestNodeBackendsDoNotCountTowardQuorum(t *testing.T) {
 			t.Fatalf("vip %s: owner %q standby %q", v, o, s)
 		}
 	}
+}
+
+// TestAgentKeyCannotJoinApplianceCluster: two appliances share the appliance key and also run an
+// agent-cluster node (another key, no VIPs); an agent holding only the agent key joins the
+// agent cluster, is seen there with its own address, and fails to join the appliance cluster:
+// it never appears among the appliances' members and holds no VIP in either cluster.
+func TestAgentKeyCannotJoinApplianceCluster(t *testing.T) {
+	applianceKey := bytes.Repeat([]byte{1}, 32)
+	agentKey := bytes.Repeat([]byte{2}, 32)
+	vip := netip.MustParseAddr("198.19.1.1")
+	appliances := startClusterOnSockets(t, []string{"lb-a", "lb-b"}, applianceKey, nil)
+	for _, a := range appliances {
+		a.SetVIPs([]netip.Addr{vip})
+	}
+	var agentPorts []*Node
+	for _, a := range appliances {
+		c := testConfig(t, a.cfg.Name, agentKey)
+		c.RequireQuorum = false
+		agentPorts = append(agentPorts, startNode(t, c))
+	}
+	if _, err := agentPorts[1].Join([]string{agentPorts[0].AddrPort().String()}); err != nil {
+		t.Fatalf("agent cluster: %v", err)
+	}
+
+	c := testConfig(t, "agent-1", agentKey)
+	c.Meta = Meta{Role: RoleBackend, Endpoints: []AgentEndpoint{{Service: "default/web", Addr: netip.MustParseAddr("127.0.0.1"),
+		State: EndpointReady, Ports: []AgentPort{{Port: 8080, Protocol: ProtocolTCP}}}}}
+	agent := startNode(t, c)
+	if _, err := agent.Join([]string{appliances[0].AddrPort().String()}); err == nil {
+		t.Fatal("an agent holding only the agent key joined the appliance cluster")
+	}
+	if _, err := agent.Join([]string{agentPorts[0].AddrPort().String()}); err != nil {
+		t.Fatalf("agent joins the agent cluster: %v", err)
+	}
+	for _, p := range agentPorts {
+		tstest.EventuallyTrue(t, 10*time.Second, "agent seen in the agent cluster", func() bool {
+			b := p.Backends()
+			return len(b) == 1 && b[0].Name == "agent-1" && b[0].Addr == agent.AddrPort()
+		})
+	}
+	tstest.EventuallyTrue(t, 10*time.Second, "the appliances hold the VIP", func() bool {
+		o, _ := appliances[0].Owner(vip)
+		return o == "lb-a" || o == "lb-b"
+	})
+	tstest.Never(t, time.Second, 50*time.Millisecond, "the agent in the appliance cluster", func() bool {
+		for _, a := range appliances {
+			for _, m := range a.Members() {
+				if m.Name == "agent-1" {
+					return true
+				}
+			}
+			if len(a.Backends()) != 0 {
+				return true
+			}
+			if o, _ := a.Owner(vip); o == "agent-1" {
+				return true
+			}
+		}
+		for _, p := range append(agentPorts, agent) {
+			if p.Holds(vip) {
+				return true
+			}
+		}
+		return false
+	})
 }
