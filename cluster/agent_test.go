@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -164,6 +165,15 @@ func TestAgentKeyCannotJoinApplianceCluster(t *testing.T) {
 	if _, err := agent.Join([]string{agentPorts[0].AddrPort().String()}); err != nil {
 		t.Fatalf("agent joins the agent cluster: %v", err)
 	}
+	// A liar claims an address it does not answer at: no probe confirms it, so it is never listed.
+	lc := testConfig(t, "liar", agentKey)
+	lc.Meta = c.Meta
+	lc.BindAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeLoopbackPort(t)) // memberlist advertises the bound port of port 0
+	lc.AdvertiseAddr = netip.MustParseAddrPort("127.0.0.1:1")
+	liar := startNode(t, lc)
+	if _, err := liar.Join([]string{agentPorts[0].AddrPort().String()}); err != nil {
+		t.Fatalf("liar joins the agent cluster: %v", err)
+	}
 	for _, p := range agentPorts {
 		tstest.EventuallyTrue(t, 10*time.Second, "agent seen in the agent cluster", func() bool {
 			b := p.Backends()
@@ -174,7 +184,7 @@ func TestAgentKeyCannotJoinApplianceCluster(t *testing.T) {
 		o, _ := appliances[0].Owner(vip)
 		return o == "lb-a" || o == "lb-b"
 	})
-	tstest.Never(t, time.Second, 50*time.Millisecond, "the agent in the appliance cluster", func() bool {
+	tstest.Never(t, time.Second, 50*time.Millisecond, "the agent in the appliance cluster, a VIP held in the agent cluster, or the liar listed", func() bool {
 		for _, a := range appliances {
 			for _, m := range a.Members() {
 				if m.Name == "agent-1" {
@@ -192,7 +202,32 @@ func TestAgentKeyCannotJoinApplianceCluster(t *testing.T) {
 			if p.Holds(vip) {
 				return true
 			}
+			for _, b := range p.Backends() {
+				if b.Name == "liar" {
+					return true
+				}
+			}
 		}
 		return false
 	})
+}
+
+// freeLoopbackPort returns a port that was free on 127.0.0.1 for both TCP and UDP a moment ago.
+func freeLoopbackPort(t *testing.T) uint16 {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", l.Addr().String())
+		l.Close()
+		if err == nil {
+			u.Close()
+			return uint16(port)
+		}
+	}
+	t.Fatal("no free loopback port")
+	return 0
 }

@@ -227,6 +227,9 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 	if err := n.startCluster(); err != nil {
 		return err
 	}
+	if err := n.startAgentCluster(); err != nil { // agentcluster.go
+		return err
+	}
 	n.setClusterVIPs(snap)
 	nb, err := newKernelNeighbors(ctx, n.log)
 	if err != nil {
@@ -331,6 +334,7 @@ func (n *node) stop() {
 	if n.cl != nil {
 		n.leaveCluster()
 	}
+	n.stopAgentCluster() // agentcluster.go
 	if n.running.cancel != nil {
 		n.running.cancel()
 		n.running.goroutines.Wait()
