@@ -32,6 +32,10 @@ func agentManifests(grant string) string {
 		fmt.Sprintf("metadata: {name: web, namespace: default, annotations: {%s: %q}}", daemon.AllowedSourcesAnnotation, grant), 1)
 }
 
+// applianceKey is the appliances' gossip key in raw form (32 bytes, not base64: the '-'), which
+// every reader of cluster.secretKeyFile takes as the same key.
+const applianceKey = "agents-e2e-appliance-key-32bytes"
+
 // startAgentNode runs the appliance in lab node i with its agent cluster enabled (on the node's
 // external address, port agent.DefaultPort, keyed with a new agent key) and returns it with the
 // agent key file.
@@ -40,7 +44,7 @@ func startAgentNode(t *testing.T, l *lab.Lab, i int, manifests string) (*node, s
 	ns, dir := l.Nodes[i], t.TempDir()
 	an, err := appliance.New(appliance.Config{
 		Bin: applianceBinary(t), NS: ns, Name: fmt.Sprintf("lb-%d", ns.Index), Peers: l.Nodes, Dir: dir,
-		HealthTimeout: 20 * time.Second, AdminTimeout: 10 * time.Second,
+		GossipKey: applianceKey, HealthTimeout: 20 * time.Second, AdminTimeout: 10 * time.Second,
 	}, manifests)
 	if err != nil {
 		t.Fatal(err)
