@@ -61,16 +61,16 @@ type pingDelegate Node
 // AckPayload sends nothing with acks.
 func (p *pingDelegate) AckPayload() []byte { return nil }
 
-// NotifyPingComplete records that other answered a direct probe at its
-// current address.
+// NotifyPingComplete records that other, a backend agent, answered a direct
+// probe at its current address.
 func (p *pingDelegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
 	n := (*Node)(p)
 	a, _ := netip.AddrFromSlice(other.Addr)
 	addr := netip.AddrPortFrom(a.Unmap(), other.Port)
 	n.mu.Lock()
 	r := n.members[other.Name]
-	changed := r != nil && r.addr == addr && r.probed != addr
-	if changed {
+	changed := r != nil && r.addr == addr && r.probed != addr && r.metaValid && r.meta.Role == RoleBackend
+	if changed { // Backends lists it from now on
 		r.probed = addr
 		n.membersChanged = true
 	}
