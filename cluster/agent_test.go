@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"bytes"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -129,4 +131,103 @@ func TestNodeBackendsDoNotCountTowardQuorum(t *testing.T) {
 			t.Fatalf("vip %s: owner %q standby %q", v, o, s)
 		}
 	}
+}
+
+// TestAgentKeyCannotJoinApplianceCluster: two appliances share the appliance key and also run an
+// agent-cluster node (another key, no VIPs); an agent holding only the agent key joins the
+// agent cluster, is seen there with its own address, and fails to join the appliance cluster:
+// it never appears among the appliances' members and holds no VIP in either cluster.
+func TestAgentKeyCannotJoinApplianceCluster(t *testing.T) {
+	applianceKey := bytes.Repeat([]byte{1}, 32)
+	agentKey := bytes.Repeat([]byte{2}, 32)
+	vip := netip.MustParseAddr("198.19.1.1")
+	appliances := startClusterOnSockets(t, []string{"lb-a", "lb-b"}, applianceKey, nil)
+	for _, a := range appliances {
+		a.SetVIPs([]netip.Addr{vip})
+	}
+	var agentPorts []*Node
+	for _, a := range appliances {
+		c := testConfig(t, a.cfg.Name, agentKey)
+		c.RequireQuorum = false
+		agentPorts = append(agentPorts, startNode(t, c))
+	}
+	if _, err := agentPorts[1].Join([]string{agentPorts[0].AddrPort().String()}); err != nil {
+		t.Fatalf("agent cluster: %v", err)
+	}
+
+	c := testConfig(t, "agent-1", agentKey)
+	c.Meta = Meta{Role: RoleBackend, Endpoints: []AgentEndpoint{{Service: "default/web", Addr: netip.MustParseAddr("127.0.0.1"),
+		State: EndpointReady, Ports: []AgentPort{{Port: 8080, Protocol: ProtocolTCP}}}}}
+	agent := startNode(t, c)
+	if _, err := agent.Join([]string{appliances[0].AddrPort().String()}); err == nil {
+		t.Fatal("an agent holding only the agent key joined the appliance cluster")
+	}
+	if _, err := agent.Join([]string{agentPorts[0].AddrPort().String()}); err != nil {
+		t.Fatalf("agent joins the agent cluster: %v", err)
+	}
+	// A liar claims an address it does not answer at: no probe confirms it, so it is never listed.
+	lc := testConfig(t, "liar", agentKey)
+	lc.Meta = c.Meta
+	lc.BindAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freeLoopbackPort(t)) // memberlist advertises the bound port of port 0
+	lc.AdvertiseAddr = netip.MustParseAddrPort("127.0.0.1:1")
+	liar := startNode(t, lc)
+	if _, err := liar.Join([]string{agentPorts[0].AddrPort().String()}); err != nil {
+		t.Fatalf("liar joins the agent cluster: %v", err)
+	}
+	for _, p := range agentPorts {
+		tstest.EventuallyTrue(t, 10*time.Second, "agent seen in the agent cluster", func() bool {
+			b := p.Backends()
+			return len(b) == 1 && b[0].Name == "agent-1" && b[0].Addr == agent.AddrPort()
+		})
+	}
+	tstest.EventuallyTrue(t, 10*time.Second, "the appliances hold the VIP", func() bool {
+		o, _ := appliances[0].Owner(vip)
+		return o == "lb-a" || o == "lb-b"
+	})
+	tstest.Never(t, time.Second, 50*time.Millisecond, "the agent in the appliance cluster, a VIP held in the agent cluster, or the liar listed", func() bool {
+		for _, a := range appliances {
+			for _, m := range a.Members() {
+				if m.Name == "agent-1" {
+					return true
+				}
+			}
+			if len(a.Backends()) != 0 {
+				return true
+			}
+			if o, _ := a.Owner(vip); o == "agent-1" {
+				return true
+			}
+		}
+		for _, p := range append(agentPorts, agent) {
+			if p.Holds(vip) {
+				return true
+			}
+			for _, b := range p.Backends() {
+				if b.Name == "liar" {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+// freeLoopbackPort returns a port that was free on 127.0.0.1 for both TCP and UDP a moment ago.
+func freeLoopbackPort(t *testing.T) uint16 {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", l.Addr().String())
+		l.Close()
+		if err == nil {
+			u.Close()
+			return uint16(port)
+		}
+	}
+	t.Fatal("no free loopback port")
+	return 0
 }

@@ -124,3 +124,47 @@ func TestDecodeMetaVersion1(t *testing.T) {
 		t.Fatalf("got %+v, %v", m, err)
 	}
 }
+
+// FuzzDecodeBackendMeta: a backend agent's metadata, decoded straight from the agent cluster
+// (agents are untrusted). Whatever decodes must satisfy what the appliance relies on: every
+// endpoint passes checkAgentEndpoint, Services are sorted and unique, and the metadata encodes
+// back to the same bytes' meaning.
+func FuzzDecodeBackendMeta(f *testing.F) {
+	udp := AgentPort{Name: "echo", Port: 9000, Protocol: ProtocolUDP}
+	seeds := []Meta{
+		{Role: RoleBackend, Endpoints: []AgentEndpoint{agentEP("default/web", tcp8080)}},
+		{Role: RoleBackend, Version: "v1", Leaving: true, Endpoints: []AgentEndpoint{
+			agentEP("ns/a", AgentPort{Name: "http", Port: 8080, Protocol: ProtocolTCP}, udp),
+			{Service: "ns/b", Addr: netip.MustParseAddr("2001:2::21"), State: EndpointDraining, Ports: []AgentPort{udp}}}},
+		{Role: RoleBackend, Endpoints: []AgentEndpoint{{Service: "ns/c", Addr: netip.MustParseAddr("198.18.1.22"),
+			State: EndpointNotReady, Ports: []AgentPort{tcp8080}}}},
+	}
+	for _, m := range seeds {
+		b, err := EncodeMeta(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMeta(b)
+		if err != nil {
+			return
+		}
+		for i, e := range m.Endpoints {
+			if err := checkAgentEndpoint(e); err != nil {
+				t.Fatalf("decoded endpoint %+v: %v", e, err)
+			}
+			if i > 0 && m.Endpoints[i-1].Service >= e.Service {
+				t.Fatalf("endpoints not sorted and unique: %+v", m.Endpoints)
+			}
+		}
+		re, err := EncodeMeta(m)
+		if err != nil {
+			t.Fatalf("decoded meta does not encode: %v", err)
+		}
+		if m2, err := DecodeMeta(re); err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip: %+v -> %+v (%v)", m, m2, err)
+		}
+	})
+}

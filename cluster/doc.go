@@ -114,9 +114,12 @@
 // the sender a message names is its own claim, which memberlist cannot check
 // (NotifyMsg gives no sender). The rules above therefore stop a key holder
 // from forging another's allocations or reports only as far as key holders
-// are appliances: backend agents join the same memberlist today, so an agent
-// could still claim an appliance's name. Agents are to get a separate
-// credential and cluster, after which only appliances hold the key. Typed
+// are appliances, which is why backend agents never hold the appliances' key:
+// they join a separate memberlist, the agent cluster, with a key of their own,
+// where each appliance runs a Node given no VIPs, no allocations and no
+// handlers and read only through Backends (agent.go). A member's address is
+// its own claim too; Backends lists an agent only once a direct probe got an
+// ack from its address (pingDelegate), so Addr is where it answers. Typed
 // message handlers check the sender's role themselves (IsLiveAppliance) and
 // that a payload speaks only for its sender.
 //
@@ -146,7 +149,8 @@
 //     probe goroutines (GetBroadcasts; NotifyLeave when a member is declared
 //     dead, also from a suspicion timer), its push-pull goroutine, and the
 //     caller's goroutine inside New, Join, Leave and SetMeta (NodeMeta, this
-//     node's own member events, the push-pull of a join). The event delegate
+//     node's own member events, the push-pull of a join); the probe
+//     goroutine also calls the ping delegate (agent.go). The event delegate
 //     runs with memberlist's member lock held. No delegate method blocks or
 //     calls back into memberlist: each records what it got under Node.mu,
 //     counts, and wakes the event goroutine.

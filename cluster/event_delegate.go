@@ -57,7 +57,8 @@ func (n *Node) recordMember(node *memberlist.Node, state MemberState) {
 		r.since = now
 		n.membersChanged = true
 		if state == StateAlive && node.Name != n.cfg.Name {
-			r.restarted = r.state != 0 // back from dead or left: a new incarnation
+			r.probed = netip.AddrPort{} // a new incarnation proves its address anew
+			r.restarted = r.state != 0  // back from dead or left: a new incarnation
 			n.greet[node.Name] = true
 		}
 	}

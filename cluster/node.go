@@ -105,8 +105,9 @@ type memberRecord struct {
 	meta      Meta
 	metaValid bool
 	since     time.Time
-	metaRaw   string // the metadata bytes last seen, to notice changes
-	restarted bool   // came back alive after dead or left: its next allocation set starts a new incarnation
+	metaRaw   string         // the metadata bytes last seen, to notice changes
+	restarted bool           // came back alive after dead or left: its next allocation set starts a new incarnation
+	probed    netip.AddrPort // the address a direct probe of this node last got its ack from (agent.go)
 }
 
 // Node is one member of the cluster: memberlist plus VIP ownership and
@@ -239,6 +240,7 @@ func (n *Node) memberlistConfig() *memberlist.Config {
 	}
 	mc.Delegate = (*delegate)(n)
 	mc.Events = (*eventDelegate)(n)
+	mc.Ping = (*pingDelegate)(n)
 	mc.LogOutput = nil
 	mc.Logger = log.New(slogWriter{n.log}, "", 0)
 	return mc

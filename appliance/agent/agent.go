@@ -57,7 +57,10 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Address = a
 	}
 	if !cfg.Bind.IsValid() {
-		cfg.Bind = netip.AddrPortFrom(cfg.Address, 7946)
+		cfg.Bind = netip.AddrPortFrom(cfg.Address, DefaultPort)
+	}
+	if err := cfg.Validate(); err != nil { // with the address and bind filled in
+		return nil, err
 	}
 	if cfg.Name == "" {
 		host, err := os.Hostname()
@@ -90,6 +93,10 @@ func New(cfg Config) (*Agent, error) {
 	cc := cluster.DefaultConfig()
 	cc.Name = cfg.Name
 	cc.BindAddr = cfg.Bind
+	if cfg.Bind.Addr().IsUnspecified() {
+		// The appliances take endpoints only at the address the agent answers probes at.
+		cc.AdvertiseAddr = netip.AddrPortFrom(cfg.Address, cfg.Bind.Port())
+	}
 	cc.Join = cfg.Join
 	cc.SecretKey = cfg.SecretKey
 	cc.Meta = cfg.meta(a.want)

@@ -48,6 +48,7 @@ func TestParseArgs(t *testing.T) {
 		{name: "bad address", args: "--join a:1 --service a/x --port 80 --address 198.18.1", wantErr: "--address"},
 		{name: "multicast address", args: "--join a:1 --service a/x --port 80 --address 224.0.0.1", wantErr: "unicast"},
 		{name: "bad bind", args: "--join a:1 --service a/x --port 80 --bind 198.18.1.2", wantErr: "--bind"},
+		{name: "bind on another address", args: "--join a:1 --service a/x --port 80 --address 198.18.1.2 --bind 198.18.1.3:7947", wantErr: "own memberlist address"},
 		{name: "bad interval", args: "--join a:1 --service a/x --port 80 --check-interval 0s", wantErr: "--check-interval"},
 		{name: "stray argument", args: "--join a:1 --service a/x --port 80 extra", wantErr: "unexpected argument"},
 		{name: "too big for metadata", args: "--join a:1 " + strings.Repeat("--service "+strings.Repeat("n", 60)+"/s", 1) +

@@ -29,17 +29,22 @@ type Service struct {
 type Config struct {
 	// Name is the agent's member name in the cluster; default "<hostname>-<address>".
 	Name string
-	// Join lists "host:port" memberlist addresses of appliances (at least one).
+	// Join lists "host:port" agent-cluster addresses of appliances (their
+	// cluster.agents.bind, port DefaultPort by default; at least one).
 	Join []string
 	// Services are the Services this host serves (at least one).
 	Services []Service
 	// Address is the endpoint address traffic is sent to; default: the local
 	// address that routes to the first join address.
 	Address netip.Addr
-	// Bind is the memberlist address and port of the agent; default Address:7946.
+	// Bind is the memberlist address and port of the agent; default
+	// Address:DefaultPort. Its address must be Address or unspecified (the
+	// agent then advertises Address): appliances take only endpoints at the
+	// agent's own memberlist address.
 	Bind netip.AddrPort
-	// SecretKeyFile is the cluster's gossip key file (same format as the
-	// appliance's cluster.secretKeyFile); "" = no encryption.
+	// SecretKeyFile is the agent cluster's gossip key file (the appliances'
+	// cluster.agents.secretKeyFile, never their cluster.secretKeyFile); "" = no
+	// encryption.
 	SecretKeyFile string
 	// SecretKey is the key itself (read from SecretKeyFile by New when empty).
 	SecretKey []byte
@@ -73,6 +78,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// DefaultPort is the agent cluster's customary port, on the agent (Bind) as
+// on the appliances (cluster.agents.bind).
+const DefaultPort = 7947
+
 // portName is what EndpointSlice port names may be: a DNS label.
 var portName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
@@ -86,7 +95,7 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var join, address, bind string
-	fs.StringVar(&join, "join", "", "memberlist `ADDR[,ADDR]` of appliances (host:port)")
+	fs.StringVar(&join, "join", "", "agent-cluster `ADDR[,ADDR]` of appliances (host:port, their cluster.agents.bind)")
 	fs.Func("service", "Service `ns/name` this host serves; the next --port flags give its ports", func(v string) error {
 		if err := checkServiceKey(v); err != nil {
 			return err
@@ -109,9 +118,9 @@ func ParseArgs(args []string, stderr io.Writer) (Config, error) {
 		return nil
 	})
 	fs.StringVar(&address, "address", "", "endpoint `IP` (default: the local address that routes to the first --join)")
-	fs.StringVar(&bind, "bind", "", "memberlist `IP:PORT` of the agent (default: ADDRESS:7946)")
+	fs.StringVar(&bind, "bind", "", "memberlist `IP:PORT` of the agent, IP being ADDRESS or unspecified (default: ADDRESS:7947)")
 	fs.StringVar(&c.Name, "name", "", "member `NAME` (default: HOSTNAME-ADDRESS)")
-	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "gossip key `FILE` (16, 24 or 32 bytes, as the appliances' cluster.secretKeyFile)")
+	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "agent gossip key `FILE` (16, 24 or 32 bytes: the appliances' cluster.agents.secretKeyFile)")
 	fs.DurationVar(&c.CheckInterval, "check-interval", c.CheckInterval, "period of the TCP readiness checks")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long to announce draining before leaving on SIGTERM/SIGINT")
 	fs.StringVar(&c.Admin, "admin", "", "`ADDR` of /healthz and /metrics (default: none)")
@@ -222,6 +231,9 @@ func (c Config) Validate() error {
 	}
 	if c.Address.IsValid() && !unicast(c.Address) {
 		return fmt.Errorf("--address %s: not a unicast address", c.Address)
+	}
+	if c.Bind.IsValid() && c.Address.IsValid() && !c.Bind.Addr().IsUnspecified() && c.Bind.Addr().Unmap() != c.Address.Unmap() {
+		return fmt.Errorf("--bind %s: must be on --address %s or unspecified: appliances take only endpoints at the agent's own memberlist address", c.Bind, c.Address)
 	}
 	if c.CheckInterval <= 0 || c.CheckTimeout <= 0 || c.AnnounceTimeout <= 0 {
 		return errors.New("--check-interval: must be positive")

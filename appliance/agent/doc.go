@@ -1,9 +1,20 @@
 // Package agent is the backend agent (`appliance agent`): on a backend host
-// without a Kubernetes API it joins the appliances' memberlist cluster as a
-// backend member (cluster.RoleBackend) and announces its endpoints — per
-// Service "namespace/name", its address and ports as EndpointSlice ports —
-// in its node metadata, with their readiness. The appliances turn them into
-// EndpointSlices (appliance/daemon, agents.go). It needs no AF_XDP and no root.
+// without a Kubernetes API it joins the appliances' agent cluster (a
+// memberlist apart from the appliances' own, with a key of its own:
+// cluster.agents on the appliances) as a backend member (cluster.RoleBackend)
+// and announces its endpoints — per Service "namespace/name", its address and
+// ports as EndpointSlice ports — in its node metadata, with their readiness.
+// The appliances turn them into EndpointSlices (appliance/daemon, agents.go).
+// It needs no AF_XDP and no root.
+//
+// # Trust
+//
+// The agent key admits a member to the agent cluster only: an agent can never
+// act as an appliance. Every endpoint carries Config.Address, which is also
+// the agent's memberlist address (Bind is on it, or unspecified and then
+// Address is advertised): appliances take an endpoint only at the address a
+// probe confirmed the agent answers at, and only for Services whose
+// agents.xdpsvc.io/allowed-sources annotation grants that address.
 //
 // # Behaviour
 //

@@ -161,6 +161,43 @@ type ClusterConfig struct {
 	// FlowSyncBytesPerSecond bounds the bandwidth of flow-state sync to each peer; 0 turns flow
 	// sync off; default 4 MiB/s.
 	FlowSyncBytesPerSecond int
+	// Agents is the separate memberlist backend agents join (cluster.agents).
+	Agents AgentsConfig
+}
+
+// AgentsConfig is cluster.agents: the agent cluster, a memberlist apart from the appliances'
+// with its own key, which backend agents (`appliance agent`) join to announce endpoints. Agents
+// never hold the appliances' key, so they can never act as appliances.
+type AgentsConfig struct {
+	// Enabled runs the agent cluster; default false (agents are not listened to).
+	Enabled bool
+	// Bind is the IP:port the agent cluster listens on; default: cluster.bind's address with
+	// port DefaultAgentPort.
+	Bind string
+	// Join lists host:port agent-cluster addresses of the other appliances, so that an agent
+	// that knows one appliance reaches them all.
+	Join []string
+	// SecretKeyFile is the agents' gossip key (same format as cluster.secretKeyFile, a different
+	// key), relative to the config file. Required when Enabled, unless Insecure.
+	SecretKeyFile string
+	// Insecure runs the agent cluster without a key on purpose: anyone who reaches Bind can then
+	// announce endpoints (still only its own address, for Services that grant it). Labs only.
+	Insecure bool
+}
+
+// DefaultAgentPort is the agent cluster's port when cluster.agents.bind is not set.
+const DefaultAgentPort = 7947
+
+// AgentBind returns cluster.agents.bind, or cluster.bind's address with DefaultAgentPort.
+func (c ClusterConfig) AgentBind() string {
+	if c.Agents.Bind != "" {
+		return c.Agents.Bind
+	}
+	ap, err := netip.ParseAddrPort(c.Bind)
+	if err != nil {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultAgentPort).String()
+	}
+	return netip.AddrPortFrom(ap.Addr(), DefaultAgentPort).String()
 }
 
 // ServicesConfig says where Services come from: manifest files, or a Kubernetes API server

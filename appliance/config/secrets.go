@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,6 +33,36 @@ func (c *Config) ClusterKey() ([]byte, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster.secretKeyFile: %w", err)
+	}
+	return k, nil
+}
+
+// ErrNoAgentKey is returned by AgentKey for a config with cluster.agents.enabled and neither an
+// agent key nor cluster.agents.insecure: true.
+var ErrNoAgentKey = errors.New("cluster.agents.secretKeyFile: Required value: the agent cluster needs its own key, or anyone " +
+	"who reaches cluster.agents.bind can announce endpoints (make one with `appliance keygen FILE`, a different file " +
+	"from cluster.secretKeyFile); set cluster.agents.insecure: true to run without one on purpose")
+
+// AgentKey reads the agent cluster's gossip key: nil when agents are disabled or with
+// cluster.agents.insecure: true; an error when the file is missing, unreadable, readable by
+// others or not a key, when neither is set, or when it is the appliances' key (agents would
+// then hold the key that makes a member an appliance).
+func (c *Config) AgentKey() ([]byte, error) {
+	a := c.Cluster.Agents
+	switch {
+	case !a.Enabled || a.Insecure:
+		return nil, nil
+	case a.SecretKeyFile == "":
+		return nil, ErrNoAgentKey
+	}
+	k, err := cluster.ReadKeyFile(a.SecretKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.agents.secretKeyFile: %w", err)
+	}
+	if c.Cluster.SecretKeyFile != "" {
+		if ck, err := cluster.ReadKeyFile(c.Cluster.SecretKeyFile); err == nil && bytes.Equal(ck, k) {
+			return nil, fmt.Errorf("cluster.agents.secretKeyFile: %s holds the appliances' key (cluster.secretKeyFile): agents must get a key of their own", a.SecretKeyFile)
+		}
 	}
 	return k, nil
 }

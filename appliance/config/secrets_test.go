@@ -95,3 +95,53 @@ dataPlane:
 		}
 	}
 }
+
+// TestAgentKey: cluster.agents parses with its defaults, and its key is required when agents
+// are enabled, must be a key file of its own, and may not be the appliances' key.
+func TestAgentKey(t *testing.T) {
+	dir := t.TempDir()
+	for name, key := range map[string]string{"gossip.key": "0123456789abcdef\n", "agents.key": "fedcba9876543210\n", "same.key": "0123456789abcdef"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		agents   string
+		wantKey  bool
+		wantBind string
+		wantErr  string
+	}{
+		{"disabled by default", "{}", false, "198.18.1.11:7947", ""},
+		{"enabled without a key is refused", "{enabled: true}", false, "", "Required value"},
+		{"enabled, insecure on purpose", "{enabled: true, insecure: true}", false, "198.18.1.11:7947", ""},
+		{"own key and bind", "{enabled: true, secretKeyFile: agents.key, bind: 198.18.1.11:8000, join: [198.18.1.12:8000]}", true, "198.18.1.11:8000", ""},
+		{"the appliances' key is refused", "{enabled: true, secretKeyFile: same.key}", false, "", "appliances' key"},
+		{"missing key file", "{enabled: true, secretKeyFile: nope.key}", false, "", "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := "network: {serviceCIDR: 198.19.0.0/24}\ncluster: {bind: 198.18.1.11:7946, secretKeyFile: gossip.key, agents: " + tc.agents + "}\n"
+			cfg, err := Parse([]byte(y), filepath.Join(dir, "lb.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := cfg.AgentKey()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || (k != nil) != tc.wantKey {
+				t.Fatalf("key %x, err %v", k, err)
+			}
+			if got := cfg.Cluster.AgentBind(); got != tc.wantBind {
+				t.Fatalf("agent bind %s, want %s", got, tc.wantBind)
+			}
+		})
+	}
+	if _, err := Parse([]byte("network: {serviceCIDR: 198.19.0.0/24}\ncluster: {insecure: true, agents: {insecure: true, secretKeyFile: x}}\n"),
+		filepath.Join(dir, "lb.yaml")); err == nil {
+		t.Fatal("agents.insecure together with agents.secretKeyFile accepted")
+	}
+}

@@ -250,12 +250,46 @@ func (l *loader) cluster(n *yaml.Node, field string) {
 		"flowSyncBytesPerSecond": l.intInto(0, 1<<30, &c.FlowSyncBytesPerSecond),
 		"requireQuorum":          l.boolInto(&c.RequireQuorum),
 		"insecure":               l.boolInto(&c.Insecure),
+		"agents":                 l.agents,
 	})
 	if c.Insecure && c.SecretKeyFile != "" {
 		l.errf(n.Line, field+".insecure", "true together with cluster.secretKeyFile: choose one")
 	}
 	if c.ProbeTimeout > c.ProbeInterval {
 		l.errf(n.Line, field+".probeTimeout", "must not exceed cluster.probeInterval (%s)", c.ProbeInterval)
+	}
+}
+
+// agents parses cluster.agents.
+func (l *loader) agents(n *yaml.Node, field string) {
+	a := &l.cfg.Cluster.Agents
+	l.mapping(n, field, map[string]handler{
+		"enabled": l.boolInto(&a.Enabled),
+		"bind": func(n *yaml.Node, f string) {
+			if s, ok := l.hostPort(n, f); ok {
+				if _, err := netip.ParseAddrPort(s); err != nil {
+					l.errf(n.Line, f, "invalid address %q: want IP:port (the daemon binds it as given; a host name is not resolved)", s)
+					return
+				}
+				a.Bind = s
+			}
+		},
+		"join": func(n *yaml.Node, f string) {
+			l.seq(n, f, func(_ int, n *yaml.Node, f string) {
+				if s, ok := l.hostPort(n, f); ok {
+					a.Join = append(a.Join, s)
+				}
+			})
+		},
+		"secretKeyFile": func(n *yaml.Node, f string) {
+			if s, ok := l.str(n, f); ok && s != "" {
+				a.SecretKeyFile = resolve(l.path, s)
+			}
+		},
+		"insecure": l.boolInto(&a.Insecure),
+	})
+	if a.Insecure && a.SecretKeyFile != "" {
+		l.errf(n.Line, field+".insecure", "true together with cluster.agents.secretKeyFile: choose one")
 	}
 }
 

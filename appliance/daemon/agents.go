@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -19,30 +20,42 @@ import (
 	"github.com/xdpsvc/lb/cluster"
 )
 
-// Backend agents (`appliance agent`) announce endpoints in their cluster metadata. Every
-// appliance turns the alive agents' endpoints into synthetic EndpointSlices (File
-// "agent:<member>", so errors name the agent) that are built together with the manifests:
+// Backend agents (`appliance agent`) announce endpoints in their metadata in the agent cluster
+// (agentcluster.go; never in the appliances' cluster). Every appliance turns the alive agents'
+// endpoints into synthetic EndpointSlices (File "agent:<member>", so errors name the agent)
+// that are built together with the manifests:
 //
 //   - ready -> ready; not ready -> ready=false serving=false; draining -> ready=false
 //     serving=true terminating=true (established flows keep going, new ones go elsewhere);
 //   - an agent that left or died has no endpoints (cluster.Node.Backends lists alive ones only);
-//   - agent data is untrusted: an address that is not unicast or lies in the serviceCIDR or a
-//     LoadBalancer pool, or a Service the manifests do not define, is refused and counted; if
-//     the builder still rejects an agent's slices, that agent's objects are left out (logged,
-//     counted) and the build goes on without them.
+//   - agent data is untrusted. An operator grants agents a Service with the Service annotation
+//     AllowedSourcesAnnotation (comma-separated CIDRs); an endpoint is taken only when its
+//     Service is in the manifests and carries the grant, its address is the agent's own
+//     memberlist address (the address the failure detector probes it at) and lies in one of
+//     the granted CIDRs, and it is unicast outside the serviceCIDR and the LoadBalancer pools.
+//     Anything else is refused and counted; if the builder still rejects an agent's slices,
+//     that agent's objects are left out (logged, counted) and the build goes on without them.
 //
 // In API mode agents are ignored (logged once): EndpointSlices come from the API.
 
 // Refusal reasons (label of appliance_agent_endpoints_refused_total).
 const (
-	refusedAddress = "address"         // not a unicast address, or inside the serviceCIDR or a pool
-	refusedService = "unknown_service" // no such Service in the manifests
-	refusedBuild   = "build"           // the builder rejected the agent's slices
+	refusedAddress    = "address"         // not a unicast address, or inside the serviceCIDR or a pool
+	refusedService    = "unknown_service" // no such Service in the manifests
+	refusedNotGranted = "not_granted"     // the Service grants no agent, or not this address (AllowedSourcesAnnotation)
+	refusedNotOwn     = "not_own_address" // the address is not the agent's own memberlist address
+	refusedBuild      = "build"           // the builder rejected the agent's slices
 )
+
+// AllowedSourcesAnnotation is the Service annotation that grants backend agents the Service:
+// comma-separated CIDRs their endpoint addresses must lie in. Without it, no agent endpoint is
+// taken for the Service.
+const AllowedSourcesAnnotation = "agents.xdpsvc.io/allowed-sources"
 
 // agentSource is the daemon's view of backend agents: metrics and what was last refused (so
 // that a refusal is logged and counted once, not at every rebuild).
 type agentSource struct {
+	node      atomic.Pointer[cluster.Node] // the agent cluster (agentcluster.go); nil when not running
 	refused   *prometheus.CounterVec
 	endpoints prometheus.Gauge
 	mu        sync.Mutex
@@ -55,7 +68,7 @@ func newAgentSource() *agentSource {
 	return &agentSource{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "appliance_agent_endpoints_refused_total",
-			Help: "Endpoints announced by backend agents and refused, by reason (address, unknown_service, build); counted once per agent, Service and reason until it changes.",
+			Help: "Endpoints announced by backend agents and refused, by reason (address, unknown_service, not_granted, not_own_address, build); counted once per agent, Service and reason until it changes.",
 		}, []string{"reason"}),
 		endpoints: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "appliance_agent_endpoints", Help: "Endpoints from backend agents in the last build.",
@@ -94,10 +107,11 @@ func (n *node) agentsChanged() {
 // agentObjects returns the EndpointSlices of the alive backend agents that the manifests can
 // take (control goroutine only).
 func (n *node) agentObjects() []service.Object {
-	if n.cl == nil || n.cfg.Services.FromAPI() {
+	s := n.agents()
+	agentCluster := s.node.Load()
+	if agentCluster == nil || n.cfg.Services.FromAPI() {
 		return nil
 	}
-	s := n.agents()
 	svcs := map[string]*corev1.Service{}
 	for _, o := range n.control.objs {
 		if o.Service != nil {
@@ -107,7 +121,7 @@ func (n *node) agentObjects() []service.Object {
 	refs := map[string]bool{}
 	byAgent := map[string][]service.Object{}
 	var agents []string
-	for _, b := range n.cl.Backends() {
+	for _, b := range agentCluster.Backends() {
 		objs := agentSlices(b, svcs, n.cfg, func(svc, reason string, err error) {
 			refs[b.Name+"|"+svc+"|"+reason] = true
 			if !s.lastRefs[b.Name+"|"+svc+"|"+reason] {
@@ -187,6 +201,10 @@ func agentSlices(b cluster.BackendMember, svcs map[string]*corev1.Service, cfg *
 			refuse(e.Service, refusedService, fmt.Errorf("no Service %s in the manifests", e.Service))
 			continue
 		}
+		if reason, err := checkAgentGrant(b, e.Addr, svc); err != nil {
+			refuse(e.Service, reason, err)
+			continue
+		}
 		if err := checkAgentAddr(e.Addr, cfg); err != nil {
 			refuse(e.Service, refusedAddress, err)
 			continue
@@ -248,6 +266,28 @@ func agentSlices(b cluster.BackendMember, svcs map[string]*corev1.Service, cfg *
 		out = append(out, o)
 	}
 	return out
+}
+
+// checkAgentGrant accepts addr for svc when it is agent b's own memberlist address and svc
+// grants it (AllowedSourcesAnnotation); otherwise it returns the refusal reason and why.
+func checkAgentGrant(b cluster.BackendMember, addr netip.Addr, svc *corev1.Service) (string, error) {
+	grant, ok := svc.Annotations[AllowedSourcesAnnotation]
+	if !ok {
+		return refusedNotGranted, fmt.Errorf("Service %s/%s does not grant agents (no %s annotation)", svc.Namespace, svc.Name, AllowedSourcesAnnotation)
+	}
+	if own := b.Addr.Addr().Unmap(); addr.Unmap() != own {
+		return refusedNotOwn, fmt.Errorf("address %s: the agent's own address is %s", addr, own)
+	}
+	for _, f := range strings.Split(grant, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(f))
+		if err != nil {
+			return refusedNotGranted, fmt.Errorf("Service %s/%s annotation %s: %w", svc.Namespace, svc.Name, AllowedSourcesAnnotation, err)
+		}
+		if p.Contains(addr) {
+			return "", nil
+		}
+	}
+	return refusedNotGranted, fmt.Errorf("address %s: outside Service %s/%s's %s %q", addr, svc.Namespace, svc.Name, AllowedSourcesAnnotation, grant)
 }
 
 // checkAgentAddr accepts a unicast address outside the serviceCIDR and the LoadBalancer pools.

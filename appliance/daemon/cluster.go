@@ -132,7 +132,6 @@ func (n *node) startCluster() error {
 		n.metrics.failover.Observe(d.Seconds())
 		n.log.Info("failover", "vip", vip.String(), "node", from, "took", d.String())
 	}
-	ccfg.OnMembers = n.agentsChanged // backend agents' endpoints (agents.go)
 	node, err := cluster.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)

@@ -239,6 +239,9 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 	if err := n.startCluster(); err != nil {
 		return err
 	}
+	if err := n.startAgentCluster(); err != nil { // agentcluster.go
+		return err
+	}
 	n.setClusterVIPs(snap)
 	nb, err := newKernelNeighbors(ctx, n.log)
 	if err != nil {
@@ -363,6 +366,7 @@ func (n *node) stop() {
 	if n.cl != nil {
 		n.leaveCluster()
 	}
+	n.stopAgentCluster() // agentcluster.go
 	if n.running.cancel != nil {
 		n.running.cancel()
 		n.running.goroutines.Wait()

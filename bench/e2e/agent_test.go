@@ -2,29 +2,90 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xdpsvc/lb/appliance/admin"
+	"github.com/xdpsvc/lb/appliance/agent"
+	"github.com/xdpsvc/lb/appliance/daemon"
 	"github.com/xdpsvc/lb/bench/lab"
+	"github.com/xdpsvc/lb/bench/lab/appliance"
 	"github.com/xdpsvc/lb/bench/tstest"
 )
 
-// agentManifests is a Service without endpoints: backend agents provide them.
-var agentManifests = lab.Manifests(lab.Service{
-	Name: "web", LoadBalancerIP: "198.19.1.1", ClusterIP: "198.19.0.10",
-	Ports: []lab.ServicePort{
-		{Name: "http", Protocol: "TCP", Port: 80, TargetPort: 8080, NodePort: 30080},
-		{Name: "echo", Protocol: "UDP", Port: 9000, TargetPort: 9000, NodePort: 30900},
-	},
-})
+// agentManifests is a Service without endpoints: backend agents provide them, from the
+// addresses the grant annotation lists (grant: comma-separated CIDRs).
+func agentManifests(grant string) string {
+	m := lab.Manifests(lab.Service{
+		Name: "web", LoadBalancerIP: "198.19.1.1", ClusterIP: "198.19.0.10",
+		Ports: []lab.ServicePort{
+			{Name: "http", Protocol: "TCP", Port: 80, TargetPort: 8080, NodePort: 30080},
+			{Name: "echo", Protocol: "UDP", Port: 9000, TargetPort: 9000, NodePort: 30900},
+		},
+	})
+	return strings.Replace(m, "metadata: {name: web, namespace: default}",
+		fmt.Sprintf("metadata: {name: web, namespace: default, annotations: {%s: %q}}", daemon.AllowedSourcesAnnotation, grant), 1)
+}
 
-// startAgent runs `appliance agent` in backend namespace b, joining the node's cluster address.
-func startAgent(t *testing.T, n *node, b *lab.NS) *lab.Process {
+// applianceKey is the appliances' gossip key in raw form (32 bytes, not base64: the '-'), which
+// every reader of cluster.secretKeyFile takes as the same key.
+const applianceKey = "agents-e2e-appliance-key-32bytes"
+
+// startAgentNode runs the appliance in lab node i with its agent cluster enabled (on the node's
+// external address, port agent.DefaultPort, keyed with a new agent key) and returns it with the
+// agent key file.
+func startAgentNode(t *testing.T, l *lab.Lab, i int, manifests string) (*node, string) {
 	t.Helper()
-	p, err := b.Start(applianceBinary(t), "agent", "--join", n.ns.External().Addr.Addr().String()+":7946",
+	ns, dir := l.Nodes[i], t.TempDir()
+	an, err := appliance.New(appliance.Config{
+		Bin: applianceBinary(t), NS: ns, Name: fmt.Sprintf("lb-%d", ns.Index), Peers: l.Nodes, Dir: dir,
+		GossipKey: applianceKey, HealthTimeout: 20 * time.Second, AdminTimeout: 10 * time.Second,
+	}, manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := appliance.NewGossipKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "agents.key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "lb.yaml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAgents := strings.Replace(string(cfg), "\ncluster:\n", "\ncluster:\n  agents: {enabled: true, secretKeyFile: agents.key}\n", 1)
+	if withAgents == string(cfg) {
+		t.Fatalf("no cluster section in %s:\n%s", cfgPath, cfg)
+	}
+	if err := os.WriteFile(cfgPath, []byte(withAgents), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := &node{Node: an, t: t, ns: ns}
+	t.Cleanup(func() {
+		n.Stop()
+		if p := n.Process(); p != nil && t.Failed() {
+			t.Logf("appliance %s output:\n%s", n.name(), p.Output())
+		}
+	})
+	n.start()
+	return n, keyFile
+}
+
+// startAgent runs `appliance agent` in backend namespace b, joining the node's agent cluster
+// with the agent key.
+func startAgent(t *testing.T, n *node, b *lab.NS, keyFile string) *lab.Process {
+	t.Helper()
+	p, err := b.Start(applianceBinary(t), "agent", "--join", netip.AddrPortFrom(n.ns.External().Addr.Addr(), agent.DefaultPort).String(),
+		"--secret-key-file", keyFile,
 		"--service", "default/web", "--port", "http=8080,echo=9000/udp", "--address", b.Addr().String(),
 		"--name", "agent-"+b.Short, "--check-interval", "200ms", "--drain-timeout", "2s")
 	if err != nil {
@@ -58,10 +119,10 @@ func agentEndpoints(n *node) map[string]admin.EndpointStatus {
 // gone; SIGKILL on the other removes its endpoint once the cluster declares it dead.
 func TestBackendAgentsProvideEndpoints(t *testing.T) {
 	l := startLab(t, 2)
-	n := startNode(t, l, 0, agentManifests)
 	b1, b2 := l.Backends[0], l.Backends[1]
-	a1 := startAgent(t, n, b1)
-	a2 := startAgent(t, n, b2)
+	n, keyFile := startAgentNode(t, l, 0, agentManifests(b1.Addr().String()+"/32,"+b2.Addr().String()+"/32"))
+	a1 := startAgent(t, n, b1, keyFile)
+	a2 := startAgent(t, n, b2, keyFile)
 
 	tstest.Eventually(t, 20*time.Second, "both agents' endpoints ready", func() error {
 		eps := agentEndpoints(n)
