@@ -98,7 +98,12 @@ type Plan struct {
 	echo     map[[4]byte]bool // held VIPs and ClusterIPs answer ICMP echo
 	snat     []snatAddr       // per port: the SNAT address
 	internal []prefix4        // clusterCIDRs
-	held     []netip.Addr     // VIPs this node holds (for the steering program and ARP)
+	// local holds the node's addresses, every VIP (held or not) and ClusterIP: no client
+	// sends from them, and the data plane never learns a MAC for them.
+	local map[[4]byte]bool
+	// backends holds every endpoint address: no MAC is learned for them from frames.
+	backends map[[4]byte]bool
+	held     []netip.Addr // VIPs this node holds (for the steering program and ARP)
 
 	// Warnings are what compile left out (endpoints with no route), for the control path's log.
 	Warnings []string
@@ -154,6 +159,8 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 		echo:     make(map[[4]byte]bool),
 		snat:     make([]snatAddr, len(in.ports)),
 		internal: toPrefix4(in.clusterCIDRs),
+		local:    make(map[[4]byte]bool),
+		backends: make(map[[4]byte]bool),
 	}
 	for i, pt := range in.ports {
 		for _, pf := range pt.Prefixes {
@@ -168,6 +175,7 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 		for _, pf := range pt.Prefixes {
 			if pf.Addr().Is4() {
 				nodeAddrs = append(nodeAddrs, pf.Addr().As4())
+				p.local[pf.Addr().As4()] = true
 			}
 		}
 	}
@@ -192,6 +200,7 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 					continue
 				}
 				a4 := e.Addr.As4()
+				p.backends[a4] = true
 				ep := endpoint{
 					id:          in.reg.id(epKey{port: sp.ID, addr: a4, num: e.Port}),
 					addr:        a4,
@@ -238,8 +247,12 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 			p.ports = append(p.ports, c)
 			p.byID[sp.ID] = idx
 			proto := uint8(sp.Protocol)
+			if svc.ExternalIP.Is4() {
+				p.local[svc.ExternalIP.As4()] = true
+			}
 			for _, ip := range svc.ClusterIPs {
 				if ip.Is4() {
+					p.local[ip.As4()] = true
 					p.front[frontKey{ip.As4(), sp.Port, proto}] = frontend{idx, kindClusterIP}
 					p.echo[ip.As4()] = true
 				}
@@ -291,6 +304,23 @@ func routeTo(a netip.Addr, in planInput) (int, netip.Addr, error) {
 		}
 	}
 	return 0, netip.Addr{}, fmt.Errorf("no route: on no interface's prefix and no route found")
+}
+
+// martian4 reports whether src cannot be a client's address: "this network" (0/8), loopback
+// (127/8), multicast and the reserved range with broadcast (224/3), or an address of the plan's
+// own (node, VIP, ClusterIP).
+func (p *Plan) martian4(src [4]byte) bool {
+	switch {
+	case src[0] == 0, src[0] == 127, src[0] >= 224:
+		return true
+	}
+	return p.local[src]
+}
+
+// learnable reports whether a MAC seen on a client's frame may be remembered for src: never
+// for an address inside the cluster, of the node, a VIP, a ClusterIP or a backend.
+func (p *Plan) learnable(src [4]byte) bool {
+	return !p.local[src] && !p.backends[src] && !contains4(p.internal, src)
 }
 
 // isAlive reports whether endpoint id is in the plan (any condition).
