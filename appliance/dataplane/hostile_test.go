@@ -84,6 +84,24 @@ func TestLearnedClientMACIsScopedAndAged(t *testing.T) {
 	if len(out) != 1 || decode(t, out[0]).dstMAC != nb.mac {
 		t.Fatalf("reply with a neighbour source: %d frames", len(out))
 	}
+	// A client whose MAC changes (a new gateway) gets its replies at the new MAC once a new
+	// flow of its has taught it, also for its older flows (the workers' caches are dropped).
+	r3 := newRig(t, testManifests)
+	_, d3 := openFlow(t, r3, 40002)
+	r3.int.push(frame(t, backendMAC[d3.dst], intMAC, d3.dst, "198.18.1.11", packet.ProtoTCP, 8080, d3.sport, "SA", nil))
+	r3.run(t)
+	if out := r3.ext.take(); len(out) != 1 || decode(t, out[0]).dstMAC != clientMAC {
+		t.Fatalf("SYN-ACK before the client's MAC changed: %d frames", len(out))
+	}
+	newMAC := [6]byte{0x02, 0, 0, 0, 0, 0x65}
+	r3.ext.push(frame(t, newMAC, extMAC, "198.18.0.100", "198.19.1.1", packet.ProtoTCP, 40003, 80, "S", nil))
+	r3.run(t)
+	r3.int.take()
+	r3.int.push(frame(t, backendMAC[d3.dst], intMAC, d3.dst, "198.18.1.11", packet.ProtoTCP, 8080, d3.sport, "A", nil))
+	r3.run(t)
+	if out := r3.ext.take(); len(out) != 1 || decode(t, out[0]).dstMAC != newMAC {
+		t.Fatalf("reply after the client's MAC changed: %d frames", len(out))
+	}
 }
 
 // TestClusterSourceFromTheClientNetworkIsDropped: a ClusterIP answered any port whose frame had

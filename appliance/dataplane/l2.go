@@ -76,8 +76,7 @@ func (t *l2Table) set(ip uint32, mac [6]byte) {
 func learnedSlot(ip uint32) int { return int((ip * 2654435761) >> 20 % learnedSlots) }
 
 // learn records that client ip was seen behind mac on port at now. The caller has checked that
-// the port is external and ip is no address the plan knows. A changed MAC or port bumps the
-// generation so that no worker keeps using the old one.
+// the port is external and ip is no address the plan knows.
 func (t *l2Table) learn(ip uint32, port int, mac [6]byte, now int64) {
 	s := learnedSlot(ip)
 	exp := now + t.maxAge
@@ -93,7 +92,10 @@ func (t *l2Table) learn(ip uint32, port int, mac [6]byte, now int64) {
 	t.mu.Lock()
 	t.learned[s] = learnedMAC{ip: ip, port: uint16(port), mac: mac, expires: exp}
 	t.mu.Unlock()
-	if !same && e.expires > now {
+	// Only a changed MAC or port of the same client invalidates the workers' caches: a slot
+	// taken over by another client leaves cached copies of the old one valid until they expire,
+	// so that many new clients cannot make every worker miss its cache.
+	if !same && e.ip == ip && e.expires > now {
 		t.gen.Add(1)
 	}
 }
