@@ -46,7 +46,8 @@
 // Nothing a frame says is trusted beyond what its arrival port allows:
 //
 //   - Port roles: a ClusterIP takes new flows (and answers echo) only on cluster or both-role
-//     ports. Each direction of a flow is accepted only on its port (the original direction on
+//     ports, and no frame from a source inside clusterCIDRs opens a flow on an external-role
+//     port. Each direction of a flow is accepted only on its port (the original direction on
 //     the port it first arrived on, the reply on the port the original leaves by), so a
 //     spoofed reply, RST or segment from the other side neither passes nor changes the flow's
 //     state (reason wrong_port). RSTs get no sequence-window check: conntrack entries have no

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/xdpsvc/lb/packet"
@@ -26,18 +27,44 @@ func openFlow(t *testing.T, r *rig, sport uint16) ([]byte, decoded) {
 // TestSpoofedSYNDoesNotHijackABackendsMAC: a SYN from the client network with a backend's
 // address as source used to teach the data plane the attacker's MAC for that backend, so every
 // later packet to the backend went to the attacker. Failed before learning was scoped.
+//
+// Backends inside clusterCIDRs: the spoofed SYNs are refused outright (a cluster source on an
+// external port, wrong_port). Backends outside clusterCIDRs (routed ones): the SYNs open flows,
+// but no MAC is learned for a backend's address.
 func TestSpoofedSYNDoesNotHijackABackendsMAC(t *testing.T) {
-	r := newRig(t, testManifests)
-	for _, b := range []string{"198.18.1.21", "198.18.1.22"} {
-		r.ext.push(frame(t, attackerMAC, extMAC, b, "198.19.1.1", packet.ProtoTCP, 50000, 80, "S", nil))
-	}
-	r.run(t)
-	r.int.take()
-	for sport := uint16(40000); sport < 40016; sport++ {
-		_, d := openFlow(t, r, sport)
-		if d.dstMAC != backendMAC[d.dst] {
-			t.Fatalf("flow to backend %s sent to MAC %x, want %x", d.dst, d.dstMAC, backendMAC[d.dst])
-		}
+	for _, tc := range []struct {
+		name      string
+		cidr      string
+		wrongPort uint64
+	}{
+		{"backends in clusterCIDRs", "198.18.1.0/24", 2},
+		{"backends outside clusterCIDRs", "198.18.2.0/24", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, testManifests, func(c *Config) { c.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix(tc.cidr)} })
+			for _, b := range []string{"198.18.1.21", "198.18.1.22"} {
+				r.ext.push(frame(t, attackerMAC, extMAC, b, "198.19.1.1", packet.ProtoTCP, 50000, 80, "S", nil))
+			}
+			r.run(t)
+			r.int.take()
+			if got := r.drops(ReasonWrongPort); got != tc.wrongPort {
+				t.Fatalf("wrong_port %d, want %d", got, tc.wrongPort)
+			}
+			// Not even for frames out of the port the SYN came in on.
+			r.dp.l2.mu.RLock()
+			for _, e := range r.dp.l2.learned {
+				if e.mac == attackerMAC {
+					t.Errorf("learned %x for %#x", e.mac, e.ip)
+				}
+			}
+			r.dp.l2.mu.RUnlock()
+			for sport := uint16(40000); sport < 40016; sport++ {
+				_, d := openFlow(t, r, sport)
+				if d.dstMAC != backendMAC[d.dst] {
+					t.Fatalf("flow to backend %s sent to MAC %x, want %x", d.dst, d.dstMAC, backendMAC[d.dst])
+				}
+			}
+		})
 	}
 }
 

@@ -376,15 +376,14 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 	if plan.martian4(src) {
 		return w.drop(ReasonMartianSource)
 	}
+	if fe.kind == kindClusterIP && !contains4(plan.internal, src) {
+		return w.drop(ReasonOutsideCluster)
+	}
+	if w.dp.ports[in].Role == RoleExternal && contains4(plan.internal, src) {
+		// A cluster source on the client network is spoofed, whatever it asks for.
+		return w.drop(ReasonWrongPort)
+	}
 	switch fe.kind {
-	case kindClusterIP:
-		if !contains4(plan.internal, src) {
-			return w.drop(ReasonOutsideCluster)
-		}
-		if w.dp.ports[in].Role == RoleExternal {
-			// A cluster source on the client network is spoofed.
-			return w.drop(ReasonWrongPort)
-		}
 	case kindVIP:
 		if len(sp.ranges) > 0 && !contains4(sp.ranges, src) {
 			return w.drop(ReasonSourceRange)

@@ -179,7 +179,8 @@ func TestHostileClientNetwork(t *testing.T) {
 	badMAC, nodeMAC := bad.Ifaces[0].MAC, n.ns.External().MAC
 	before := n.metrics()
 	const repeat = 5
-	// (a) MAC hijack: SYNs with the backend's address as source, from the hostile host's MAC.
+	// (a) MAC hijack: SYNs with the backend's address as source, from the hostile host's MAC
+	// (a cluster source on the external port: wrong_port).
 	hijack := [][]byte{synFrame(t, badMAC, nodeMAC, "198.18.1.21", "198.19.1.1", 50000, 80)}
 	// (b) A ClusterIP from the client network with a source inside clusterCIDRs.
 	clusterIP := [][]byte{synFrame(t, badMAC, nodeMAC, "198.18.1.50", "198.19.0.10", 50001, 80)}
@@ -207,7 +208,7 @@ func TestHostileClientNetwork(t *testing.T) {
 	}
 
 	want := map[string]float64{
-		dropMetric("wrong_port"):     float64(repeat * (len(clusterIP) + len(forged))),
+		dropMetric("wrong_port"):     float64(repeat * (len(hijack) + len(clusterIP) + len(forged))),
 		dropMetric("martian_source"): float64(repeat * len(martians)),
 	}
 	var after string
