@@ -162,23 +162,7 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 		local:    make(map[[4]byte]bool),
 		backends: make(map[[4]byte]bool),
 	}
-	for i, pt := range in.ports {
-		for _, pf := range pt.Prefixes {
-			if pf.Addr().Is4() {
-				p.snat[i] = snatAddr{addr: pf.Addr().As4(), ok: true}
-				break
-			}
-		}
-	}
-	var nodeAddrs [][4]byte
-	for _, pt := range in.ports {
-		for _, pf := range pt.Prefixes {
-			if pf.Addr().Is4() {
-				nodeAddrs = append(nodeAddrs, pf.Addr().As4())
-				p.local[pf.Addr().As4()] = true
-			}
-		}
-	}
+	nodeAddrs := p.addNodeAddrs(in.ports)
 	maxID := uint32(0)
 	for _, svc := range snap.Services {
 		if !svc.LoadBalanced() {
@@ -281,6 +265,26 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 	}
 	sort.Slice(p.held, func(i, j int) bool { return p.held[i].Less(p.held[j]) })
 	return p, nil
+}
+
+// addNodeAddrs records the ports' IPv4 addresses: each port's first is its SNAT address, and
+// all are local. It returns them all (the NodePort frontends' addresses).
+func (p *Plan) addNodeAddrs(ports []Port) [][4]byte {
+	var nodeAddrs [][4]byte
+	for i, pt := range ports {
+		for _, pf := range pt.Prefixes {
+			if !pf.Addr().Is4() {
+				continue
+			}
+			a := pf.Addr().As4()
+			if !p.snat[i].ok {
+				p.snat[i] = snatAddr{addr: a, ok: true}
+			}
+			nodeAddrs = append(nodeAddrs, a)
+			p.local[a] = true
+		}
+	}
+	return nodeAddrs
 }
 
 // routeTo picks the port and next hop for a backend: on-link on a port's prefix (cluster-side

@@ -93,12 +93,12 @@ func dropMetric(reason string) string {
 	return `appliance_dropped_packets_total{reason="` + reason + `"}`
 }
 
-// TestHostileClientNetwork runs a hostile host on the client segment next to a legitimate
-// client: it tries to hijack a backend's MAC, reach a ClusterIP with a spoofed cluster source,
-// open flows from martian sources, make the appliance reflect a SYN flood as RSTs and relay
-// forged ICMP errors about the backend side of a live flow. Every attack is dropped and
-// counted, and the legitimate client's requests keep succeeding throughout.
-func TestHostileClientNetwork(t *testing.T) {
+// hostileLab runs one appliance node (manifests with backend 198.18.1.21) with two clients on
+// the external segment, the good one holding a live TCP echo flow through the VIP. It returns
+// the node, the good and the hostile client, an echo round trip over the live flow, and the
+// flow as the admin API shows it.
+func hostileLab(t *testing.T) (n *node, good, bad *lab.NS, echo func() error, flow admin.FlowStatus) {
+	t.Helper()
 	tstest.RequireRoot(t)
 	spec := lab.DefaultSpec()
 	spec.Nodes, spec.Clients, spec.Backends, spec.ClusterClients = 1, 2, 1, 0
@@ -114,7 +114,7 @@ func TestHostileClientNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{Node: an, t: t, ns: l.Nodes[0]}
+	n = &node{Node: an, t: t, ns: l.Nodes[0]}
 	t.Cleanup(func() {
 		n.Stop()
 		if p := n.Process(); p != nil && t.Failed() {
@@ -122,7 +122,7 @@ func TestHostileClientNetwork(t *testing.T) {
 		}
 	})
 	n.start()
-	good, bad := l.Clients[0], l.Clients[1]
+	good, bad = l.Clients[0], l.Clients[1]
 	tstest.Eventually(t, 10*time.Second, "VIP", func() error { _, err := get(good, "http://198.19.1.1/"); return err })
 
 	// A live flow of the good client, whose backend side the forged ICMP errors quote.
@@ -130,8 +130,8 @@ func TestHostileClientNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	echo := func() error {
+	t.Cleanup(func() { conn.Close() })
+	echo = func() error {
 		if _, err := conn.Write([]byte("ping\n")); err != nil {
 			return err
 		}
@@ -143,7 +143,6 @@ func TestHostileClientNetwork(t *testing.T) {
 	if err := echo(); err != nil {
 		t.Fatalf("echo over the live flow: %v", err)
 	}
-	var flow admin.FlowStatus
 	var flows []admin.FlowStatus
 	n.api("/api/v1/flows", &flows)
 	for _, f := range flows {
@@ -154,8 +153,12 @@ func TestHostileClientNetwork(t *testing.T) {
 	if flow.SNAT == "" {
 		t.Fatalf("no SNATed flow for %s in %+v", conn.LocalAddr(), flows)
 	}
+	return n, good, bad, echo, flow
+}
 
-	// The legitimate client keeps making requests while the attacks run.
+// keepRequesting makes a request to url from ns every 50 ms until the returned function is
+// called; that returns how many succeeded and failed, and the first error.
+func keepRequesting(ns *lab.NS, url string) func() (ok, failed int64, firstErr any) {
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
@@ -167,7 +170,7 @@ func TestHostileClientNetwork(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			if _, err := get(good, "http://198.19.1.1/"); err != nil {
+			if _, err := get(ns, url); err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err.Error())
 			} else {
@@ -175,6 +178,22 @@ func TestHostileClientNetwork(t *testing.T) {
 			}
 		}
 	})
+	return func() (int64, int64, any) {
+		close(stop)
+		wg.Wait()
+		return ok.Load(), failed.Load(), firstErr.Load()
+	}
+}
+
+// TestHostileClientNetwork runs a hostile host on the client segment next to a legitimate
+// client: it tries to hijack a backend's MAC, reach a ClusterIP with a spoofed cluster source,
+// open flows from martian sources, make the appliance reflect a SYN flood as RSTs and relay
+// forged ICMP errors about the backend side of a live flow. Every attack is dropped and
+// counted, and the legitimate client's requests keep succeeding throughout.
+func TestHostileClientNetwork(t *testing.T) {
+	n, good, bad, echo, flow := hostileLab(t)
+	// The legitimate client keeps making requests while the attacks run.
+	stopRequests := keepRequesting(good, "http://198.19.1.1/")
 
 	badMAC, nodeMAC := bad.Ifaces[0].MAC, n.ns.External().MAC
 	before := n.metrics()
@@ -246,10 +265,8 @@ func TestHostileClientNetwork(t *testing.T) {
 			t.Fatalf("request after the attacks: %q, %v", body, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
-	if failed.Load() > 0 || ok.Load() == 0 {
-		t.Fatalf("legitimate requests during the attacks: %d ok, %d failed (first: %v)", ok.Load(), failed.Load(), firstErr.Load())
+	if ok, failed, firstErr := stopRequests(); failed > 0 || ok == 0 {
+		t.Fatalf("legitimate requests during the attacks: %d ok, %d failed (first: %v)", ok, failed, firstErr)
 	}
 	t.Logf("attacks: %v RSTs for %d flood SYNs in %v; drops %v", resets, 3*len(flood), floodTime, map[string]float64{
 		"wrong_port": delta(dropMetric("wrong_port")), "martian_source": delta(dropMetric("martian_source")),
