@@ -45,6 +45,18 @@ type Config struct {
 	// HoldsVIP tells whether this node announces a LoadBalancer address; nil: all of them
 	// (a single node).
 	HoldsVIP func(netip.Addr) bool
+	// LearnedMACMaxAge is how long a client MAC learned from the first frame of its flow is
+	// used without being refreshed; 0: DefaultLearnedMACMaxAge; negative: nothing is learned
+	// (every next hop comes from the NeighborSource or Learn).
+	LearnedMACMaxAge time.Duration
+	// LocalRepliesPerSecond and LocalReplyBurst limit each worker's locally generated replies
+	// (TCP RSTs, ICMP unreachables, echo and ARP replies); 0: DefaultLocalRepliesPerSecond and
+	// DefaultLocalReplyBurst; a negative rate: no limit.
+	LocalRepliesPerSecond, LocalReplyBurst int
+	// NewFlowsPerSourcePerSecond and NewFlowsPerSourceBurst limit how many new flows one
+	// source address may open (conntrack.SourceLimiter, shared by the workers); 0: the
+	// defaults of conntrack.DefaultSourceLimitConfig; a negative rate: no limit.
+	NewFlowsPerSourcePerSecond, NewFlowsPerSourceBurst int
 	// Logger receives control-path messages (never per packet); nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -63,6 +75,8 @@ type DataPlane struct {
 	plan  atomic.Pointer[Plan]
 	l2    *l2Table
 	log   *slog.Logger
+	// srcLimit bounds new flows per source address; nil: no limit.
+	srcLimit *conntrack.SourceLimiter
 
 	mu      sync.Mutex // guards reg and workers (control path)
 	reg     endpointRegistry
@@ -113,18 +127,51 @@ func New(cfg Config) (*DataPlane, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.LearnedMACMaxAge == 0 {
+		cfg.LearnedMACMaxAge = DefaultLearnedMACMaxAge
+	}
+	if cfg.LocalRepliesPerSecond == 0 {
+		cfg.LocalRepliesPerSecond = DefaultLocalRepliesPerSecond
+	}
+	if cfg.LocalReplyBurst <= 0 {
+		cfg.LocalReplyBurst = DefaultLocalReplyBurst
+	}
+	srcLimit, err := newSourceLimiter(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
+	}
 	ct, err := conntrack.New(cfg.Conntrack)
 	if err != nil {
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
-	dp := &DataPlane{cfg: cfg, ports: cfg.Ports, ct: ct, l2: newL2Table(cfg.Neighbors), log: cfg.Logger,
-		conflicts: make(chan VIPConflict, 16)}
+	dp := &DataPlane{cfg: cfg, ports: cfg.Ports, ct: ct, l2: newL2Table(cfg.Neighbors, cfg.LearnedMACMaxAge), log: cfg.Logger,
+		srcLimit: srcLimit, conflicts: make(chan VIPConflict, 16)}
 	empty, err := compile(&service.Snapshot{}, dp.planInput())
 	if err != nil {
 		return nil, err
 	}
 	dp.plan.Store(empty)
 	return dp, nil
+}
+
+// newSourceLimiter builds the per-source new-flow limiter of cfg (nil when turned off).
+func newSourceLimiter(cfg Config) (*conntrack.SourceLimiter, error) {
+	if cfg.NewFlowsPerSourcePerSecond < 0 {
+		return nil, nil
+	}
+	lc := conntrack.DefaultSourceLimitConfig()
+	if cfg.NewFlowsPerSourcePerSecond > 0 {
+		lc.NewFlowsPerSecond = uint32(min(cfg.NewFlowsPerSourcePerSecond, 1<<30))
+	}
+	if cfg.NewFlowsPerSourceBurst > 0 {
+		lc.Burst = uint32(min(cfg.NewFlowsPerSourceBurst, 1<<30))
+	}
+	lc.HashSeed = cfg.Conntrack.HashSeed
+	l, err := conntrack.NewSourceLimiter(lc)
+	if err != nil {
+		return nil, fmt.Errorf("new flows per source: %w", err)
+	}
+	return l, nil
 }
 
 func (dp *DataPlane) planInput() planInput {
@@ -172,11 +219,12 @@ func (dp *DataPlane) AddWorker(queue int, io []FrameIO) (*Worker, error) {
 	return w, nil
 }
 
-// Learn records a next hop's MAC (for example from the kernel's neighbour table).
+// Learn records a trusted next hop's MAC (control path: configuration, or the kernel's
+// neighbour table); it takes precedence over the NeighborSource and never ages.
 func (dp *DataPlane) Learn(ip netip.Addr, mac [6]byte) {
 	if ip.Is4() {
 		a := ip.As4()
-		dp.l2.learn(uint32(a[0])<<24|uint32(a[1])<<16|uint32(a[2])<<8|uint32(a[3]), mac)
+		dp.l2.set(uint32(a[0])<<24|uint32(a[1])<<16|uint32(a[2])<<8|uint32(a[3]), mac)
 	}
 }
 

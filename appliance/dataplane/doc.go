@@ -40,4 +40,30 @@
 // loadBalancerSourceRanges; a Service port without usable endpoints answers TCP with a RST and
 // UDP with ICMP port unreachable. Only IPv4 is forwarded today: IPv6 frames are parsed and dropped
 // with a counted reason (the Service model is single-stack IPv4).
+//
+// # Trust
+//
+// Nothing a frame says is trusted beyond what its arrival port allows:
+//
+//   - Port roles: a ClusterIP takes new flows (and answers echo) only on cluster or both-role
+//     ports, and no frame from a source inside clusterCIDRs opens a flow on an external-role
+//     port. Each direction of a flow is accepted only on its port (the original direction on
+//     the port it first arrived on, the reply on the port the original leaves by), so a
+//     spoofed reply, RST or segment from the other side neither passes nor changes the flow's
+//     state (reason wrong_port). RSTs get no sequence-window check: conntrack entries have no
+//     room for the windows, so a RST with the right tuple on the right port closes the flow
+//     (from the backend side only the backend's own address and port match the reply tuple).
+//   - ICMP errors quoting a flow's packet are relayed only when they arrive on the port that
+//     packet left by (wrong_port otherwise).
+//   - Martian sources (0/8, 127/8, 224/3 with broadcast, node addresses, VIPs, ClusterIPs)
+//     open no flow and get no echo reply (martian_source).
+//   - Next-hop MACs come from DataPlane.Learn, then the NeighborSource (the kernel's table),
+//     then a fixed-size table of client MACs learned from the first frame of a client's flow
+//     on an external-role port. A learned MAC is used only for frames leaving through the port
+//     it was learned on, ages out after Config.LearnedMACMaxAge without a new flow refreshing
+//     it, and is never learned for an address of the plan (clusterCIDRs, node, VIP,
+//     ClusterIP, backend).
+//   - Local replies (RSTs, ICMP unreachables, echo and ARP replies) pass a per-worker token
+//     bucket (local_reply_limit), and new flows a per-source limit shared by the workers
+//     (conntrack.SourceLimiter, source_limit).
 package dataplane

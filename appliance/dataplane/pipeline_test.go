@@ -649,15 +649,21 @@ func TestEchoToHeldVIPAndClusterIP(t *testing.T) {
 		name     string
 		src, dst string
 		answered bool
+		cluster  bool // sent on the cluster-role port
 	}{
-		{"echo to a held VIP is answered", "198.18.0.100", "198.19.1.1", true},
-		{"echo to a ClusterIP from inside the cluster is answered", "198.18.1.50", "198.19.0.10", true},
-		{"echo to a ClusterIP from outside is dropped", "198.18.0.100", "198.19.0.10", false},
+		{"echo to a held VIP is answered", "198.18.0.100", "198.19.1.1", true, false},
+		{"echo to a ClusterIP from inside the cluster is answered", "198.18.1.50", "198.19.0.10", true, true},
+		{"echo to a ClusterIP from outside is dropped", "198.18.0.100", "198.19.0.10", false, false},
+		{"echo to a ClusterIP from a cluster source on the external port is dropped", "198.18.1.50", "198.19.0.10", false, false},
 	}
 	for _, tc := range cases {
-		r.ext.push(ping(clientMAC, tc.src, tc.dst))
+		io := r.ext
+		if tc.cluster {
+			io = r.int
+		}
+		io.push(ping(clientMAC, tc.src, tc.dst))
 		r.run(t)
-		out := r.ext.take()
+		out := io.take()
 		if got := len(out) == 1; got != tc.answered {
 			t.Fatalf("%s: %d answers", tc.name, len(out))
 		}

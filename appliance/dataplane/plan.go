@@ -98,7 +98,12 @@ type Plan struct {
 	echo     map[[4]byte]bool // held VIPs and ClusterIPs answer ICMP echo
 	snat     []snatAddr       // per port: the SNAT address
 	internal []prefix4        // clusterCIDRs
-	held     []netip.Addr     // VIPs this node holds (for the steering program and ARP)
+	// local holds the node's addresses, every VIP (held or not) and ClusterIP: no client
+	// sends from them, and the data plane never learns a MAC for them.
+	local map[[4]byte]bool
+	// backends holds every endpoint address: no MAC is learned for them from frames.
+	backends map[[4]byte]bool
+	held     []netip.Addr // VIPs this node holds (for the steering program and ARP)
 
 	// Warnings are what compile left out (endpoints with no route), for the control path's log.
 	Warnings []string
@@ -154,23 +159,10 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 		echo:     make(map[[4]byte]bool),
 		snat:     make([]snatAddr, len(in.ports)),
 		internal: toPrefix4(in.clusterCIDRs),
+		local:    make(map[[4]byte]bool),
+		backends: make(map[[4]byte]bool),
 	}
-	for i, pt := range in.ports {
-		for _, pf := range pt.Prefixes {
-			if pf.Addr().Is4() {
-				p.snat[i] = snatAddr{addr: pf.Addr().As4(), ok: true}
-				break
-			}
-		}
-	}
-	var nodeAddrs [][4]byte
-	for _, pt := range in.ports {
-		for _, pf := range pt.Prefixes {
-			if pf.Addr().Is4() {
-				nodeAddrs = append(nodeAddrs, pf.Addr().As4())
-			}
-		}
-	}
+	nodeAddrs := p.addNodeAddrs(in.ports)
 	maxID := uint32(0)
 	for _, svc := range snap.Services {
 		if !svc.LoadBalanced() {
@@ -192,6 +184,7 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 					continue
 				}
 				a4 := e.Addr.As4()
+				p.backends[a4] = true
 				ep := endpoint{
 					id:          in.reg.id(epKey{port: sp.ID, addr: a4, num: e.Port}),
 					addr:        a4,
@@ -238,8 +231,12 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 			p.ports = append(p.ports, c)
 			p.byID[sp.ID] = idx
 			proto := uint8(sp.Protocol)
+			if svc.ExternalIP.Is4() {
+				p.local[svc.ExternalIP.As4()] = true
+			}
 			for _, ip := range svc.ClusterIPs {
 				if ip.Is4() {
+					p.local[ip.As4()] = true
 					p.front[frontKey{ip.As4(), sp.Port, proto}] = frontend{idx, kindClusterIP}
 					p.echo[ip.As4()] = true
 				}
@@ -270,6 +267,26 @@ func compile(snap *service.Snapshot, in planInput) (*Plan, error) {
 	return p, nil
 }
 
+// addNodeAddrs records the ports' IPv4 addresses: each port's first is its SNAT address, and
+// all are local. It returns them all (the NodePort frontends' addresses).
+func (p *Plan) addNodeAddrs(ports []Port) [][4]byte {
+	var nodeAddrs [][4]byte
+	for i, pt := range ports {
+		for _, pf := range pt.Prefixes {
+			if !pf.Addr().Is4() {
+				continue
+			}
+			a := pf.Addr().As4()
+			if !p.snat[i].ok {
+				p.snat[i] = snatAddr{addr: a, ok: true}
+			}
+			nodeAddrs = append(nodeAddrs, a)
+			p.local[a] = true
+		}
+	}
+	return nodeAddrs
+}
+
 // routeTo picks the port and next hop for a backend: on-link on a port's prefix (cluster-side
 // ports first), else the RouteFunc.
 func routeTo(a netip.Addr, in planInput) (int, netip.Addr, error) {
@@ -291,6 +308,23 @@ func routeTo(a netip.Addr, in planInput) (int, netip.Addr, error) {
 		}
 	}
 	return 0, netip.Addr{}, fmt.Errorf("no route: on no interface's prefix and no route found")
+}
+
+// martian4 reports whether src cannot be a client's address: "this network" (0/8), loopback
+// (127/8), multicast and the reserved range with broadcast (224/3), or an address of the plan's
+// own (node, VIP, ClusterIP).
+func (p *Plan) martian4(src [4]byte) bool {
+	switch {
+	case src[0] == 0, src[0] == 127, src[0] >= 224:
+		return true
+	}
+	return p.local[src]
+}
+
+// learnable reports whether a MAC seen on a client's frame may be remembered for src: never
+// for an address inside the cluster, of the node, a VIP, a ClusterIP or a backend.
+func (p *Plan) learnable(src [4]byte) bool {
+	return !p.local[src] && !p.backends[src] && !contains4(p.internal, src)
 }
 
 // isAlive reports whether endpoint id is in the plan (any condition).

@@ -41,27 +41,43 @@ const (
 	// ReasonVIPConflict is an ARP reply or gratuitous ARP for a VIP this node holds from
 	// another MAC: another node answers for it (reported on DataPlane.Conflicts).
 	ReasonVIPConflict
+	// ReasonWrongPort is a frame that arrived on a port it may not come from: a ClusterIP's
+	// first packet on an external-role port, or a packet (or ICMP error) of a known flow on
+	// another port than the one its direction uses.
+	ReasonWrongPort
+	// ReasonMartianSource is a first packet from a source no client can have (0/8, 127/8,
+	// multicast, broadcast and reserved, the node's own addresses, VIPs, ClusterIPs).
+	ReasonMartianSource
+	// ReasonLocalReplyLimit is a local reply (RST, ICMP unreachable, echo or ARP reply) not
+	// sent because the worker's reply rate limit was exhausted.
+	ReasonLocalReplyLimit
+	// ReasonSourceLimit is a new flow refused because its source opened too many recently.
+	ReasonSourceLimit
 
 	// NumReasons sizes counter arrays.
 	NumReasons
 )
 
 var reasonNames = [...]string{
-	ReasonIPv6 - Reason(packet.NumDropReasons):           "ipv6_not_forwarded",
-	ReasonNoFrontend - Reason(packet.NumDropReasons):     "no_frontend",
-	ReasonOutsideCluster - Reason(packet.NumDropReasons): "clusterip_outside_cluster",
-	ReasonSourceRange - Reason(packet.NumDropReasons):    "source_range",
-	ReasonRejected - Reason(packet.NumDropReasons):       "rejected_no_endpoints",
-	ReasonInvalidFirst - Reason(packet.NumDropReasons):   "invalid_first_packet",
-	ReasonTableFull - Reason(packet.NumDropReasons):      "conntrack_full",
-	ReasonNoSNATPort - Reason(packet.NumDropReasons):     "no_snat_port",
-	ReasonNoNeighbour - Reason(packet.NumDropReasons):    "no_neighbour",
-	ReasonBackendGone - Reason(packet.NumDropReasons):    "backend_removed",
-	ReasonARPIgnored - Reason(packet.NumDropReasons):     "arp_ignored",
-	ReasonICMPIgnored - Reason(packet.NumDropReasons):    "icmp_ignored",
-	ReasonTXFull - Reason(packet.NumDropReasons):         "tx_full",
-	ReasonNoSNATAddr - Reason(packet.NumDropReasons):     "no_snat_address",
-	ReasonVIPConflict - Reason(packet.NumDropReasons):    "vip_conflict",
+	ReasonIPv6 - Reason(packet.NumDropReasons):            "ipv6_not_forwarded",
+	ReasonNoFrontend - Reason(packet.NumDropReasons):      "no_frontend",
+	ReasonOutsideCluster - Reason(packet.NumDropReasons):  "clusterip_outside_cluster",
+	ReasonSourceRange - Reason(packet.NumDropReasons):     "source_range",
+	ReasonRejected - Reason(packet.NumDropReasons):        "rejected_no_endpoints",
+	ReasonInvalidFirst - Reason(packet.NumDropReasons):    "invalid_first_packet",
+	ReasonTableFull - Reason(packet.NumDropReasons):       "conntrack_full",
+	ReasonNoSNATPort - Reason(packet.NumDropReasons):      "no_snat_port",
+	ReasonNoNeighbour - Reason(packet.NumDropReasons):     "no_neighbour",
+	ReasonBackendGone - Reason(packet.NumDropReasons):     "backend_removed",
+	ReasonARPIgnored - Reason(packet.NumDropReasons):      "arp_ignored",
+	ReasonICMPIgnored - Reason(packet.NumDropReasons):     "icmp_ignored",
+	ReasonTXFull - Reason(packet.NumDropReasons):          "tx_full",
+	ReasonNoSNATAddr - Reason(packet.NumDropReasons):      "no_snat_address",
+	ReasonVIPConflict - Reason(packet.NumDropReasons):     "vip_conflict",
+	ReasonWrongPort - Reason(packet.NumDropReasons):       "wrong_port",
+	ReasonMartianSource - Reason(packet.NumDropReasons):   "martian_source",
+	ReasonLocalReplyLimit - Reason(packet.NumDropReasons): "local_reply_limit",
+	ReasonSourceLimit - Reason(packet.NumDropReasons):     "source_limit",
 }
 
 // String returns the reason's metric label.

@@ -93,6 +93,7 @@ type Worker struct {
 	out     packet.FlowKey
 	nf      conntrack.NewFlow
 	cache   neighCache
+	replies replyLimiter // this worker's local replies (RST, ICMP, echo, ARP)
 	c       *workerCounters
 	scratch [2048]byte // answers built from a frame before they replace it
 }
@@ -113,6 +114,7 @@ func newWorker(dp *DataPlane, queue int, io []FrameIO) *Worker {
 		rel:    make([][]Frame, n),
 		c:      &workerCounters{ports: make([]portCounters, dp.cfg.MaxServicePorts)},
 	}
+	w.replies = newReplyLimiter(max(dp.cfg.LocalRepliesPerSecond, 0), dp.cfg.LocalReplyBurst)
 	for i := range n {
 		w.txSame[i] = make([]Frame, 0, BatchSize)
 		w.txCopy[i] = make([][]byte, 0, BatchSize*n)
@@ -271,15 +273,15 @@ func (w *Worker) process(bc *batchContext, in int, fr []byte) verdict {
 func (w *Worker) pipeline(bc *batchContext, in int, fr []byte, h *packet.Headers, hd conntrack.Handle) verdict {
 	switch h.EtherType {
 	case packet.EtherTypeARP:
-		return w.arp(bc.plan, in, fr, h)
+		return w.arp(bc, in, fr, h)
 	case packet.EtherTypeIPv6:
 		return w.drop(ReasonIPv6)
 	}
 	if h.Inner.Valid {
-		return w.icmpError(bc, fr, h)
+		return w.icmpError(bc, in, fr, h)
 	}
 	if h.L4Proto == packet.ProtoICMP {
-		return w.icmp(bc.plan, in, fr, h)
+		return w.icmp(bc, in, fr, h)
 	}
 	if !hd.Valid() {
 		return w.newFlow(bc, in, fr, h)
@@ -287,6 +289,12 @@ func (w *Worker) pipeline(bc *batchContext, in int, fr []byte, h *packet.Headers
 	meta, ok := w.dp.ct.Meta(hd)
 	if !ok {
 		return w.newFlow(bc, in, fr, h)
+	}
+	if in != arrivalPort(hd.Dir(), &meta) {
+		// Each direction of a flow comes from one side only: a frame of the flow on another
+		// port (a spoofed reply from the client network, say) neither passes nor touches the
+		// flow's state (so neither can its RST).
+		return w.drop(ReasonWrongPort)
 	}
 	if hd.Dir() == conntrack.DirOriginal && h.L4Proto == packet.ProtoTCP &&
 		h.TCPFlags&(packet.TCPFlagSYN|packet.TCPFlagACK|packet.TCPFlagRST) == packet.TCPFlagSYN &&
@@ -303,7 +311,7 @@ func (w *Worker) pipeline(bc *batchContext, in int, fr []byte, h *packet.Headers
 		w.dp.ct.Delete(hd)
 		if h.L4Proto == packet.ProtoTCP {
 			w.c.drops[ReasonBackendGone].inc()
-			return w.reject(in, fr, h)
+			return w.reject(bc, in, fr, h)
 		}
 		return w.newFlow(bc, in, fr, h)
 	}
@@ -323,6 +331,15 @@ func (w *Worker) forward(bc *batchContext, fr []byte, h *packet.Headers, hd conn
 	return v
 }
 
+// arrivalPort is the port frames of direction dir of a flow come from: the original direction's
+// ingress port, and for the reply direction the port the original direction leaves by.
+func arrivalPort(dir conntrack.Dir, meta *conntrack.FlowMeta) int {
+	if dir == conntrack.DirReply {
+		return int(meta.EgressIfindex)
+	}
+	return int(meta.IngressIfindex)
+}
+
 // emit rewrites a frame to the translation in w.out, on its way out of the flow's port for dir,
 // with the next hop's MAC: the one step forward and icmpError share.
 func (w *Worker) emit(bc *batchContext, fr []byte, h *packet.Headers, dir conntrack.Dir, meta *conntrack.FlowMeta) verdict {
@@ -334,7 +351,7 @@ func (w *Worker) emit(bc *batchContext, fr []byte, h *packet.Headers, dir conntr
 		return w.drop(ReasonNoFrontend)
 	}
 	dst := w.out.DstAddr4()
-	mac, ok := w.cache.get(w.dp.l2, binary.BigEndian.Uint32(dst[:]), bc.gen)
+	mac, ok := w.cache.get(w.dp.l2, binary.BigEndian.Uint32(dst[:]), out, bc.gen, bc.now)
 	if !ok {
 		w.dp.l2.probe(binary.BigEndian.Uint32(dst[:]))
 		return w.drop(ReasonNoNeighbour)
@@ -356,11 +373,17 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 	}
 	sp := &plan.ports[fe.sp]
 	src := k.SrcAddr4()
+	if plan.martian4(src) {
+		return w.drop(ReasonMartianSource)
+	}
+	if fe.kind == kindClusterIP && !contains4(plan.internal, src) {
+		return w.drop(ReasonOutsideCluster)
+	}
+	if w.dp.ports[in].Role == RoleExternal && contains4(plan.internal, src) {
+		// A cluster source on the client network is spoofed, whatever it asks for.
+		return w.drop(ReasonWrongPort)
+	}
 	switch fe.kind {
-	case kindClusterIP:
-		if !contains4(plan.internal, src) {
-			return w.drop(ReasonOutsideCluster)
-		}
 	case kindVIP:
 		if len(sp.ranges) > 0 && !contains4(sp.ranges, src) {
 			return w.drop(ReasonSourceRange)
@@ -374,11 +397,11 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 		// A segment of a connection this node does not know (its flow expired, or it was
 		// opened through another node): answer with a RST so the client does not hang.
 		w.c.drops[ReasonInvalidFirst].inc()
-		return w.reject(in, fr, h)
+		return w.reject(bc, in, fr, h)
 	}
 	if sp.table == nil {
 		w.c.drops[ReasonRejected].inc()
-		return w.reject(in, fr, h)
+		return w.reject(bc, in, fr, h)
 	}
 	var hash uint64
 	if sp.affinity {
@@ -389,7 +412,7 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 	bi := sp.table.Lookup(hash)
 	if bi < 0 || bi >= len(sp.pick) {
 		w.c.drops[ReasonRejected].inc()
-		return w.reject(in, fr, h)
+		return w.reject(bc, in, fr, h)
 	}
 	ep := &sp.eps[sp.pick[bi]]
 	nf := &w.nf
@@ -421,6 +444,9 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 	if ep.terminating {
 		nf.Flags |= conntrack.FlagTerminating
 	}
+	if !w.dp.srcLimit.Allow(packet.FamilyIPv4, &k.SrcAddr, bc.now) {
+		return w.drop(ReasonSourceLimit)
+	}
 	hd, res := w.dp.ct.Insert(nf, bc.now)
 	switch res {
 	case conntrack.Inserted:
@@ -428,9 +454,11 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 		if int(sp.id) < len(w.c.ports) {
 			w.c.ports[sp.id].newFlows.inc()
 		}
-		var smac [6]byte
-		copy(smac[:], fr[6:12])
-		w.dp.l2.learn(binary.BigEndian.Uint32(src[:]), smac)
+		if w.dp.ports[in].Role == RoleExternal && w.dp.cfg.LearnedMACMaxAge > 0 && plan.learnable(src) {
+			var smac [6]byte
+			copy(smac[:], fr[6:12])
+			w.dp.l2.learn(binary.BigEndian.Uint32(src[:]), in, smac, bc.now)
+		}
 	case conntrack.InsertExists:
 	case conntrack.InsertFull:
 		return w.drop(ReasonTableFull)
@@ -448,7 +476,13 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 
 // reject answers a packet to a Service port without endpoints (or of a removed backend) as
 // kube-proxy does: TCP RST, UDP ICMP port unreachable. The answer replaces the frame.
-func (w *Worker) reject(in int, fr []byte, h *packet.Headers) verdict {
+func (w *Worker) reject(bc *batchContext, in int, fr []byte, h *packet.Headers) verdict {
+	if h.L4Proto == packet.ProtoTCP && h.TCPFlags&packet.TCPFlagRST != 0 {
+		return dropped
+	}
+	if !w.replies.allow(bc.now) {
+		return w.drop(ReasonLocalReplyLimit)
+	}
 	scratch := w.scratch[:]
 	var n int
 	var err error
@@ -478,7 +512,8 @@ func (w *Worker) reject(in int, fr []byte, h *packet.Headers) verdict {
 }
 
 // arp answers ARP requests for held VIPs from this port's MAC.
-func (w *Worker) arp(plan *Plan, in int, fr []byte, h *packet.Headers) verdict {
+func (w *Worker) arp(bc *batchContext, in int, fr []byte, h *packet.Headers) verdict {
+	plan := bc.plan
 	a := &h.ARP
 	if (a.Op == packet.ARPReply || a.Op == packet.ARPRequest && a.SenderIP == a.TargetIP) && plan.vips[a.SenderIP] &&
 		!w.dp.ownMAC(a.SenderHW) {
@@ -492,6 +527,9 @@ func (w *Worker) arp(plan *Plan, in int, fr []byte, h *packet.Headers) verdict {
 	if a.Op != packet.ARPRequest || !plan.vips[a.TargetIP] || a.SenderIP == a.TargetIP {
 		return w.drop(ReasonARPIgnored)
 	}
+	if !w.replies.allow(bc.now) {
+		return w.drop(ReasonLocalReplyLimit)
+	}
 	req := *a
 	n, err := packet.BuildARPReply(fr[:cap(fr)], &req, w.dp.ports[in].MAC)
 	if err != nil {
@@ -502,13 +540,25 @@ func (w *Worker) arp(plan *Plan, in int, fr []byte, h *packet.Headers) verdict {
 }
 
 // icmp answers echo requests to ClusterIPs (from inside the cluster) and held VIPs.
-func (w *Worker) icmp(plan *Plan, in int, fr []byte, h *packet.Headers) verdict {
+func (w *Worker) icmp(bc *batchContext, in int, fr []byte, h *packet.Headers) verdict {
+	plan := bc.plan
 	dst := h.Key.DstAddr4()
 	if h.ICMPType != packet.ICMPEchoRequest || !plan.echo[dst] {
 		return w.drop(ReasonICMPIgnored)
 	}
-	if !plan.vips[dst] && !contains4(plan.internal, h.Key.SrcAddr4()) {
-		return w.drop(ReasonOutsideCluster)
+	if plan.martian4(h.Key.SrcAddr4()) {
+		return w.drop(ReasonMartianSource)
+	}
+	if !plan.vips[dst] {
+		if !contains4(plan.internal, h.Key.SrcAddr4()) {
+			return w.drop(ReasonOutsideCluster)
+		}
+		if w.dp.ports[in].Role == RoleExternal {
+			return w.drop(ReasonWrongPort)
+		}
+	}
+	if !w.replies.allow(bc.now) {
+		return w.drop(ReasonLocalReplyLimit)
 	}
 	if err := packet.EchoReplyInPlace(fr, h); err != nil {
 		return w.drop(ReasonICMPIgnored)
@@ -517,15 +567,23 @@ func (w *Worker) icmp(plan *Plan, in int, fr []byte, h *packet.Headers) verdict 
 	return transmit(in, len(fr))
 }
 
-// icmpError translates an ICMP error about a tracked flow back towards the flow's other end.
-func (w *Worker) icmpError(bc *batchContext, fr []byte, h *packet.Headers) verdict {
+// icmpError translates an ICMP error about a tracked flow back towards the flow's other end. It
+// is taken only from the side the quoted packet was sent to, that is when it arrives on the
+// port that packet left by: a client cannot make the node relay errors about the backend side.
+func (w *Worker) icmpError(bc *batchContext, in int, fr []byte, h *packet.Headers) verdict {
 	rev := h.Inner.Key.Reverse()
 	hd, ok := w.dp.ct.Lookup(&rev, bc.now)
 	if !ok {
 		return w.drop(ReasonICMPIgnored)
 	}
 	meta, ok := w.dp.ct.Meta(hd)
-	if !ok || !w.dp.ct.Translate(hd, &w.out) {
+	if !ok {
+		return w.drop(ReasonICMPIgnored)
+	}
+	if in != arrivalPort(hd.Dir(), &meta) {
+		return w.drop(ReasonWrongPort)
+	}
+	if !w.dp.ct.Translate(hd, &w.out) {
 		return w.drop(ReasonICMPIgnored)
 	}
 	v := w.emit(bc, fr, h, hd.Dir(), &meta)
