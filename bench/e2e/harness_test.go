@@ -93,12 +93,16 @@ func newNode(t *testing.T, l *lab.Lab, ns *lab.NS, manifests, key string) *node 
 }
 
 // startCluster runs the appliance on every node of the lab at once (they join each other) and
-// waits until each is healthy. keys, when given, are the nodes' gossip keys.
+// waits until each is healthy. keys, when given, are the nodes' gossip keys; by default they share one.
 func startCluster(t *testing.T, l *lab.Lab, manifests string, keys ...string) []*node {
 	t.Helper()
 	var nodes []*node
+	shared, err := appliance.NewGossipKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, ns := range l.Nodes {
-		key := ""
+		key := shared
 		if i < len(keys) {
 			key = keys[i]
 		}
