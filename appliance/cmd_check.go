@@ -63,6 +63,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 // the gossip key (or cluster.insecure) and the admin token file.
 func checkSecrets(cfg *config.Config) error {
 	_, err := cfg.ClusterKey()
+	if _, aerr := cfg.AgentKey(); aerr != nil {
+		err = errors.Join(err, aerr)
+	}
 	if cfg.Admin.TokenFile != "" {
 		if _, terr := admin.ReadTokenFile(cfg.Admin.TokenFile); terr != nil {
 			err = errors.Join(err, fmt.Errorf("admin.tokenFile: %w", terr))

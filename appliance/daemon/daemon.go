@@ -257,6 +257,7 @@ func (n *node) start(ctx context.Context, snap *service.Snapshot) error {
 	if sp := n.cfg.Network.SNAT.Ports; sp.First != 0 {
 		dcfg.Conntrack.SNATPortMin, dcfg.Conntrack.SNATPortMax = sp.First, sp.Last
 	}
+	setDataPlaneLimits(&dcfg, n.cfg.DataPlane)
 	dcfg.Logger = n.log
 	dcfg.Neighbors = nb
 	if n.dp, err = dataplane.New(dcfg); err != nil {
@@ -722,3 +723,17 @@ func (n *node) Flows(limit int) []admin.FlowStatus {
 
 // Members implements admin.Source.
 func (n *node) Members() []admin.MemberStatus { return n.members() }
+
+// setDataPlaneLimits copies the config's dataPlane limits into the data plane's config. In the
+// config file 0 turns a limit off; in dataplane.Config 0 means its default and a negative rate
+// turns it off.
+func setDataPlaneLimits(dcfg *dataplane.Config, d config.DataPlaneConfig) {
+	off := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	dcfg.NewFlowsPerSourcePerSecond, dcfg.NewFlowsPerSourceBurst = off(d.NewFlowsPerSourcePerSecond), d.NewFlowsPerSourceBurst
+	dcfg.LocalRepliesPerSecond, dcfg.LocalReplyBurst = off(d.LocalRepliesPerSecond), d.LocalReplyBurst
+}

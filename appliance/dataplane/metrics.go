@@ -219,7 +219,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		name string
 		v    uint64
 	}{{"inserted", st.Inserted}, {"full", st.Full}, {"no_port", st.NoPort}, {"clash", st.Clash},
-		{"invalid", st.Invalid}, {"evicted", st.Evicted}, {"expired", st.Expired}} {
+		{"invalid", st.Invalid}, {"evicted", st.Evicted}, {"expired", st.Expired},
+		{"snat_reclaimed", st.SNATReclaimed}} {
 		counter(c.ctEvents, e.v, e.name)
 	}
 }
