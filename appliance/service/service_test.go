@@ -144,6 +144,8 @@ func TestParseManifestErrors(t *testing.T) {
 	}
 }
 
+// TestBuildSemantics: changing a Service's type and restarting keep or release its values as
+// kube-apiserver does.
 func TestBuildSemantics(t *testing.T) {
 	cfg := mustConfig(t, testConfig)
 	t.Run("clusterIP to nodePort keeps the clusterIP", func(t *testing.T) {
@@ -221,6 +223,11 @@ func TestBuildSemantics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBuildAllocationRules: the allocation rules kube-apiserver applies, as Build applies them.
+func TestBuildAllocationRules(t *testing.T) {
+	cfg := mustConfig(t, testConfig)
 	t.Run("allocation is independent of file order", func(t *testing.T) {
 		var docs []string
 		for i := range 8 {
