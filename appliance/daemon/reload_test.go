@@ -104,6 +104,7 @@ network:
     addresses: [198.18.1.12]
 cluster:
   bind: 127.0.0.1:%d
+  insecure: true
   requireQuorum: false
 services:
   manifests: [services.yaml]
