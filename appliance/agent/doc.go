@@ -34,7 +34,7 @@
 // The announced metadata always fits cluster.MetaMaxBytes: New refuses a
 // Config whose endpoints do not fit. The agent's role never changes.
 //
-// # Goroutines
+// # Concurrency
 //
 // New starts one checker goroutine. Agent methods are safe for concurrent
 // use; Run blocks its caller. ParseArgs and Config.Validate are pure.

@@ -17,6 +17,8 @@
 // masked, named uniquely, overlap neither each other nor ServiceCIDR; NodePortRange is 1 <= First <=
 // Last <= 65535; interface names are unique with a known role; bind/listen addresses are host:port.
 //
-// Concurrency: Parse and Load share no state and may run on any goroutine. A *Config is a plain
+// # Concurrency
+//
+// Parse and Load share no state and may run on any goroutine. A *Config is a plain
 // value: build it once, then treat it as read-only; it may be shared by goroutines.
 package config

@@ -27,7 +27,9 @@
 // goroutines, end captures and close the admin API, close the I/O, close the neighbour
 // resolver); it also runs when start fails halfway.
 //
-// Concurrency: one goroutine per data-plane worker (queue index), the admin API server, the
+// # Concurrency
+//
+// One goroutine per data-plane worker (queue index), the admin API server, the
 // cluster's own, the conflict watcher, the flow-sync sender and warm-up, the health prober and
 // its gossip loop, the neighbour resolver and its pruning ticker, the Kubernetes watcher in API
 // mode, and the control goroutine running Run, which alone builds snapshots, applies them, and

@@ -4,7 +4,7 @@
 // current Plan, rewrites addresses, ports, TTL, checksums and MACs in place, and hands them to
 // the egress port's transmit batch.
 //
-// # Goroutines
+// # Concurrency
 //
 // One Worker per queue index owns that queue's FrameIO on every port (interface): only it
 // receives, transmits and releases frames there, so no ring is shared. Workers share the

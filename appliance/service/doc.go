@@ -19,8 +19,12 @@
 // appliance's.
 //
 // Invariants: Build is pure (no I/O) and all-or-nothing: any error returns a config.ErrorList with
-// every problem as FILE:LINE: FIELD: MESSAGE and no snapshot. A Snapshot, its Services and a State
-// returned by Build are never modified afterwards and may be read from any goroutine. A Builder
+// every problem as FILE:LINE: FIELD: MESSAGE and no snapshot.
+//
+// # Concurrency
+//
+// A Snapshot, its Services and a State returned by Build are never modified afterwards and may be
+// read from any goroutine. A Builder
 // (the incremental form) belongs to one goroutine, the reload loop. LoadManifests, LoadState and
 // SaveState do file I/O and are meant for the control goroutine.
 package service
