@@ -16,7 +16,11 @@ import (
 // cmdAgent runs a backend agent until SIGTERM/SIGINT: it drains for --drain-timeout (or until a
 // second signal), leaves the cluster and exits 0.
 func cmdAgent(args []string, stdout, stderr io.Writer) int {
-	cfg, err := agent.ParseArgs(args, stderr)
+	usageOut := stderr
+	if wantsHelp(args) {
+		usageOut = stdout // --help: the usage is the answer, on stdout
+	}
+	cfg, err := agent.ParseArgs(args, usageOut)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

@@ -23,16 +23,19 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, use)
 		return 2
 	}
+	if wantsHelp(args[:1]) {
+		fmt.Fprintln(stdout, use)
+		return 0
+	}
 	what := args[0]
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	adminURL := fs.String("admin", "", "admin API address, host:port or unix:///PATH (default: the config's admin.listen, else "+config.DefaultConfig().Admin.Listen+")")
 	tokenFile := fs.String("token-file", "", "file holding the node's admin token (mode 0600), sent as a bearer token")
 	cfgPath := fs.String("config", "", "read the admin address from this appliance config")
 	output := fs.String("o", "table", "output format: table or json")
 	limit := fs.Int("limit", 1000, fmt.Sprintf("flows: at most this many (the node caps it at %d)", admin.MaxListLimit))
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if exit, ok := parseFlags(fs, args[1:], use, stdout, stderr); !ok {
+		return exit
 	}
 	if fs.NArg() > 0 || (*output != "table" && *output != "json") {
 		fmt.Fprintln(stderr, use)

@@ -13,15 +13,15 @@ import (
 // cmdRun runs a node until SIGINT/SIGTERM: appliance run --config FILE [--log-format json|text].
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "appliance config file (YAML)")
 	logFormat := fs.String("log-format", "json", "log format: json or text")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	const usage = "usage: appliance run --config FILE [--log-format json|text] [--log-level info]"
+	if exit, ok := parseFlags(fs, args, usage, stdout, stderr); !ok {
+		return exit
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: appliance run --config FILE [--log-format json|text] [--log-level info]")
+		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	var level slog.Level
