@@ -20,14 +20,8 @@ Every appliance of a cluster uses the same key (cluster.secretKeyFile).
 // cmdKeygen makes a gossip key: appliance keygen [FILE].
 func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), keygenUsage) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, keygenUsage)
-			return 0
-		}
-		return 2
+	if exit, ok := parseFlags(fs, args, keygenUsage, stdout, stderr); !ok {
+		return exit
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprint(stderr, keygenUsage)
