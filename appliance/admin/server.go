@@ -206,16 +206,18 @@ func (s *Server) Close(ctx context.Context) error {
 
 func (s *Server) close(ctx context.Context) error {
 	var err error
+	// The socket's name goes first: new callers are refused from now on anyway, and a process
+	// killed while open connections drain leaves no socket behind.
+	if s.socket != "" {
+		if fi, serr := os.Lstat(s.socket); serr == nil && os.SameFile(fi, s.socketFile) {
+			err = errors.Join(err, os.Remove(s.socket))
+		}
+	}
 	for _, hs := range s.servers {
 		err = errors.Join(err, hs.Shutdown(ctx))
 	}
 	for range s.servers {
 		err = errors.Join(err, <-s.done)
-	}
-	if s.socket != "" {
-		if fi, serr := os.Lstat(s.socket); serr == nil && os.SameFile(fi, s.socketFile) {
-			err = errors.Join(err, os.Remove(s.socket))
-		}
 	}
 	return err
 }
