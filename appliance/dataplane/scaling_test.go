@@ -113,8 +113,10 @@ func benchScaling(b *testing.B, kind string, workers int) {
 }
 
 // scaleIO is a replaying fakeIO whose churn mode gives every frame of every batch a new 5-tuple from a
-// per-worker counter: client address 198.18.w.x (w the worker, x the counter's bits 16-23) and
-// source port (its low 16 bits), so 16M frames per worker before a tuple comes back.
+// per-worker counter: client address 198.18.(64+w).x (w the worker, x the counter's bits 12-19; away
+// from the lab's node and cluster addresses, which are martian or cluster sources on the external
+// port) and source port (its bits 0-11 and 20-23), so 16M frames per worker before a tuple comes
+// back. A client address changes every 4096 frames, within the per-source burst of new flows.
 type scaleIO struct {
 	*fakeIO
 	churn  bool
@@ -130,8 +132,8 @@ func (s *scaleIO) Receive(frames []Frame) int {
 	for i := range n {
 		s.seq++
 		d := frames[i].Data
-		binary.BigEndian.PutUint32(d[26:], 0xc6120000|s.worker<<8|(s.seq>>16)&0xff)
-		binary.BigEndian.PutUint16(d[34:], uint16(s.seq))
+		binary.BigEndian.PutUint32(d[26:], 0xc6120000|(64+s.worker)<<8|(s.seq>>12)&0xff)
+		binary.BigEndian.PutUint16(d[34:], uint16(s.seq&0xfff|(s.seq>>20)<<12))
 	}
 	return n
 }
