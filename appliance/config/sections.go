@@ -219,27 +219,9 @@ func (l *loader) checkNetwork(root *yaml.Node) {
 func (l *loader) cluster(n *yaml.Node, field string) {
 	c := &l.cfg.Cluster
 	l.mapping(n, field, map[string]handler{
-		"bind": func(n *yaml.Node, f string) {
-			if s, ok := l.hostPort(n, f); ok {
-				if _, err := netip.ParseAddrPort(s); err != nil {
-					l.errf(n.Line, f, "invalid address %q: want IP:port (the daemon binds it as given; a host name is not resolved)", s)
-					return
-				}
-				c.Bind = s
-			}
-		},
-		"join": func(n *yaml.Node, f string) {
-			l.seq(n, f, func(_ int, n *yaml.Node, f string) {
-				if s, ok := l.hostPort(n, f); ok {
-					c.Join = append(c.Join, s)
-				}
-			})
-		},
-		"secretKeyFile": func(n *yaml.Node, f string) {
-			if s, ok := l.str(n, f); ok && s != "" {
-				c.SecretKeyFile = resolve(l.path, s)
-			}
-		},
+		"bind":                   l.bindInto(&c.Bind),
+		"join":                   l.hostPortsInto(&c.Join),
+		"secretKeyFile":          l.pathInto(&c.SecretKeyFile),
 		"probeInterval":          l.durationInto(&c.ProbeInterval),
 		"probeTimeout":           l.durationInto(&c.ProbeTimeout),
 		"gossipInterval":         l.durationInto(&c.GossipInterval),
@@ -264,29 +246,11 @@ func (l *loader) cluster(n *yaml.Node, field string) {
 func (l *loader) agents(n *yaml.Node, field string) {
 	a := &l.cfg.Cluster.Agents
 	l.mapping(n, field, map[string]handler{
-		"enabled": l.boolInto(&a.Enabled),
-		"bind": func(n *yaml.Node, f string) {
-			if s, ok := l.hostPort(n, f); ok {
-				if _, err := netip.ParseAddrPort(s); err != nil {
-					l.errf(n.Line, f, "invalid address %q: want IP:port (the daemon binds it as given; a host name is not resolved)", s)
-					return
-				}
-				a.Bind = s
-			}
-		},
-		"join": func(n *yaml.Node, f string) {
-			l.seq(n, f, func(_ int, n *yaml.Node, f string) {
-				if s, ok := l.hostPort(n, f); ok {
-					a.Join = append(a.Join, s)
-				}
-			})
-		},
-		"secretKeyFile": func(n *yaml.Node, f string) {
-			if s, ok := l.str(n, f); ok && s != "" {
-				a.SecretKeyFile = resolve(l.path, s)
-			}
-		},
-		"insecure": l.boolInto(&a.Insecure),
+		"enabled":       l.boolInto(&a.Enabled),
+		"bind":          l.bindInto(&a.Bind),
+		"join":          l.hostPortsInto(&a.Join),
+		"secretKeyFile": l.pathInto(&a.SecretKeyFile),
+		"insecure":      l.boolInto(&a.Insecure),
 	})
 	if a.Insecure && a.SecretKeyFile != "" {
 		l.errf(n.Line, field+".insecure", "true together with cluster.agents.secretKeyFile: choose one")
@@ -449,4 +413,13 @@ func clusterNameProblem(name string) string {
 		}
 	}
 	return ""
+}
+
+// pathInto stores a non-empty path, relative to the config file's folder.
+func (l *loader) pathInto(v *string) handler {
+	return func(n *yaml.Node, f string) {
+		if s, ok := l.str(n, f); ok && s != "" {
+			*v = resolve(l.path, s)
+		}
+	}
 }

@@ -171,3 +171,30 @@ func (w *walker) portRange(n *yaml.Node, field string) (PortRange, bool) {
 	}
 	return r, true
 }
+
+// bindInto stores an IP:port that a daemon binds as given (a host name is refused: nothing would
+// resolve it).
+func (w *walker) bindInto(v *string) handler {
+	return func(n *yaml.Node, field string) {
+		s, ok := w.hostPort(n, field)
+		if !ok {
+			return
+		}
+		if _, err := netip.ParseAddrPort(s); err != nil {
+			w.errf(n.Line, field, "invalid address %q: want IP:port (the daemon binds it as given; a host name is not resolved)", s)
+			return
+		}
+		*v = s
+	}
+}
+
+// hostPortsInto appends every valid host:port of a list to *v.
+func (w *walker) hostPortsInto(v *[]string) handler {
+	return func(n *yaml.Node, field string) {
+		w.seq(n, field, func(_ int, n *yaml.Node, f string) {
+			if s, ok := w.hostPort(n, f); ok {
+				*v = append(*v, s)
+			}
+		})
+	}
+}

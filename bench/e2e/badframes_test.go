@@ -12,9 +12,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"golang.org/x/sys/unix"
 
-	"github.com/xdpsvc/lb/bench/lab"
 	"github.com/xdpsvc/lb/bench/tstest"
 )
 
@@ -101,27 +99,7 @@ func TestBadFramesAreDroppedAndCounted(t *testing.T) {
 	txBefore := metricValue(t, before, "appliance_transmitted_packets_total")
 
 	// Send every bad frame 10 times through an AF_PACKET socket in the client namespace.
-	err := client.Do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		ifi, err := net.InterfaceByName(lab.HostIface)
-		if err != nil {
-			return err
-		}
-		sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
-		copy(sa.Addr[:], dst)
-		for range 10 {
-			for _, f := range frames {
-				if err := unix.Sendto(fd, f, 0, sa); err != nil {
-					return fmt.Errorf("sendto: %w", err)
-				}
-			}
-		}
-		return nil
-	})
+	_, err := sendRaw(client, dst, frames, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
