@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -54,13 +55,33 @@ func (r *recordingIO) Sync(plan *dataplane.Plan) error {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below the kernel's ephemeral range (32768-60999 by default): a port the kernel handed out
+	// with :0 and took back is soon handed out again to some outgoing connection of another
+	// test, and the daemon's bind then fails. Both TCP and UDP must be free (memberlist binds both).
+	for range 200 {
+		port := 20000 + rand.IntN(10000)
+		if _, taken := portsGiven.LoadOrStore(port, true); taken {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000-29999")
+	return 0
 }
+
+// portsGiven keeps freePort from handing out one port twice in a test binary.
+var portsGiven sync.Map
 
 // TestRunFollowsTheKubernetesAPI runs the daemon in API mode against client-go's fake clientset:
 // a LoadBalancer Service created in the API is served with its apiserver-allocated ClusterIP and
