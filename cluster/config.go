@@ -137,7 +137,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster config: name: longer than %d bytes", maxNameBytes)
 	case c.Transport == nil && !c.BindAddr.Addr().IsValid():
 		return fmt.Errorf("cluster config: bind: invalid address %s", c.BindAddr)
-	case len(c.SecretKey) != 0 && len(c.SecretKey) != 16 && len(c.SecretKey) != 24 && len(c.SecretKey) != 32:
+	case len(c.SecretKey) != 0 && !validKeyLen(len(c.SecretKey)):
 		return fmt.Errorf("cluster config: secret key: %d bytes, want 16, 24 or 32", len(c.SecretKey))
 	case c.Meta.Role != RoleAppliance && c.Meta.Role != RoleBackend:
 		return fmt.Errorf("cluster config: role: %v", c.Meta.Role)

@@ -8,6 +8,22 @@ import (
 	"testing"
 )
 
+// checkKey fails the test unless err contains wantErr (when set) or, without wantErr, err is nil
+// and a key was returned exactly when wantKey. It reports whether a key check without error ran.
+func checkKey(t *testing.T, k []byte, err error, wantKey bool, wantErr string) bool {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err %v, want one containing %q", err, wantErr)
+		}
+		return false
+	}
+	if err != nil || (k != nil) != wantKey {
+		t.Fatalf("key %x, err %v", k, err)
+	}
+	return true
+}
+
 func TestClusterKey(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "gossip.key")
@@ -36,15 +52,7 @@ func TestClusterKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			k, err := cfg.ClusterKey()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || (k != nil) != tc.wantKey {
-				t.Fatalf("key %x, err %v", k, err)
-			}
+			checkKey(t, k, err, tc.wantKey, tc.wantErr)
 		})
 	}
 	if !errors.Is(func() error { _, err := (&Config{}).ClusterKey(); return err }(), ErrNoClusterKey) {
@@ -126,14 +134,8 @@ func TestAgentKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			k, err := cfg.AgentKey()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
-				}
+			if !checkKey(t, k, err, tc.wantKey, tc.wantErr) {
 				return
-			}
-			if err != nil || (k != nil) != tc.wantKey {
-				t.Fatalf("key %x, err %v", k, err)
 			}
 			if got := cfg.Cluster.AgentBind(); got != tc.wantBind {
 				t.Fatalf("agent bind %s, want %s", got, tc.wantBind)

@@ -376,10 +376,11 @@ func (w *Worker) newFlow(bc *batchContext, in int, fr []byte, h *packet.Headers)
 	if plan.martian4(src) {
 		return w.drop(ReasonMartianSource)
 	}
-	if fe.kind == kindClusterIP && !contains4(plan.internal, src) {
+	internal := contains4(plan.internal, src)
+	if fe.kind == kindClusterIP && !internal {
 		return w.drop(ReasonOutsideCluster)
 	}
-	if w.dp.ports[in].Role == RoleExternal && contains4(plan.internal, src) {
+	if w.dp.ports[in].Role == RoleExternal && internal {
 		// A cluster source on the client network is spoofed, whatever it asks for.
 		return w.drop(ReasonWrongPort)
 	}
@@ -487,10 +488,7 @@ func (w *Worker) reject(bc *batchContext, in int, fr []byte, h *packet.Headers) 
 	var n int
 	var err error
 	switch h.L4Proto {
-	case packet.ProtoTCP:
-		if h.TCPFlags&packet.TCPFlagRST != 0 {
-			return dropped
-		}
+	case packet.ProtoTCP: // a RST was never answered (above)
 		n, err = packet.BuildTCPReset(scratch, fr, h)
 		if err == nil {
 			w.c.resets.inc()
